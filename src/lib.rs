@@ -1,0 +1,8 @@
+//! rk3s: a lightweight, Kubernetes-compatible distribution in one binary.
+//!
+//! One module per component; see ARCHITECTURE.md for the map and the invariants.
+
+pub mod cli;
+pub mod data_dir;
+pub mod server;
+pub mod store;
