@@ -679,3 +679,148 @@ impl PbClusterService for Service {
         Err(Status::failed_precondition(SINGLE_MEMBER))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The façade driven by a real etcd client library (the `etcd-client` crate) over TCP.
+
+    use super::*;
+    use crate::store::Config;
+    use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp};
+
+    async fn start(dir: &tempfile::TempDir) -> (Client, tokio::sync::oneshot::Sender<()>) {
+        let mut cfg = Config::sqlite(dir.path().join("state.db"));
+        cfg.compaction_interval = Duration::ZERO;
+        let store = Store::open(&cfg).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let member = Member {
+            name: "test".into(),
+            client_urls: vec![format!("http://{addr}")],
+        };
+        tokio::spawn(serve(store, Listen::Tcp(addr), member, async {
+            let _ = rx.await;
+        }));
+        for _ in 0..100 {
+            if let Ok(c) = Client::connect([format!("http://{addr}")], None).await
+                && c.clone().status().await.is_ok()
+            {
+                return (c, stop);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("server did not come up on {addr}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_client_kv_txn_watch_lease_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, _stop) = start(&dir).await;
+        let r = c.put("foo", "bar", None).await.unwrap();
+        assert_eq!(r.header().unwrap().revision(), 2);
+        let g = c.get("foo", None).await.unwrap();
+        assert_eq!(g.kvs()[0].value(), b"bar");
+
+        let mut ws = c
+            .watch(
+                "w/",
+                Some(
+                    etcd_client::WatchOptions::new()
+                        .with_prefix()
+                        .with_prev_key(),
+                ),
+            )
+            .await
+            .unwrap();
+        let created = ws.message().await.unwrap().unwrap();
+        assert!(created.created());
+        c.put("w/1", "a", None).await.unwrap();
+        c.put("w/1", "b", None).await.unwrap();
+        c.delete("w/1", None).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let resp = ws.message().await.unwrap().unwrap();
+            for e in resp.events() {
+                let prev = e.prev_kv().map(|p| p.value().to_vec());
+                seen.push((e.event_type(), e.kv().unwrap().mod_revision(), prev));
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (EventType::Put, 3, None),
+                (EventType::Put, 4, Some(b"a".to_vec())),
+                (EventType::Delete, 5, Some(b"b".to_vec())),
+            ]
+        );
+
+        let txn = Txn::new()
+            .when([Compare::mod_revision("foo", CompareOp::Equal, 2)])
+            .and_then([TxnOp::put("foo", "baz", None)])
+            .or_else([TxnOp::get("foo", None)]);
+        assert!(c.txn(txn.clone()).await.unwrap().succeeded());
+        assert!(!c.txn(txn).await.unwrap().succeeded());
+
+        let lease = c.lease_grant(30, None).await.unwrap();
+        c.put("l", "v", Some(PutOptions::new().with_lease(lease.id())))
+            .await
+            .unwrap();
+        let (mut keeper, mut stream) = c.lease_keep_alive(lease.id()).await.unwrap();
+        keeper.keep_alive().await.unwrap();
+        let ka = stream.message().await.unwrap().unwrap();
+        assert_eq!(ka.ttl(), 30);
+        c.lease_revoke(lease.id()).await.unwrap();
+        assert_eq!(c.get("l", None).await.unwrap().count(), 0);
+
+        let e = c.lease_revoke(lease.id()).await.unwrap_err().to_string();
+        assert!(e.contains("requested lease not found"), "{e}");
+        let rev = c
+            .get("foo", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        c.compact(rev, None).await.unwrap();
+        let e = c
+            .get("foo", Some(GetOptions::new().with_revision(rev - 1)))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("required revision has been compacted"), "{e}");
+
+        let st = c.status().await.unwrap();
+        assert_eq!(st.version(), ETCD_VERSION);
+        assert!(st.db_size() > 0);
+        let members = c.member_list().await.unwrap();
+        assert_eq!(members.members().len(), 1);
+        assert_eq!(members.members()[0].name(), "test");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watch_below_the_compact_revision_is_cancelled_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, _stop) = start(&dir).await;
+        for i in 0..5 {
+            c.put("k", format!("{i}"), None).await.unwrap();
+        }
+        c.compact(5, None).await.unwrap();
+        let mut ws = c
+            .watch(
+                "k",
+                Some(etcd_client::WatchOptions::new().with_start_revision(2)),
+            )
+            .await
+            .unwrap();
+        let mut cancelled = None;
+        while let Some(resp) = ws.message().await.unwrap() {
+            if resp.canceled() {
+                cancelled = Some(resp.compact_revision());
+                break;
+            }
+        }
+        assert_eq!(cancelled, Some(5));
+    }
+}
