@@ -191,54 +191,72 @@ pub fn set_meta(conn: &Connection, key: &str, value: i64) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn insert(conn: &Connection, row: &Row<'_>) -> Result<(), Error> {
-    conn.prepare_cached(
-        "INSERT INTO kv(name, revision, created, deleted, create_revision, prev_revision, version,
-                        lease, value, old_value, old_lease)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        row.name,
-        row.revision,
-        row.created,
-        row.deleted,
-        row.create_revision,
-        row.prev_revision,
-        row.version,
-        row.lease,
-        row.value,
-        row.old_value,
-        row.old_lease,
-    ])?;
-    Ok(())
+/// The writer's hot statements, prepared once per batch.
+///
+/// Not `prepare_cached`: returning a statement to rusqlite's cache clears its bindings, and with
+/// SQLITE_ENABLE_STAT4 (on in the bundled build) that expires the statement, so every cached use
+/// was a full recompile (measured: 6.8 µs instead of 0.7 µs per lookup).
+pub struct Statements<'c> {
+    latest: rusqlite::Statement<'c>,
+    insert: rusqlite::Statement<'c>,
 }
 
-/// The newest row of `key`, if any row is left.
-pub fn latest(conn: &Connection, key: &[u8]) -> Result<Option<Latest>, Error> {
-    let mut st = conn.prepare_cached(
-        "SELECT revision, deleted, create_revision, version, lease, value
-         FROM kv WHERE name = ?1 ORDER BY revision DESC LIMIT 1",
-    )?;
-    let row = st
-        .query_row([key], |r| {
-            let revision: i64 = r.get(0)?;
-            let deleted: bool = r.get(1)?;
-            let kv = if deleted {
-                None
-            } else {
-                Some(PbKeyValue {
-                    key: key.to_vec(),
-                    create_revision: r.get(2)?,
-                    mod_revision: revision,
-                    version: r.get(3)?,
-                    lease: r.get(4)?,
-                    value: r.get(5)?,
-                })
-            };
-            Ok(Latest { revision, kv })
+impl<'c> Statements<'c> {
+    pub fn new(conn: &'c Connection) -> Result<Statements<'c>, Error> {
+        Ok(Statements {
+            latest: conn.prepare(
+                "SELECT revision, deleted, create_revision, version, lease, value
+                 FROM kv WHERE name = ?1 ORDER BY revision DESC LIMIT 1",
+            )?,
+            insert: conn.prepare(
+                "INSERT INTO kv(name, revision, created, deleted, create_revision, prev_revision,
+                                version, lease, value, old_value, old_lease)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?,
         })
-        .optional()?;
-    Ok(row)
+    }
+
+    pub fn insert(&mut self, row: &Row<'_>) -> Result<(), Error> {
+        self.insert.execute(params![
+            row.name,
+            row.revision,
+            row.created,
+            row.deleted,
+            row.create_revision,
+            row.prev_revision,
+            row.version,
+            row.lease,
+            row.value,
+            row.old_value,
+            row.old_lease,
+        ])?;
+        Ok(())
+    }
+
+    /// The newest row of `key`, if any row is left.
+    pub fn latest(&mut self, key: &[u8]) -> Result<Option<Latest>, Error> {
+        let row = self
+            .latest
+            .query_row([key], |r| {
+                let revision: i64 = r.get(0)?;
+                let deleted: bool = r.get(1)?;
+                let kv = if deleted {
+                    None
+                } else {
+                    Some(PbKeyValue {
+                        key: key.to_vec(),
+                        create_revision: r.get(2)?,
+                        mod_revision: revision,
+                        version: r.get(3)?,
+                        lease: r.get(4)?,
+                        value: r.get(5)?,
+                    })
+                };
+                Ok(Latest { revision, kv })
+            })
+            .optional()?;
+        Ok(row)
+    }
 }
 
 /// `name` bounds of a key range as SQL fragments and parameters.

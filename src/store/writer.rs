@@ -1,5 +1,5 @@
 //! The single writer: one OS thread owns the write connection, drains the request queue and
-//! applies many requests in one SQLite transaction (group commit), one savepoint each, then
+//! applies many requests in one SQLite transaction (group commit), then
 //! publishes the resulting changes to watchers and answers the callers.
 //!
 //! Because it is the only writer, revisions are assigned in commit order and watchers can never
@@ -29,6 +29,10 @@ pub const MAX_TXN_OPS: usize = 128;
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 /// How many queued requests one group commit takes at most.
 const MAX_BATCH: usize = 512;
+/// How long, and how often at most, a batch waits for more requests when clients are
+/// concurrent (see `Writer::run`).
+const GATHER_WAIT: Duration = Duration::from_micros(100);
+const GATHER_WAITS: usize = 4;
 /// How many revisions one physical compaction step covers: small enough that a write queued
 /// behind it waits a few milliseconds, not seconds (kine's 5 s stalls are the anti-goal).
 const COMPACT_STEP_REVISIONS: i64 = 500;
@@ -110,8 +114,6 @@ enum Done {
 struct Batch {
     revision: i64,
     changes: Vec<Change>,
-    /// A request failed on SQL and was rolled back: in-memory lease state must be reloaded.
-    dirty_leases: bool,
     /// A compaction request moved the compact revision.
     compact_revision: Option<i64>,
 }
@@ -134,11 +136,19 @@ impl Writer {
             };
             if let Some(first) = first {
                 let mut cmds = vec![first];
-                while cmds.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(cmd) => cmds.push(cmd),
-                        Err(_) => break,
+                drain(&mut rx, &mut cmds);
+                // Several requests at once means several clients are waiting: give the others
+                // a moment to queue theirs too, so one commit (one WAL write and fsync of the
+                // same hot pages) serves them all. A lone client never waits.
+                let mut waits = 0;
+                while cmds.len() > 1 && cmds.len() < MAX_BATCH && waits < GATHER_WAITS {
+                    std::thread::sleep(GATHER_WAIT);
+                    let before = cmds.len();
+                    drain(&mut rx, &mut cmds);
+                    if cmds.len() == before {
+                        break;
                     }
+                    waits += 1;
                 }
                 self.apply_batch(cmds);
             }
@@ -159,26 +169,26 @@ impl Writer {
         let mut batch = Batch {
             revision: self.revision,
             changes: Vec::new(),
-            dirty_leases: false,
             compact_revision: None,
         };
         let mut done = Vec::with_capacity(cmds.len());
         let result = (|| -> Result<(), Error> {
-            let mut tx = sqlite::begin(&mut self.conn)?;
+            let tx = sqlite::begin(&mut self.conn)?;
+            let mut stmts = sqlite::Statements::new(&tx)?;
             for cmd in cmds {
-                let mut sp = tx.savepoint()?;
-                let before = (batch.revision, batch.changes.len());
-                let d = apply(&sp, &self.shared, &mut batch, cmd);
-                if done_failed_on_sql(&d) {
-                    sp.rollback()?;
-                    batch.revision = before.0;
-                    batch.changes.truncate(before.1);
-                    batch.dirty_leases = true;
-                } else {
-                    sp.commit()?;
-                }
+                let d = apply(&tx, &mut stmts, &self.shared, &mut batch, cmd);
+                // Validation happens before any row is written, so an SQL error here means the
+                // database itself failed (I/O, disk full): give up the whole batch rather than
+                // pay a savepoint per request on the hot path.
+                let failed = done_failed_on_sql(&d);
                 done.push(d);
+                if failed {
+                    return Err(Error::Internal(
+                        "a write failed in the database; the batch was rolled back".into(),
+                    ));
+                }
             }
+            drop(stmts);
             if batch.revision != self.revision {
                 sqlite::set_meta(&tx, "revision", batch.revision)?;
             }
@@ -197,9 +207,6 @@ impl Writer {
                 fail(d, &msg);
             }
             return;
-        }
-        if batch.dirty_leases {
-            self.reload_leases();
         }
         self.revision = batch.revision;
         if let Some(c) = batch.compact_revision {
@@ -289,6 +296,15 @@ impl Writer {
     }
 }
 
+fn drain(rx: &mut mpsc::Receiver<Command>, cmds: &mut Vec<Command>) {
+    while cmds.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(cmd) => cmds.push(cmd),
+            Err(_) => break,
+        }
+    }
+}
+
 fn done_failed_on_sql(d: &Done) -> bool {
     fn sql<T>(r: &Result<T, Error>) -> bool {
         matches!(r, Err(Error::Sql(_)))
@@ -314,11 +330,17 @@ fn fail(d: Done, msg: &str) {
     }
 }
 
-fn apply(conn: &Connection, shared: &Shared, batch: &mut Batch, cmd: Command) -> Done {
+fn apply(
+    conn: &Connection,
+    stmts: &mut sqlite::Statements<'_>,
+    shared: &Shared,
+    batch: &mut Batch,
+    cmd: Command,
+) -> Done {
     match cmd {
         Command::Put(req, reply) => {
             let r = check_put(&req).and_then(|()| {
-                let mut op = Op::new(conn, shared, batch);
+                let mut op = Op::new(conn, stmts, shared, batch);
                 let resp = op.put(&req)?;
                 op.finish();
                 Ok(resp)
@@ -333,7 +355,7 @@ fn apply(conn: &Connection, shared: &Shared, batch: &mut Batch, cmd: Command) ->
         }
         Command::Delete(req, reply) => {
             let r = check_delete(&req).and_then(|()| {
-                let mut op = Op::new(conn, shared, batch);
+                let mut op = Op::new(conn, stmts, shared, batch);
                 let resp = op.delete(&req)?;
                 op.finish();
                 Ok(resp)
@@ -348,7 +370,7 @@ fn apply(conn: &Connection, shared: &Shared, batch: &mut Batch, cmd: Command) ->
         }
         Command::Txn(req, reply) => {
             let r = check_txn(&req).and_then(|()| {
-                let mut op = Op::new(conn, shared, batch);
+                let mut op = Op::new(conn, stmts, shared, batch);
                 let resp = op.txn(&req)?;
                 op.finish();
                 Ok(resp)
@@ -380,7 +402,7 @@ fn apply(conn: &Connection, shared: &Shared, batch: &mut Batch, cmd: Command) ->
                         Some(l) => l.keys.iter().cloned().collect::<Vec<_>>(),
                     }
                 };
-                let mut op = Op::new(conn, shared, batch);
+                let mut op = Op::new(conn, stmts, shared, batch);
                 for key in keys {
                     op.delete_key(&key, false)?;
                 }
@@ -559,8 +581,9 @@ fn check_intervals(ops: &[PbTxnRequestOp]) -> Result<(Vec<KeyRange>, BTreeSet<Ve
 }
 
 /// One write request being applied: it gets at most one new revision, shared by all its keys.
-struct Op<'a> {
+struct Op<'a, 's> {
     conn: &'a Connection,
+    stmts: &'a mut sqlite::Statements<'s>,
     shared: &'a Shared,
     batch: &'a mut Batch,
     /// The revision this request writes at (the batch's revision + 1).
@@ -568,11 +591,17 @@ struct Op<'a> {
     events: Vec<PbEvent>,
 }
 
-impl<'a> Op<'a> {
-    fn new(conn: &'a Connection, shared: &'a Shared, batch: &'a mut Batch) -> Op<'a> {
+impl<'a, 's> Op<'a, 's> {
+    fn new(
+        conn: &'a Connection,
+        stmts: &'a mut sqlite::Statements<'s>,
+        shared: &'a Shared,
+        batch: &'a mut Batch,
+    ) -> Op<'a, 's> {
         let revision = batch.revision + 1;
         Op {
             conn,
+            stmts,
             shared,
             batch,
             revision,
@@ -600,7 +629,7 @@ impl<'a> Op<'a> {
     }
 
     fn put(&mut self, req: &PbPutRequest) -> Result<PbPutResponse, Error> {
-        let latest = sqlite::latest(self.conn, &req.key)?;
+        let latest = self.stmts.latest(&req.key)?;
         let prev = latest.as_ref().and_then(|l| l.kv.clone());
         if (req.ignore_value || req.ignore_lease) && prev.is_none() {
             return Err(Error::KeyNotFound);
@@ -625,22 +654,19 @@ impl<'a> Op<'a> {
             value,
             lease,
         };
-        sqlite::insert(
-            self.conn,
-            &Row {
-                name: &kv.key,
-                revision: self.revision,
-                created: prev.is_none(),
-                deleted: false,
-                create_revision: kv.create_revision,
-                prev_revision: latest.as_ref().map_or(0, |l| l.revision),
-                version: kv.version,
-                lease: kv.lease,
-                value: &kv.value,
-                old_value: prev.as_ref().map_or(&[][..], |p| &p.value),
-                old_lease: prev.as_ref().map_or(0, |p| p.lease),
-            },
-        )?;
+        self.stmts.insert(&Row {
+            name: &kv.key,
+            revision: self.revision,
+            created: prev.is_none(),
+            deleted: false,
+            create_revision: kv.create_revision,
+            prev_revision: latest.as_ref().map_or(0, |l| l.revision),
+            version: kv.version,
+            lease: kv.lease,
+            value: &kv.value,
+            old_value: prev.as_ref().map_or(&[][..], |p| &p.value),
+            old_lease: prev.as_ref().map_or(0, |p| p.lease),
+        })?;
         if let Some(old) = prev
             .as_ref()
             .map(|p| p.lease)
@@ -684,28 +710,25 @@ impl<'a> Op<'a> {
 
     /// Writes a tombstone for `key` if it is live; returns its previous value when asked.
     fn delete_key(&mut self, key: &[u8], want_prev: bool) -> Result<Option<PbKeyValue>, Error> {
-        let Some(latest) = sqlite::latest(self.conn, key)? else {
+        let Some(latest) = self.stmts.latest(key)? else {
             return Ok(None);
         };
         let Some(prev) = latest.kv else {
             return Ok(None);
         };
-        sqlite::insert(
-            self.conn,
-            &Row {
-                name: key,
-                revision: self.revision,
-                created: false,
-                deleted: true,
-                create_revision: prev.create_revision,
-                prev_revision: latest.revision,
-                version: prev.version,
-                lease: 0,
-                value: &[],
-                old_value: &prev.value,
-                old_lease: prev.lease,
-            },
-        )?;
+        self.stmts.insert(&Row {
+            name: key,
+            revision: self.revision,
+            created: false,
+            deleted: true,
+            create_revision: prev.create_revision,
+            prev_revision: latest.revision,
+            version: prev.version,
+            lease: 0,
+            value: &[],
+            old_value: &prev.value,
+            old_lease: prev.lease,
+        })?;
         if prev.lease != 0
             && let Some(l) = self
                 .shared
