@@ -281,18 +281,20 @@ pub fn range(
 ) -> Result<Vec<PbKeyValue>, Error> {
     let (clause, keys) = range_clause(range);
     let value = if keys_only { "x''" } else { "value" };
+    let limit_param = if keys.len() == 2 { "?4" } else { "?3" };
     let sql = format!(
         "SELECT name, rev, create_revision, version, lease, val FROM (
             SELECT name, MAX(revision) AS rev, deleted, create_revision, version, lease, {value} AS val
             FROM kv WHERE revision <= ?1 AND {clause} GROUP BY name)
-         WHERE deleted = 0 ORDER BY name LIMIT {limit}",
-        limit = if limit > 0 { limit } else { -1 }
+         WHERE deleted = 0 ORDER BY name LIMIT {limit_param}"
     );
+    let limit = if limit > 0 { limit } else { -1 };
     let mut st = conn.prepare_cached(&sql)?;
     let mut p: Vec<&dyn rusqlite::ToSql> = vec![&revision];
     for k in &keys {
         p.push(k);
     }
+    p.push(&limit);
     let rows = st.query_map(p.as_slice(), |r| {
         Ok(PbKeyValue {
             key: r.get(0)?,
