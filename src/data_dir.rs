@@ -88,7 +88,10 @@ mod tests {
         let d = DataDir::new("/var/lib/rk3s");
         assert_eq!(d.state_db(), Path::new("/var/lib/rk3s/server/db/state.db"));
         assert_eq!(d.etcd_socket(), Path::new("/var/lib/rk3s/server/etcd.sock"));
-        assert_eq!(d.snapshots_dir(), Path::new("/var/lib/rk3s/server/db/snapshots"));
+        assert_eq!(
+            d.snapshots_dir(),
+            Path::new("/var/lib/rk3s/server/db/snapshots")
+        );
         assert_eq!(d.agent_images(), Path::new("/var/lib/rk3s/agent/images"));
     }
 }

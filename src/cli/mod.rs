@@ -1,2 +1,433 @@
-//! cli
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::FAILURE }
+//! The command line: clap definitions, config-file merging, logging, and dispatch to the
+//! components. This is the only module that reads flags, environment variables and
+//! `/etc/rk3s/config.yaml`; components get typed `Config`s built here.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::data_dir::DataDir;
+use crate::store::{self, grpc};
+use crate::{data_dir, server};
+
+mod check_config;
+mod config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rk3s",
+    version = concat!("version v", env!("CARGO_PKG_VERSION")),
+    about = "A lightweight, Kubernetes-compatible distribution in one binary",
+    propagate_version = true
+)]
+struct Cli {
+    /// More log output: -v for debug, -vv for trace.
+    #[arg(short = 'v', action = ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Log format.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "human",
+        env = "RK3S_LOG_FORMAT",
+        global = true
+    )]
+    log_format: LogFormat,
+    /// Config file (YAML; keys are the long flag names).
+    #[arg(long, env = "RK3S_CONFIG_FILE", default_value = config::DEFAULT_PATH, global = true)]
+    config: PathBuf,
+    /// Where rk3s keeps its state.
+    #[arg(long, env = "RK3S_DATA_DIR", default_value = data_dir::DEFAULT, global = true)]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a server node: the datastore (and, as they are built, the control plane and a node).
+    Server(ServerArgs),
+    /// Run only the etcd-compatible datastore (like kine).
+    Datastore(DatastoreArgs),
+    /// Save, list and restore snapshots of the embedded datastore.
+    EtcdSnapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    /// Check that the kernel has what rk3s needs.
+    CheckConfig,
+}
+
+#[derive(Args, Debug)]
+struct StoreArgs {
+    /// How hard a commit waits for the disk: full (no acknowledged write is lost) or normal.
+    #[arg(long, env = "RK3S_DATASTORE_SYNC", default_value = "full")]
+    datastore_sync: store::SyncMode,
+    /// How often the datastore compacts old revisions (e.g. 30s, 5m, 1h; 0 turns it off).
+    #[arg(long, env = "RK3S_DATASTORE_COMPACT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    datastore_compact_interval: Duration,
+    /// How many revisions compaction keeps.
+    #[arg(long, env = "RK3S_DATASTORE_COMPACT_RETENTION", default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..))]
+    datastore_compact_retention: i64,
+}
+
+impl StoreArgs {
+    fn config(&self, endpoint: store::Endpoint) -> store::Config {
+        store::Config {
+            endpoint,
+            sync: self.datastore_sync,
+            compaction_interval: self.datastore_compact_interval,
+            compaction_retention: self.datastore_compact_retention,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// Datastore: sqlite:///PATH (default: <data-dir>/server/db/state.db).
+    #[arg(long, env = "RK3S_DATASTORE_ENDPOINT")]
+    datastore_endpoint: Option<store::Endpoint>,
+    /// Also serve the etcd v3 API here (e.g. http://127.0.0.1:2379); the unix socket
+    /// <data-dir>/server/etcd.sock is always served.
+    #[arg(long, env = "RK3S_ETCD_LISTEN")]
+    etcd_listen: Option<grpc::Listen>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct DatastoreArgs {
+    /// Datastore: sqlite:///PATH (default: <data-dir>/server/db/state.db).
+    #[arg(long, env = "RK3S_ENDPOINT")]
+    endpoint: Option<store::Endpoint>,
+    /// Where to serve the etcd v3 API: http://IP:PORT or unix:///PATH.
+    #[arg(long, env = "RK3S_LISTEN", default_value = "http://127.0.0.1:2379")]
+    listen: grpc::Listen,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum SnapshotCommand {
+    /// Take an online, consistent snapshot into <data-dir>/server/db/snapshots/.
+    Save {
+        /// Snapshot name prefix (the file is NAME-<unix time>).
+        #[arg(long, env = "RK3S_ETCD_SNAPSHOT_NAME", default_value = "on-demand")]
+        name: String,
+    },
+    /// List snapshots with size and revision.
+    Ls,
+    /// Replace the database with a snapshot (the server must be stopped).
+    Restore {
+        /// The snapshot file (a path, or a name in the snapshots directory).
+        file: PathBuf,
+    },
+}
+
+/// Parses `30s`, `5m`, `1h30m`, `250ms` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?}: use e.g. 30s, 5m, 1h30m or 0");
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            _ => return Err(bad()),
+        };
+        total += unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// The entry point of the binary.
+pub fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = match parse(argv) {
+        Ok(cli) => cli,
+        Err(Failure::Clap(e)) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+        Err(Failure::Config(msg)) => {
+            eprintln!("rk3s: error: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(cli.verbose, cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rk3s: error: {}", one_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+enum Failure {
+    Clap(clap::Error),
+    Config(String),
+}
+
+/// Parses the command line, then fills every value that neither a flag nor an environment
+/// variable set from the config file (precedence: flags > env > file > defaults).
+fn parse(argv: Vec<OsString>) -> Result<Cli, Failure> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let matches = cmd
+        .clone()
+        .try_get_matches_from(&argv)
+        .map_err(Failure::Clap)?;
+    let config_path = matches
+        .get_one::<PathBuf>("config")
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    let explicit = matches!(
+        matches.value_source("config"),
+        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+    );
+    let extra =
+        config::args_from_file(&cmd, &matches, &config_path, explicit).map_err(Failure::Config)?;
+    let matches = if extra.is_empty() {
+        matches
+    } else {
+        let mut all = argv.clone();
+        all.extend(extra.iter().map(|(_, a)| a.clone()));
+        match cmd.clone().try_get_matches_from(&all) {
+            Ok(m) => m,
+            Err(e) => return Err(blame(&cmd, &argv, &extra, &config_path, e)),
+        }
+    };
+    Cli::from_arg_matches(&matches).map_err(Failure::Clap)
+}
+
+/// The command line parsed alone but not with the file's values: find the key whose value the
+/// flag's own parser rejects and report it with the file, in one line.
+fn blame(
+    cmd: &clap::Command,
+    argv: &[OsString],
+    extra: &[(String, OsString)],
+    file: &std::path::Path,
+    combined: clap::Error,
+) -> Failure {
+    for (key, arg) in extra {
+        let mut one = argv.to_vec();
+        one.push(arg.clone());
+        if let Err(e) = cmd.clone().try_get_matches_from(&one) {
+            let detail = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| first_line(&e));
+            let value = arg.to_string_lossy();
+            let value = value.split_once('=').map_or("", |(_, v)| v);
+            return Failure::Config(format!(
+                "{}: key {key:?}: invalid value {value:?}: {detail}",
+                file.display()
+            ));
+        }
+    }
+    Failure::Config(format!("{}: {}", file.display(), first_line(&combined)))
+}
+
+fn first_line(e: &clap::Error) -> String {
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
+    let level = match verbose {
+        0 => tracing::Level::INFO,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(verbose > 0);
+    let result = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    // Only fails if a subscriber is already installed (tests); logging then goes there.
+    let _ = result;
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data_dir = DataDir::new(&cli.data_dir);
+    let default_endpoint = || store::Endpoint::Sqlite(data_dir.state_db());
+    match cli.command {
+        Command::Server(args) => {
+            let config = server::Config {
+                store: args
+                    .store
+                    .config(args.datastore_endpoint.unwrap_or_else(default_endpoint)),
+                etcd_listen: args.etcd_listen,
+                data_dir: data_dir.clone(),
+            };
+            runtime()?.block_on(server::run(config))?;
+        }
+        Command::Datastore(args) => {
+            let config = server::DatastoreConfig {
+                store: args
+                    .store
+                    .config(args.endpoint.unwrap_or_else(default_endpoint)),
+                listen: args.listen,
+            };
+            runtime()?.block_on(server::run_datastore(config))?;
+        }
+        Command::EtcdSnapshot { command } => snapshot(&data_dir, command)?,
+        Command::CheckConfig => {
+            let machine = check_config::Machine::read();
+            let (lines, ok) = check_config::report(&machine);
+            for line in lines {
+                println!("{line}");
+            }
+            if !ok {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn snapshot(data_dir: &DataDir, command: SnapshotCommand) -> anyhow::Result<()> {
+    let dir = data_dir.snapshots_dir();
+    match command {
+        SnapshotCommand::Save { name } => {
+            let s = store::snapshot::save(&data_dir.state_db(), &dir, Some(&name))?;
+            println!(
+                "snapshot {} saved: {} bytes at revision {}",
+                s.path.display(),
+                s.size,
+                s.revision
+            );
+        }
+        SnapshotCommand::Ls => {
+            println!("{:<40} {:>12} {:>10}  CREATED", "NAME", "SIZE", "REVISION");
+            for s in store::snapshot::list(&dir)? {
+                let created = s
+                    .created
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                println!(
+                    "{:<40} {:>12} {:>10}  {}",
+                    s.name,
+                    s.size,
+                    s.revision,
+                    rfc3339(created)
+                );
+            }
+        }
+        SnapshotCommand::Restore { file } => {
+            let path = if file.exists() || file.components().count() > 1 {
+                file
+            } else {
+                dir.join(&file)
+            };
+            store::snapshot::restore(&path, &data_dir.state_db())
+                .with_context(|| format!("restoring {}", path.display()))?;
+            println!(
+                "restored {} into {}",
+                path.display(),
+                data_dir.state_db().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Formats Unix seconds as an RFC 3339 UTC timestamp (civil-from-days, no time zone data needed).
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("m5").is_err());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

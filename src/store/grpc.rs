@@ -48,7 +48,7 @@ use std::time::Duration;
 use etcd_client::proto::*;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::writer::MAX_REQUEST_BYTES;
@@ -109,6 +109,7 @@ pub async fn serve(
     member: Member,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let listen_path = listen.clone();
     let svc = Service {
         store,
         member: Arc::new(member),
@@ -130,7 +131,8 @@ pub async fn serve(
         .add_service(PbMaintenanceServer::new(svc.clone()))
         .add_service(PbClusterServer::new(svc));
     let transport = |e: tonic::transport::Error| Error::Internal(format!("grpc server: {e}"));
-    match listen {
+    let (tx, rx) = mpsc::channel(64);
+    let accept = match listen {
         Listen::Tcp(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
@@ -139,10 +141,17 @@ pub async fn serve(
                     source,
                 })?;
             tracing::info!(%addr, "etcd API listening");
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(l), shutdown)
-                .await
-                .map_err(transport)
+            tokio::spawn(async move {
+                loop {
+                    let Ok((sock, _)) = l.accept().await else {
+                        continue;
+                    };
+                    let _ = sock.set_nodelay(true);
+                    if !hand_over(sock, &tx).await {
+                        return;
+                    }
+                }
+            })
         }
         Listen::Unix(path) => {
             let io = |source| Error::Io {
@@ -163,14 +172,54 @@ pub async fn serve(
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
             tracing::info!(path = %path.display(), "etcd API listening");
-            let r = router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(l), shutdown)
-                .await
-                .map_err(transport);
-            let _ = std::fs::remove_file(&path);
-            r
+            let cleanup = path.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((sock, _)) = l.accept().await else {
+                        continue;
+                    };
+                    if !hand_over(sock, &tx).await {
+                        let _ = std::fs::remove_file(&cleanup);
+                        return;
+                    }
+                }
+            })
         }
+    };
+    let r = router
+        .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
+        .await
+        .map_err(transport);
+    accept.abort();
+    if let Listen::Unix(path) = &listen_path {
+        let _ = std::fs::remove_file(path);
     }
+    r
+}
+
+/// Gives tonic one side of an in-memory pipe and connects the other to `sock` through the
+/// `:authority` filter. False when the server is gone.
+async fn hand_over<S>(sock: S, tx: &mpsc::Sender<std::io::Result<tokio::io::DuplexStream>>) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (ours, theirs) = tokio::io::duplex(256 * 1024);
+    if tx.send(Ok(theirs)).await.is_err() {
+        return false;
+    }
+    tokio::spawn(async move {
+        let (sock_r, mut sock_w) = tokio::io::split(sock);
+        let (ours_r, ours_w) = tokio::io::split(ours);
+        let mut ours_r = ours_r;
+        let up = super::authority::filter_client(sock_r, ours_w);
+        let down = tokio::io::copy(&mut ours_r, &mut sock_w);
+        // Either direction ending ends the connection.
+        tokio::select! {
+            r = up => if let Err(e) = r { tracing::debug!(error = %e, "etcd client connection closed") },
+            _ = down => {}
+        }
+    });
+    true
 }
 
 #[tonic::async_trait]

@@ -17,6 +17,7 @@ use etcd_client::proto::{
 use rusqlite::Connection;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+mod authority;
 pub mod grpc;
 pub mod snapshot;
 mod sqlite;
