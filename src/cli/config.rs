@@ -25,14 +25,20 @@ fn all_longs(cmd: &Command, out: &mut BTreeSet<String>) {
     }
 }
 
-/// The innermost subcommand that runs, with its matches.
-fn leaf<'a>(cmd: &'a Command, matches: &'a ArgMatches) -> (&'a Command, &'a ArgMatches) {
+/// The innermost subcommand that runs, and the matches of every level down to it (a global
+/// flag's value source is only recorded at the level where it was given).
+fn leaf<'a>(
+    cmd: &'a Command,
+    matches: &'a ArgMatches,
+    levels: &mut Vec<&'a ArgMatches>,
+) -> &'a Command {
+    levels.push(matches);
     match matches.subcommand() {
         Some((name, sub_matches)) => match cmd.find_subcommand(name) {
-            Some(sub) => leaf(sub, sub_matches),
-            None => (cmd, matches),
+            Some(sub) => leaf(sub, sub_matches, levels),
+            None => cmd,
         },
-        None => (cmd, matches),
+        None => cmd,
     }
 }
 
@@ -89,7 +95,8 @@ pub fn args_from_text(
     };
     let mut known = BTreeSet::new();
     all_longs(cmd, &mut known);
-    let (leaf_cmd, leaf_matches) = leaf(cmd, matches);
+    let mut levels = Vec::new();
+    let leaf_cmd = leaf(cmd, matches, &mut levels);
     let mut out = Vec::new();
     for (key, value) in &map {
         if !known.contains(key) || key == "config" || key == "help" || key == "version" {
@@ -103,10 +110,14 @@ pub fn args_from_text(
             continue;
         };
         let id = arg.get_id().as_str();
-        if matches!(
-            leaf_matches.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        ) {
+        let given = levels.iter().any(|m| {
+            m.ids().any(|i| i.as_str() == id)
+                && matches!(
+                    m.value_source(id),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+        });
+        if given {
             continue;
         }
         let flag = matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::Count);

@@ -194,11 +194,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The error and its causes on one line, skipping a cause that its parent already printed.
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if parts.last().is_some_and(|p| p.ends_with(&msg)) {
+            continue;
+        }
+        parts.push(msg);
+    }
+    parts.join(": ")
 }
 
 enum Failure {
