@@ -111,9 +111,11 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<(Connection, Meta), Er
     };
     conn.pragma_update(None, "synchronous", sync)
         .map_err(&err)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 4000)
+    // Small automatic checkpoints (4 MiB of WAL) keep each one short. A separate checkpointing
+    // connection was measured to be worse: its fsyncs compete with the commits'.
+    conn.pragma_update(None, "wal_autocheckpoint", 1000)
         .map_err(&err)?;
-    conn.pragma_update(None, "cache_size", -16000)
+    conn.pragma_update(None, "cache_size", -8000)
         .map_err(&err)?;
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(&err)?;
@@ -174,7 +176,7 @@ pub fn open_reader(path: &Path) -> Result<Connection, Error> {
     let err = open_error(path);
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(&err)?;
-    conn.pragma_update(None, "cache_size", -8000)
+    conn.pragma_update(None, "cache_size", -2000)
         .map_err(&err)?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(&err)?;
     Ok(conn)

@@ -15,7 +15,7 @@ use super::{Change, Error, KeyRange, Shared};
 
 /// How many revisions the history ring keeps, and how many value bytes at most.
 const RING_CHANGES: usize = 10_000;
-const RING_BYTES: usize = 32 << 20;
+const RING_BYTES: usize = 8 << 20;
 /// Broadcast capacity: a watcher further behind than this catches up from SQL.
 const BROADCAST_CAPACITY: usize = 4096;
 /// Rows per SQL catch-up query.

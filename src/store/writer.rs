@@ -35,9 +35,9 @@ const GATHER_WAIT: Duration = Duration::from_micros(100);
 const GATHER_WAITS: usize = 4;
 /// How many revisions one physical compaction step covers: small enough that a write queued
 /// behind it waits a few milliseconds, not seconds (kine's 5 s stalls are the anti-goal).
-const COMPACT_STEP_REVISIONS: i64 = 500;
+const COMPACT_STEP_REVISIONS: i64 = 100;
 /// Free pages returned to the file system per writer turn once compaction is done.
-const VACUUM_STEP_PAGES: u32 = 2048;
+const VACUUM_STEP_PAGES: u32 = 256;
 
 pub type Reply<T> = oneshot::Sender<Result<T, Error>>;
 

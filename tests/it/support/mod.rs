@@ -1,21 +1,41 @@
-//! Test support: start real `rk3s` processes in temporary data dirs, find free loopback ports,
-//! and run real clients (etcdctl) against them.
+//! Test support: start real processes (`rk3s datastore`, `rk3s server`, and Debian's etcd 3.4
+//! as the reference) in temporary directories on free loopback ports, and drive them with real
+//! clients (Debian's etcdctl 3.4).
+//!
+//! Every process is owned by a guard that kills it on drop, so a failing test never leaves a
+//! server behind. Tests that need a tool which is not installed print `SKIP: <reason>` and return;
+//! `tests/run.sh` installs the tools, so CI always runs them.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub const RK3S: &str = env!("CARGO_BIN_EXE_rk3s");
 pub const ETCDCTL: &str = "/usr/bin/etcdctl";
+pub const ETCD: &str = "/usr/bin/etcd";
 
-/// Whether etcdctl is installed; tests that need it print why they skip (tests/run.sh installs
-/// it, so CI always runs them).
-pub fn have_etcdctl() -> bool {
-    if Path::new(ETCDCTL).exists() {
+/// How long a process may take to answer its first request.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether `path` exists; if not, prints why the calling test is skipped.
+fn have(path: &str, package: &str) -> bool {
+    if Path::new(path).exists() {
         return true;
     }
-    println!("SKIP: {ETCDCTL} is not installed (apt-get install etcd-client)");
+    println!("SKIP: {path} is not installed (apt-get install {package}; tests/run.sh does this)");
     false
+}
+
+/// Whether etcdctl is installed.
+pub fn have_etcdctl() -> bool {
+    have(ETCDCTL, "etcd-client")
+}
+
+/// Whether etcdctl and the reference etcd server are both installed.
+pub fn have_etcd() -> bool {
+    have_etcdctl() && have(ETCD, "etcd-server")
 }
 
 /// An empty config file in `dir`, so tests never read the machine's /etc/rk3s/config.yaml.
@@ -27,6 +47,8 @@ pub fn empty_config(dir: &Path) -> PathBuf {
     path
 }
 
+/// A loopback port that was free a moment ago (the OS picks it; the race with other tests is
+/// tiny because ports are handed out round-robin).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -34,15 +56,29 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// A running `rk3s` process, killed (SIGKILL) on drop.
+/// `rk3s ARGS` run to completion with the test's empty config file.
+pub fn rk3s(dir: &Path, args: &[&str]) -> Output {
+    Command::new(RK3S)
+        .args(args)
+        .env("RK3S_CONFIG_FILE", empty_config(dir))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rk3s")
+}
+
+/// A running server (`rk3s datastore`, `rk3s server` or the reference etcd), killed with
+/// SIGKILL on drop.
 pub struct Process {
     pub child: Child,
+    /// Where its database and log live.
     pub dir: PathBuf,
+    /// The etcdctl `--endpoints` value that reaches it.
     pub endpoint: String,
+    log: PathBuf,
 }
 
 impl Process {
-    /// `rk3s datastore` on a fresh loopback port, with its database in `dir`.
+    /// `rk3s datastore` on a fresh loopback port, with its database at `dir/state.db`.
     pub fn datastore(dir: &Path, extra: &[&str]) -> Process {
         let port = free_port();
         let db = dir.join("state.db");
@@ -52,10 +88,10 @@ impl Process {
             format!("--listen=http://127.0.0.1:{port}"),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Process::start(dir, &args, format!("http://127.0.0.1:{port}"))
+        Process::start_rk3s(dir, &args, format!("http://127.0.0.1:{port}"))
     }
 
-    /// `rk3s server --data-dir dir`, reached through its unix socket.
+    /// `rk3s --data-dir dir server`, reached through its unix socket `dir/server/etcd.sock`.
     pub fn server(dir: &Path, extra: &[&str]) -> Process {
         let mut args = vec![
             format!("--data-dir={}", dir.display()),
@@ -63,66 +99,103 @@ impl Process {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let endpoint = format!("unix://{}/server/etcd.sock", dir.display());
-        Process::start(dir, &args, endpoint)
+        Process::start_rk3s(dir, &args, endpoint)
     }
 
-    fn start(dir: &Path, args: &[String], endpoint: String) -> Process {
-        let log = std::fs::File::create(dir.join("rk3s.log")).expect("log file");
+    /// Debian's etcd 3.4, single member, client and peer URLs on loopback: the reference the
+    /// scenarios are checked against, so their expectations are etcd's and not our guesses.
+    pub fn etcd(dir: &Path) -> Process {
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = dir.join("etcd.log");
+        let child = Command::new(ETCD)
+            .arg("--name=reference")
+            .arg(format!("--data-dir={}", dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=reference={peer_url}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("etcd log file"))
+            .spawn()
+            .expect("start etcd");
+        Process::ready(child, dir, client_url, log)
+    }
+
+    fn start_rk3s(dir: &Path, args: &[String], endpoint: String) -> Process {
+        let log = dir.join("rk3s.log");
         let child = Command::new(RK3S)
             .args(args)
             .env("RK3S_CONFIG_FILE", empty_config(dir))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(std::fs::File::create(&log).expect("rk3s log file"))
             .spawn()
             .expect("start rk3s");
+        Process::ready(child, dir, endpoint, log)
+    }
+
+    /// Waits until etcdctl gets an answer, failing the test (with the log) if the process exits
+    /// or stays silent.
+    fn ready(child: Child, dir: &Path, endpoint: String, log: PathBuf) -> Process {
+        assert!(
+            Path::new(ETCDCTL).exists(),
+            "waiting for a server needs {ETCDCTL}: check have_etcdctl() first"
+        );
         let mut p = Process {
             child,
             dir: dir.to_path_buf(),
             endpoint,
+            log,
         };
-        p.wait_ready();
-        p
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("rk3s exited early ({status}): {}", self.log());
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("server exited early ({status}):\n{}", p.log());
             }
-            let out = etcdctl(&self.endpoint, &["get", "ready-probe"], None);
-            if out.status.success() {
-                return;
+            if etcdctl(&p.endpoint, &["get", "ready-probe"], None)
+                .status
+                .success()
+            {
+                return p;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("rk3s did not answer on {}: {}", self.endpoint, self.log());
+        panic!("server did not answer on {}:\n{}", p.endpoint, p.log());
     }
 
+    /// Everything the process wrote to stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("rk3s.log")).unwrap_or_default()
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Stops the process with SIGTERM and waits for it.
-    pub fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg(self.pid().to_string()).status();
-        let status = self.child.wait().expect("wait for rk3s");
+    /// Stops the process with SIGTERM, as an operator would, and returns how it exited.
+    pub fn stop(mut self) -> ExitStatus {
+        // No libc in the test dependencies: the shell's `kill` sends the signal.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", self.pid()))
+            .status();
+        let status = self.child.wait().expect("wait for the server");
         std::mem::forget(self);
         status
     }
 
-    /// SIGKILL, as a crash would.
+    /// SIGKILL, as a crash or an OOM kill would.
     pub fn crash(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::mem::forget(self);
     }
 
+    /// Runs etcdctl against this process.
     pub fn ctl(&self, args: &[&str]) -> Output {
         etcdctl(&self.endpoint, args, None)
     }
@@ -132,11 +205,32 @@ impl Process {
         let out = self.ctl(args);
         assert!(
             out.status.success(),
-            "etcdctl {args:?} failed: {}\n{}",
+            "etcdctl {args:?} failed: {}\nserver log:\n{}",
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs etcdctl expecting it to fail, and returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            !out.status.success(),
+            "etcdctl {args:?} should have failed but printed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `etcdctl put KEY VALUE -w json` and the revision it created.
+    pub fn put(&self, key: &str, value: &str) -> i64 {
+        json_revision(&self.ok(&["put", key, value, "-w", "json"]))
+    }
+
+    /// Starts `etcdctl watch ARGS` against this process.
+    pub fn watch(&self, args: &[&str]) -> Watch {
+        Watch::start(&self.endpoint, args)
     }
 }
 
@@ -147,6 +241,7 @@ impl Drop for Process {
     }
 }
 
+/// Runs `etcdctl` (API v3) against `endpoint`, feeding it `stdin` if given.
 pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(ETCDCTL);
     cmd.env("ETCDCTL_API", "3")
@@ -162,22 +257,140 @@ pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
             cmd.output().expect("run etcdctl")
         }
         Some(input) => {
-            use std::io::Write;
             cmd.stdin(Stdio::piped());
             let mut child = cmd.spawn().expect("run etcdctl");
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
-            child.wait_with_output().expect("etcdctl output")
+            let mut pipe = child.stdin.take().expect("etcdctl stdin");
+            // Write from a thread: a large input must not deadlock against a full stdout pipe.
+            let input = input.to_owned();
+            let writer = std::thread::spawn(move || {
+                let _ = pipe.write_all(input.as_bytes());
+            });
+            let out = child.wait_with_output().expect("etcdctl output");
+            let _ = writer.join();
+            out
         }
     }
 }
 
-/// The `-w json` header revision of an etcdctl command's output.
+/// The `header.revision` of an etcdctl `-w json` answer.
 pub fn json_revision(out: &str) -> i64 {
     let v: serde_json::Value = serde_json::from_str(out).expect("etcdctl json");
-    v["header"]["revision"].as_i64().expect("header.revision")
+    v["header"]["revision"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no header.revision in {out}"))
+}
+
+/// A running `etcdctl watch`, its output lines collected by a thread; killed on drop.
+pub struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn start(endpoint: &str, args: &[&str]) -> Watch {
+        let mut child = Command::new(ETCDCTL)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoint}"))
+            .arg("watch")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start etcdctl watch");
+        let (tx, lines) = mpsc::channel();
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Watch { child, lines }
+    }
+
+    /// The next `n` lines (stdout and stderr interleaved), failing the test if they do not all
+    /// arrive within 10 s.
+    pub fn next_lines(&mut self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => got.push(line),
+                Err(e) => panic!("watch printed only {got:?} of {n} lines: {e}"),
+            }
+        }
+        got
+    }
+
+    /// Whether etcdctl has exited, waiting up to 10 s for it.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sets the immutable attribute on a path (the one thing that stops root from writing) and
+/// clears it on drop, so the temporary directory can be removed even if the test fails.
+pub struct Immutable(PathBuf);
+
+impl Immutable {
+    /// `None` (with a printed SKIP) when chattr is missing or the file system lacks the attribute
+    /// (tmpfs, overlayfs).
+    pub fn set(path: &Path) -> Option<Immutable> {
+        let out = Command::new("chattr").arg("+i").arg(path).output();
+        match out {
+            Ok(o) if o.status.success() => Some(Immutable(path.to_path_buf())),
+            Ok(o) => {
+                println!(
+                    "SKIP: chattr +i {} failed ({}): as root nothing else makes a file read-only",
+                    path.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                println!(
+                    "SKIP: chattr is not available ({e}; apt-get install e2fsprogs): as root nothing else makes a file read-only"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
 }

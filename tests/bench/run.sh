@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs one benchmark: tests/bench/run.sh NAME. Installs what it needs, builds in release mode,
+# prints figures and writes target/bench/NAME.json.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+name="${1:-}"
+case "$name" in
+  store)
+    need=()
+    for pkg in protobuf-compiler etcd-server; do
+      dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+    done
+    if [ "${#need[@]}" -gt 0 ]; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    cargo build --release --bin rk3s --example bench-store
+    RK3S_BIN=target/release/rk3s target/release/examples/bench-store
+    ;;
+  *)
+    echo "usage: tests/bench/run.sh NAME (available: store)" >&2
+    exit 2
+    ;;
+esac
