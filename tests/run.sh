@@ -21,4 +21,6 @@ fi
 echo "tests/run.sh: building"
 cargo build --all-targets
 echo "tests/run.sh: running the suite"
+# Every tool is installed now: a test that cannot find one fails instead of skipping.
+export RK3S_TESTS_STRICT=1
 cargo nextest run --profile ci --all-targets

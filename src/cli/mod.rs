@@ -199,7 +199,13 @@ fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let msg = cause.to_string();
-        if parts.last().is_some_and(|p| p.ends_with(&msg)) {
+        // Skip a cause that only repeats the previous message, also when it adds a prefix
+        // ("database x: disk I/O error" caused by "Error code 10: disk I/O error").
+        let repeats = parts.last().is_some_and(|p| {
+            let tail = p.rsplit(": ").next().unwrap_or(p);
+            p.ends_with(&msg) || msg.ends_with(tail)
+        });
+        if repeats {
             continue;
         }
         parts.push(msg);

@@ -23,6 +23,9 @@ pub struct DatastoreConfig {
     pub listen: grpc::Listen,
 }
 
+/// How long open requests get to finish after SIGTERM before connections are cut.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs `rk3s server` until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let server_dir = config.data_dir.server();
@@ -63,7 +66,6 @@ async fn serve_until_signal(store: Store, listens: Vec<grpc::Listen>) -> anyhow:
         let serve = grpc::serve(store.clone(), listen, member.clone(), shutdown);
         tasks.spawn(async move { serve.await.with_context(|| format!("serving {what}")) });
     }
-    drop(store);
     let mut result = Ok(());
     tokio::select! {
         sig = shutdown_signal() => {
@@ -75,10 +77,28 @@ async fn serve_until_signal(store: Store, listens: Vec<grpc::Listen>) -> anyhow:
         }
     }
     let _ = stop_tx.send(true);
-    while let Some(done) = tasks.join_next().await {
-        if let Err(e) = done.context("server task panicked")? {
-            tracing::warn!(error = %format!("{e:#}"), "listener stopped with an error");
+    // Unary requests finish within the grace period; long-lived streams (watches, lease
+    // keep-alives) would hold a graceful shutdown forever, so they are cut after it, as etcd
+    // does. Clients reconnect to the next server.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "listener stopped with an error")
+                }
+                Err(e) => tracing::warn!(error = %e, "listener task failed"),
+                Ok(Ok(())) => {}
+            }
         }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!("closing the remaining client streams");
+        tasks.shutdown().await;
+    }
+    // Leave only the database file behind: the WAL is folded in and removed.
+    if let Err(e) = store.close().await {
+        tracing::warn!(error = %e, "closing the store");
     }
     result
 }

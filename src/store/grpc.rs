@@ -210,9 +210,10 @@ where
     tokio::spawn(async move {
         let (sock_r, mut sock_w) = tokio::io::split(sock);
         let (ours_r, ours_w) = tokio::io::split(ours);
-        let mut ours_r = ours_r;
+        // Large reads: a 1000-key range answer is a megabyte.
+        let mut ours_r = tokio::io::BufReader::with_capacity(64 * 1024, ours_r);
         let up = super::authority::filter_client(sock_r, ours_w);
-        let down = tokio::io::copy(&mut ours_r, &mut sock_w);
+        let down = tokio::io::copy_buf(&mut ours_r, &mut sock_w);
         // Either direction ending ends the connection.
         tokio::select! {
             r = up => if let Err(e) = r { tracing::debug!(error = %e, "etcd client connection closed") },

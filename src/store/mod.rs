@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -229,6 +229,8 @@ struct Shared {
     hub: Mutex<watch::Hub>,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
+    /// Set by `Store::close`: read connections in use are closed instead of pooled.
+    closed: AtomicBool,
 }
 
 impl Shared {
@@ -295,10 +297,12 @@ impl Shared {
         })
         .await
         .map_err(|e| Error::Internal(format!("read task failed: {e}")))?;
-        self.readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
+        if !self.closed.load(Ordering::Acquire) {
+            self.readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+        }
         result
     }
 }
@@ -337,8 +341,16 @@ impl Store {
             hub: Mutex::new(watch::Hub::new()),
             readers: Mutex::new(Vec::new()),
             reader_permits: Semaphore::new(READERS),
+            closed: AtomicBool::new(false),
         });
-        shared.load_leases(&conn)?;
+        // The first full reads: a damaged file shows here, so name it.
+        shared.load_leases(&conn).map_err(|e| match e {
+            Error::Sql(source) => Error::Open {
+                path: path.clone(),
+                source,
+            },
+            e => e,
+        })?;
         let (tx, rx) = mpsc::channel(4096);
         writer::spawn(conn, Arc::clone(&shared), rx, meta.compacted_to).map_err(|source| {
             Error::Io {
@@ -506,6 +518,20 @@ impl Store {
     /// etcd's Defragment: rebuilds the file without free pages (writes wait meanwhile).
     pub async fn defragment(&self) -> Result<(), Error> {
         self.send(writer::Command::Defragment).await
+    }
+
+    /// Stops the store cleanly: no new reads start, the read connections close, and the writer
+    /// finishes the queued writes, checkpoints the WAL into the database and closes it. Every
+    /// later request on any handle fails with `Stopped`.
+    pub async fn close(&self) -> Result<(), Error> {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.reader_permits.close();
+        self.shared
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.send(writer::Command::Close).await
     }
 
     fn spawn_lease_expiry(&self) {

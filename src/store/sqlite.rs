@@ -272,8 +272,9 @@ fn range_clause(range: &KeyRange) -> (&'static str, Vec<Vec<u8>>) {
 
 /// The live key-values of `range` at `revision`, in key order, at most `limit` (0: all).
 ///
-/// SQLite returns the bare columns of the row holding MAX(revision) in a GROUP BY, which gives
-/// "the newest row of each key as of `revision`" in one index scan.
+/// SQLite takes the bare columns (also in HAVING) from the row holding MAX(revision) in a GROUP
+/// BY, which gives "the newest row of each key as of `revision`" in one index scan in key order
+/// (no sort: the grouping already yields names in order).
 pub fn range(
     conn: &Connection,
     range: &KeyRange,
@@ -285,10 +286,9 @@ pub fn range(
     let value = if keys_only { "x''" } else { "value" };
     let limit_param = if keys.len() == 2 { "?4" } else { "?3" };
     let sql = format!(
-        "SELECT name, rev, create_revision, version, lease, val FROM (
-            SELECT name, MAX(revision) AS rev, deleted, create_revision, version, lease, {value} AS val
-            FROM kv WHERE revision <= ?1 AND {clause} GROUP BY name)
-         WHERE deleted = 0 ORDER BY name LIMIT {limit_param}"
+        "SELECT name, MAX(revision), create_revision, version, lease, {value}
+         FROM kv INDEXED BY kv_name_revision WHERE revision <= ?1 AND {clause}
+         GROUP BY name HAVING deleted = 0 ORDER BY name LIMIT {limit_param}"
     );
     let limit = if limit > 0 { limit } else { -1 };
     let mut st = conn.prepare_cached(&sql)?;

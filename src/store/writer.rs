@@ -63,6 +63,9 @@ pub enum Command {
         reply: Reply<()>,
     },
     Defragment(Reply<()>),
+    /// Checkpoint the WAL into the database and close the connection; the writer then stops
+    /// and every later request fails with `Stopped`.
+    Close(Reply<()>),
 }
 
 pub fn spawn(
@@ -83,7 +86,8 @@ pub fn spawn(
                 physical_waiters: Vec::new(),
                 vacuum_pending: false,
             };
-            w.run(rx);
+            let close = w.run(rx);
+            w.finish(close);
         })
 }
 
@@ -119,24 +123,36 @@ struct Batch {
 }
 
 impl Writer {
-    fn run(&mut self, mut rx: mpsc::Receiver<Command>) {
+    /// Serves requests until every handle is gone (`None`) or a `Close` arrives (its reply and
+    /// the checkpoint's outcome).
+    fn run(&mut self, mut rx: mpsc::Receiver<Command>) -> Option<(Reply<()>, Result<(), Error>)> {
         loop {
             let busy = self.compaction_pending() || self.vacuum_pending;
             let first = if busy {
                 match rx.try_recv() {
                     Ok(cmd) => Some(cmd),
                     Err(mpsc::error::TryRecvError::Empty) => None,
-                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return None,
                 }
             } else {
                 match rx.blocking_recv() {
                     Some(cmd) => Some(cmd),
-                    None => return,
+                    None => return None,
                 }
             };
             if let Some(first) = first {
                 let mut cmds = vec![first];
                 drain(&mut rx, &mut cmds);
+                if let Some(at) = cmds.iter().position(|c| matches!(c, Command::Close(_))) {
+                    let rest = cmds.split_off(at);
+                    if !cmds.is_empty() {
+                        self.apply_batch(cmds);
+                    }
+                    if let Some(Command::Close(reply)) = rest.into_iter().next() {
+                        return Some((reply, self.checkpoint()));
+                    }
+                    return None;
+                }
                 // Several requests at once means several clients are waiting: give the others
                 // a moment to queue theirs too, so one commit (one WAL write and fsync of the
                 // same hot pages) serves them all. A lone client never waits.
@@ -158,6 +174,22 @@ impl Writer {
             } else if self.vacuum_pending {
                 self.vacuum_step();
             }
+        }
+    }
+
+    /// A clean stop: fold the WAL into the database file so that the files left behind are the
+    /// database alone (SQLite removes the WAL when its last connection closes, in `finish`).
+    fn checkpoint(&self) -> Result<(), Error> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(Error::from)
+    }
+
+    /// Closes the connection and answers the `Close` request, if there was one.
+    fn finish(self, close: Option<(Reply<()>, Result<(), Error>)>) {
+        let closed = self.conn.close().map_err(|(_, e)| Error::from(e));
+        if let Some((reply, checkpointed)) = close {
+            let _ = reply.send(checkpointed.and(closed));
         }
     }
 
@@ -435,6 +467,7 @@ fn apply(
             }
         }
         Command::Defragment(reply) => Done::Defragment(reply),
+        Command::Close(reply) => Done::Unit(reply, Err(Error::Stopped)),
     }
 }
 

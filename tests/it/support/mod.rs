@@ -19,10 +19,14 @@ pub const ETCD: &str = "/usr/bin/etcd";
 /// How long a process may take to answer its first request.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Whether `path` exists; if not, prints why the calling test is skipped.
+/// Whether `path` exists; if not, prints why the calling test is skipped. Under `tests/run.sh`
+/// (`RK3S_TESTS_STRICT=1`, which installs everything) a missing tool fails the test instead.
 fn have(path: &str, package: &str) -> bool {
     if Path::new(path).exists() {
         return true;
+    }
+    if std::env::var_os("RK3S_TESTS_STRICT").is_some_and(|v| v == "1") {
+        panic!("{path} is missing (apt-get install {package}) and RK3S_TESTS_STRICT=1");
     }
     println!("SKIP: {path} is not installed (apt-get install {package}; tests/run.sh does this)");
     false
@@ -56,22 +60,36 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// `rk3s ARGS` run to completion with the test's empty config file.
+/// `rk3s ARGS` run to completion with the test's empty config file. A command that should end
+/// but serves instead is killed after a minute, failing the test rather than hanging it.
 pub fn rk3s(dir: &Path, args: &[&str]) -> Output {
-    Command::new(RK3S)
+    let mut child = Command::new(RK3S)
         .args(args)
         .env("RK3S_CONFIG_FILE", empty_config(dir))
         .stdin(Stdio::null())
-        .output()
-        .expect("run rk3s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rk3s");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait for rk3s").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect rk3s output");
+            panic!(
+                "rk3s {args:?} still ran after 60 s:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect rk3s output")
 }
 
 /// A running server (`rk3s datastore`, `rk3s server` or the reference etcd), killed with
 /// SIGKILL on drop.
 pub struct Process {
     pub child: Child,
-    /// Where its database and log live.
-    pub dir: PathBuf,
     /// The etcdctl `--endpoints` value that reaches it.
     pub endpoint: String,
     log: PathBuf,
@@ -122,7 +140,7 @@ impl Process {
             .stderr(std::fs::File::create(&log).expect("etcd log file"))
             .spawn()
             .expect("start etcd");
-        Process::ready(child, dir, client_url, log)
+        Process::ready(child, client_url, log)
     }
 
     fn start_rk3s(dir: &Path, args: &[String], endpoint: String) -> Process {
@@ -135,19 +153,18 @@ impl Process {
             .stderr(std::fs::File::create(&log).expect("rk3s log file"))
             .spawn()
             .expect("start rk3s");
-        Process::ready(child, dir, endpoint, log)
+        Process::ready(child, endpoint, log)
     }
 
     /// Waits until etcdctl gets an answer, failing the test (with the log) if the process exits
     /// or stays silent.
-    fn ready(child: Child, dir: &Path, endpoint: String, log: PathBuf) -> Process {
+    fn ready(child: Child, endpoint: String, log: PathBuf) -> Process {
         assert!(
             Path::new(ETCDCTL).exists(),
             "waiting for a server needs {ETCDCTL}: check have_etcdctl() first"
         );
         let mut p = Process {
             child,
-            dir: dir.to_path_buf(),
             endpoint,
             log,
         };
@@ -230,6 +247,14 @@ impl Process {
 
     /// Starts `etcdctl watch ARGS` against this process.
     pub fn watch(&self, args: &[&str]) -> Watch {
+        let mut all = vec!["watch"];
+        all.extend_from_slice(args);
+        Watch::start(&self.endpoint, &all)
+    }
+
+    /// Any long-running etcdctl command (`lease keep-alive ID`), its output collected like a
+    /// watch's.
+    pub fn stream(&self, args: &[&str]) -> Watch {
         Watch::start(&self.endpoint, args)
     }
 }
@@ -280,7 +305,7 @@ pub fn json_revision(out: &str) -> i64 {
         .unwrap_or_else(|| panic!("no header.revision in {out}"))
 }
 
-/// A running `etcdctl watch`, its output lines collected by a thread; killed on drop.
+/// A running `etcdctl watch` (or other streaming command), its output lines collected by a thread; killed on drop.
 pub struct Watch {
     child: Child,
     lines: mpsc::Receiver<String>,
@@ -291,13 +316,12 @@ impl Watch {
         let mut child = Command::new(ETCDCTL)
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoint}"))
-            .arg("watch")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start etcdctl watch");
+            .expect("start etcdctl");
         let (tx, lines) = mpsc::channel();
         for pipe in [
             child
