@@ -2,7 +2,9 @@
 //!
 //! One module per component; see ARCHITECTURE.md for the map and the invariants.
 
+pub mod apiserver;
 pub mod cli;
 pub mod data_dir;
+pub mod pki;
 pub mod server;
 pub mod store;

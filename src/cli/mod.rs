@@ -12,7 +12,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 
 use crate::data_dir::DataDir;
 use crate::store::{self, grpc};
-use crate::{data_dir, server};
+use crate::{apiserver, data_dir, server};
 
 mod check_config;
 mod config;
@@ -103,6 +103,46 @@ struct ServerArgs {
     etcd_listen: Option<grpc::Listen>,
     #[command(flatten)]
     store: StoreArgs,
+    /// The port of the Kubernetes API (HTTPS).
+    #[arg(long, env = "RK3S_HTTPS_LISTEN_PORT", default_value_t = 6443)]
+    https_listen_port: u16,
+    /// The address the Kubernetes API listens on.
+    #[arg(long, env = "RK3S_BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// The node's IP, advertised as the `kubernetes` Service endpoint (default: the address
+    /// of the default route's interface).
+    #[arg(long, env = "RK3S_NODE_IP")]
+    node_ip: Option<std::net::IpAddr>,
+    /// An extra name or IP for the API's serving certificate (repeatable).
+    #[arg(long = "tls-san", env = "RK3S_TLS_SAN", value_delimiter = ',')]
+    tls_san: Vec<String>,
+    /// Where to write the admin kubeconfig.
+    #[arg(
+        long,
+        env = "RK3S_KUBECONFIG_OUTPUT",
+        default_value = "/etc/rk3s/rk3s.yaml"
+    )]
+    write_kubeconfig: PathBuf,
+    /// The kubeconfig's file mode (octal).
+    #[arg(long, env = "RK3S_KUBECONFIG_MODE", default_value = "0600", value_parser = parse_mode)]
+    write_kubeconfig_mode: u32,
+    /// The IPv4 range of Service ClusterIPs.
+    #[arg(long, env = "RK3S_SERVICE_CIDR", default_value = "10.43.0.0/16", value_parser = parse_service_cidr)]
+    service_cidr: apiserver::admission::ServiceCidr,
+    /// The cluster's DNS domain.
+    #[arg(long, env = "RK3S_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not a file mode (octal, e.g. 0600 or 644)"))
+}
+
+fn parse_service_cidr(s: &str) -> Result<apiserver::admission::ServiceCidr, String> {
+    apiserver::admission::ServiceCidr::parse(s)
 }
 
 #[derive(Args, Debug)]
@@ -316,12 +356,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let default_endpoint = || store::Endpoint::Sqlite(data_dir.state_db());
     match cli.command {
         Command::Server(args) => {
+            let node_ip = args.node_ip.unwrap_or_else(server::default_node_ip);
+            let mut tls_sans = args.tls_san.clone();
+            tls_sans.push(node_ip.to_string());
+            tls_sans.push(server::hostname());
             let config = server::Config {
                 store: args
                     .store
                     .config(args.datastore_endpoint.unwrap_or_else(default_endpoint)),
                 etcd_listen: args.etcd_listen,
                 data_dir: data_dir.clone(),
+                node_ip,
+                apiserver: apiserver::Config {
+                    bind_address: args.bind_address,
+                    https_port: args.https_listen_port,
+                    tls_dir: data_dir.tls_dir(),
+                    tls_sans,
+                    cluster_domain: args.cluster_domain,
+                    service_cidr: args.service_cidr,
+                    write_kubeconfig: Some(args.write_kubeconfig),
+                    write_kubeconfig_mode: args.write_kubeconfig_mode,
+                },
             };
             runtime()?.block_on(server::run(config))?;
         }

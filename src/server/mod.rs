@@ -4,7 +4,12 @@
 use anyhow::Context;
 use tokio::sync::watch;
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::apiserver::{self, Api};
 use crate::data_dir::DataDir;
+use crate::pki::{self, Pki};
 use crate::store::{self, Store, grpc};
 
 /// Everything `rk3s server` needs, built by `cli` from flags, env and the config file.
@@ -14,6 +19,9 @@ pub struct Config {
     pub store: store::Config,
     /// Extra etcd v3 endpoint (`--etcd-listen`); the unix socket under the data dir is always served.
     pub etcd_listen: Option<grpc::Listen>,
+    /// This node's address (the `kubernetes` Service endpoint).
+    pub node_ip: IpAddr,
+    pub apiserver: apiserver::Config,
 }
 
 /// Everything `rk3s datastore` needs: the store alone, served on one endpoint (like kine).
@@ -34,7 +42,62 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.store)?;
     let mut listens = vec![grpc::Listen::Unix(config.data_dir.etcd_socket())];
     listens.extend(config.etcd_listen.clone());
-    serve_until_signal(store, listens).await
+    let api_task = start_apiserver(&config, store.clone()).await?;
+    let result = serve_until_signal(store, listens).await;
+    api_task.abort();
+    result
+}
+
+/// Starts the Kubernetes API: PKI, bootstrap objects, the HTTPS listener, then the kubeconfig
+/// (written last, so a client that finds it can connect).
+async fn start_apiserver(
+    config: &Config,
+    store: Store,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let a = &config.apiserver;
+    let service_ip = IpAddr::V4(a.service_cidr.nth(1));
+    let sans = pki::Sans::standard(&a.cluster_domain, service_ip, &a.tls_sans);
+    let pki = Pki::load_or_create(&a.tls_dir, &sans)?;
+    let api = Arc::new(Api::new(store, a));
+    api.bootstrap(config.node_ip, a.https_port)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "creating the default namespaces and services: {}",
+                e.message
+            )
+        })?;
+    let tls = apiserver::serve::tls_config(&pki)?;
+    let addr = std::net::SocketAddr::new(a.bind_address, a.https_port);
+    let listener = apiserver::serve::bind(addr).await?;
+    tracing::info!(%addr, "Kubernetes API listening");
+    let task = tokio::spawn(apiserver::serve::serve(api, listener, tls));
+    if let Some(path) = &a.write_kubeconfig {
+        let host = if a.bind_address.is_unspecified() {
+            "127.0.0.1".to_string()
+        } else if a.bind_address.is_ipv6() {
+            format!("[{}]", a.bind_address)
+        } else {
+            a.bind_address.to_string()
+        };
+        let kubeconfig = pki.admin_kubeconfig(&format!("https://{host}:{}", a.https_port));
+        pki::write_file(path, &kubeconfig, a.write_kubeconfig_mode)
+            .with_context(|| format!("writing the kubeconfig {}", path.display()))?;
+        tracing::info!(path = %path.display(), "wrote kubeconfig");
+    }
+    Ok(task)
+}
+
+/// The address of the interface that holds the default route (IPv4), else 127.0.0.1.
+pub fn default_node_ip() -> IpAddr {
+    // A UDP "connect" picks the source address the kernel would route with; nothing is sent.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
 /// Runs `rk3s datastore` until SIGINT/SIGTERM.
@@ -114,7 +177,7 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
     })
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()

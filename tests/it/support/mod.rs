@@ -109,11 +109,18 @@ impl Process {
         Process::start_rk3s(dir, &args, format!("http://127.0.0.1:{port}"))
     }
 
-    /// `rk3s --data-dir dir server`, reached through its unix socket `dir/server/etcd.sock`.
+    /// `rk3s --data-dir dir server`, reached through its unix socket `dir/server/etcd.sock`,
+    /// its Kubernetes API on a free loopback port, its kubeconfig at `dir/kubeconfig.yaml`.
     pub fn server(dir: &Path, extra: &[&str]) -> Process {
         let mut args = vec![
             format!("--data-dir={}", dir.display()),
             "server".to_string(),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--https-listen-port={}", free_port()),
+            format!(
+                "--write-kubeconfig={}",
+                dir.join("kubeconfig.yaml").display()
+            ),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let endpoint = format!("unix://{}/server/etcd.sock", dir.display());

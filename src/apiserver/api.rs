@@ -1,0 +1,593 @@
+//! The API server's shared state, request routing and health/version/discovery/OpenAPI endpoints.
+
+use super::*;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use serde_json::{Value, json};
+
+use self::admission::{Allocators, ServiceCidr};
+use self::request::Format;
+use self::resources::Resource;
+use self::status::{ApiError, Result};
+use self::storage::{Storage, Written};
+use crate::store::Store;
+
+/// The Kubernetes version rk3s reports and implements.
+pub const KUBERNETES_MINOR: &str = "33";
+pub const KUBERNETES_VERSION: &str = "v1.33.0";
+
+/// Everything the API server needs, built by `cli`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind_address: IpAddr,
+    pub https_port: u16,
+    /// `<data-dir>/server/tls`.
+    pub tls_dir: PathBuf,
+    /// Extra names and addresses for the serving certificate (`--tls-san`, node name and IP).
+    pub tls_sans: Vec<String>,
+    pub cluster_domain: String,
+    pub service_cidr: ServiceCidr,
+    /// Where to write the admin kubeconfig, and its mode.
+    pub write_kubeconfig: Option<PathBuf>,
+    pub write_kubeconfig_mode: u32,
+}
+
+/// Who is asking: from the client certificate (CN = name, O = groups), or an in-process
+/// component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    pub fn info(&self) -> Value {
+        let mut groups = self.groups.clone();
+        if !groups.iter().any(|g| g == "system:authenticated") {
+            groups.push("system:authenticated".into());
+        }
+        json!({"username": self.name, "groups": groups})
+    }
+}
+
+/// The authorizer seam: today `system:masters` may do everything and everyone else nothing
+/// (RBAC comes in its own module and replaces this function's body).
+pub fn authorize(user: &User, _attributes: &Value) -> Result<()> {
+    if user.groups.iter().any(|g| g == "system:masters") {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "User \"{}\" cannot access this resource: only system:masters is authorized until RBAC is enabled",
+            user.name
+        )))
+    }
+}
+
+/// A successful answer: status code and object, encoded per the negotiated format.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn object(status: StatusCode, body: Value) -> Reply {
+        Reply { status, body }
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    bytes_response(status, "application/json", Bytes::from(bytes))
+}
+
+fn bytes_response(status: StatusCode, content_type: &str, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    let mut r = json_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.to_status(),
+    );
+    if let Some(s) = e.retry_after
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+fn text_response(status: StatusCode, text: String) -> Response<Body> {
+    bytes_response(status, "text/plain; charset=utf-8", Bytes::from(text))
+}
+
+/// The API server's shared state.
+pub struct Api {
+    pub storage: Storage,
+    pub resources: Vec<Resource>,
+    pub allocators: Allocators,
+    /// Whether a garbage collector runs (Orphan/Foreground deletion need one).
+    pub garbage_collector: bool,
+    /// `host:port` clients are told to use (`/api`'s serverAddressByClientCIDRs).
+    pub server_address: String,
+    openapi: OnceLock<openapi::OpenApi>,
+}
+
+impl Api {
+    pub fn new(store: Store, config: &Config) -> Api {
+        Api {
+            storage: Storage::new(store),
+            resources: resources::built_in().to_vec(),
+            allocators: Allocators::new(config.service_cidr),
+            garbage_collector: false,
+            server_address: format!("{}:{}", config.bind_address, config.https_port),
+            openapi: OnceLock::new(),
+        }
+    }
+
+    pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<&Resource> {
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    fn openapi(&self) -> &openapi::OpenApi {
+        self.openapi
+            .get_or_init(|| openapi::OpenApi::new(&self.resources))
+    }
+
+    /// Creates what every cluster has: the four namespaces and the `kubernetes` Service with
+    /// its Endpoints (as upstream's bootstrap controllers do). Existing objects are kept.
+    pub async fn bootstrap(&self, advertise: IpAddr, port: u16) -> Result<()> {
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let obj = json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            });
+            self.create_if_absent("namespaces", None, ns, obj).await?;
+        }
+        let cluster_ip = self.allocators.cidr().nth(1).to_string();
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {
+                "type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
+                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                "internalTrafficPolicy": "Cluster", "sessionAffinity": "None",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+            },
+            "status": {"loadBalancer": {}},
+        });
+        self.create_if_absent("services", Some("default"), "kubernetes", svc)
+            .await?;
+        let endpoints = json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": advertise.to_string()}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+        });
+        self.create_if_absent("endpoints", Some("default"), "kubernetes", endpoints)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_if_absent(
+        &self,
+        plural: &str,
+        ns: Option<&str>,
+        name: &str,
+        mut obj: Value,
+    ) -> Result<()> {
+        let r = self
+            .resource("", "v1", plural)
+            .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
+        let key = r.key(ns, name);
+        if self.storage.get(&key).await?.is_some() {
+            return Ok(());
+        }
+        obj["metadata"]["uid"] = json!(meta::uuid());
+        obj["metadata"]["creationTimestamp"] = json!(meta::now_rfc3339());
+        match self.storage.create(&key, &obj).await? {
+            Written::Done(_) | Written::Conflict => Ok(()),
+        }
+    }
+
+    /// Serves one request from `user` (`None`: no client certificate).
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Body>,
+        user: Option<User>,
+    ) -> Response<Body> {
+        match self.route(req, user).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        }
+    }
+
+    async fn route(
+        self: &Arc<Self>,
+        req: Request<Body>,
+        user: Option<User>,
+    ) -> Result<Response<Body>> {
+        let path = req.uri().path().to_string();
+        let query = request::Query::parse(req.uri().query());
+        let accept = header_str(&req, header::ACCEPT);
+        // Anonymous requests may read health and version (system:public-info-viewer).
+        match path.as_str() {
+            "/healthz" | "/livez" | "/readyz" => return Ok(self.health(&path, &query).await),
+            "/version" | "/version/" => return Ok(json_response(StatusCode::OK, &version())),
+            _ => {}
+        }
+        if let Some(check) = ["/healthz/", "/livez/", "/readyz/"]
+            .iter()
+            .find_map(|p| path.strip_prefix(p))
+        {
+            return self.health_check(check).await;
+        }
+        let Some(user) = user else {
+            return Err(ApiError::unauthorized());
+        };
+        if req.method() == Method::GET {
+            if let Some(r) = self.discovery(&path, accept.as_deref(), &query) {
+                return Ok(r);
+            }
+            if path == "/openapi/v2" || path.starts_with("/openapi/v3") {
+                return Ok(self.serve_openapi(&req, &path, &query));
+            }
+        }
+        let Some(mut p) = request::parse_path(&path) else {
+            return Err(ApiError::no_route());
+        };
+        // `/api/v1/namespaces/<name>/<status|finalize>`: subresources of the namespace itself.
+        if p.group.is_empty()
+            && p.name.is_none()
+            && matches!(p.resource.as_str(), "status" | "finalize")
+            && let Some(ns) = p.namespace.take()
+        {
+            p.subresource = Some(std::mem::replace(&mut p.resource, "namespaces".into()));
+            p.name = Some(ns);
+        }
+        let resource = self
+            .resource(&p.group, &p.version, &p.resource)
+            .cloned()
+            .ok_or_else(ApiError::no_route)?;
+        if !resource.namespaced && p.namespace.is_some() {
+            return Err(ApiError::no_route());
+        }
+        let watch = query.bool("watch")?;
+        let verb = handlers::verb(req.method(), &p, watch);
+        if let Some(sub) = &p.subresource {
+            let Some(s) = resource.subresource(sub) else {
+                return Err(ApiError::no_route());
+            };
+            let allowed = match verb {
+                "get" => s.verbs.contains(&"get"),
+                "update" => s.verbs.contains(&"update"),
+                "patch" => s.verbs.contains(&"patch"),
+                "create" => s.verbs.contains(&"create"),
+                _ => false,
+            };
+            if !allowed {
+                return Err(ApiError::method_not_allowed(verb, &resource.qualified()));
+            }
+        } else if !resource.supports(verb) {
+            return Err(ApiError::method_not_allowed(verb, &resource.qualified()));
+        }
+        if resource.namespaced && p.name.is_some() && p.namespace.is_none() {
+            return Err(ApiError::no_route());
+        }
+        authorize(
+            &user,
+            &json!({"verb": verb, "group": resource.group, "resource": resource.plural,
+                "namespace": p.namespace, "name": p.name, "subresource": p.subresource}),
+        )?;
+        let table_ok = matches!(verb, "get" | "list" | "watch") && p.subresource.is_none();
+        let format = request::negotiate(accept.as_deref(), table_ok)
+            .ok_or_else(|| ApiError::not_acceptable(accept.as_deref().unwrap_or_default()))?;
+        let content_type = header_str(&req, header::CONTENT_TYPE);
+        let body = axum::body::to_bytes(req.into_body(), handlers::MAX_BODY)
+            .await
+            .map_err(|_| ApiError::too_large("Request entity too large: limit is 3145728"))?;
+        let call = handlers::Call {
+            api: self,
+            resource,
+            path: p,
+            query,
+            format,
+            content_type,
+            body,
+            user: &user,
+        };
+        if verb == "watch" {
+            let rx = watch::start(&call)?;
+            let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+            let stream = futures_util::StreamExt::map(stream, Ok::<Bytes, Infallible>);
+            let mut r = Response::new(Body::from_stream(stream));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(r);
+        }
+        let reply = self.dispatch(&call, verb).await?;
+        respond(&call, reply)
+    }
+
+    async fn dispatch(&self, call: &handlers::Call<'_>, verb: &str) -> Result<Reply> {
+        let sub = call.path.subresource.as_deref();
+        let (group, plural) = (call.resource.group.as_str(), call.resource.plural.as_str());
+        match (verb, sub) {
+            ("create", Some("binding")) => {
+                let name = call.path.name.clone().unwrap_or_default();
+                handlers::bind(call, &name).await
+            }
+            ("create", None) if group.is_empty() && plural == "bindings" => {
+                let body = call.body.clone();
+                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let name = v
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                handlers::bind(call, &name).await
+            }
+            ("get", Some("scale")) => handlers::scale_get(call).await,
+            ("list", None) if group.is_empty() && plural == "componentstatuses" => {
+                let ok = self.storage.get("/registry/health").await.is_ok();
+                Ok(Reply::object(
+                    StatusCode::OK,
+                    reviews::component_statuses(ok),
+                ))
+            }
+            ("get", _) => handlers::get(call).await,
+            ("list", None) => handlers::list(call).await,
+            ("create", None) => handlers::create(call).await,
+            ("update", _) => handlers::update(call).await,
+            ("patch", _) => handlers::patch(call).await,
+            ("delete", None) => handlers::delete(call).await,
+            ("deletecollection", None) => handlers::delete_collection(call).await,
+            _ => Err(ApiError::method_not_allowed(
+                verb,
+                &call.resource.qualified(),
+            )),
+        }
+    }
+
+    fn discovery(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        _query: &request::Query,
+    ) -> Option<Response<Body>> {
+        let path = path.trim_end_matches('/');
+        let aggregated = discovery::Aggregated::negotiate(accept);
+        let doc = match path {
+            "/api" => match aggregated {
+                Some(v) => {
+                    let d = discovery::aggregated(&self.resources, true, v);
+                    let mut r = json_response(StatusCode::OK, &d);
+                    if let Ok(ct) = HeaderValue::from_str(&v.content_type()) {
+                        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+                    }
+                    return Some(r);
+                }
+                None => discovery::api_versions(&self.server_address),
+            },
+            "/apis" => match aggregated {
+                Some(v) => {
+                    let d = discovery::aggregated(&self.resources, false, v);
+                    let mut r = json_response(StatusCode::OK, &d);
+                    if let Ok(ct) = HeaderValue::from_str(&v.content_type()) {
+                        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+                    }
+                    return Some(r);
+                }
+                None => discovery::api_group_list(&self.resources),
+            },
+            "/api/v1" => discovery::api_resource_list(&self.resources, "", "v1")?,
+            _ => {
+                let rest = path.strip_prefix("/apis/")?;
+                match rest.split('/').collect::<Vec<_>>().as_slice() {
+                    [group] => discovery::api_group(&self.resources, group)
+                        .unwrap_or_else(|| ApiError::no_route().to_status()),
+                    [group, version] => {
+                        discovery::api_resource_list(&self.resources, group, version)?
+                    }
+                    _ => return None,
+                }
+            }
+        };
+        let status = if doc["kind"] == "Status" {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        Some(json_response(status, &doc))
+    }
+
+    fn serve_openapi(
+        &self,
+        req: &Request<Body>,
+        path: &str,
+        query: &request::Query,
+    ) -> Response<Body> {
+        let o = self.openapi();
+        let if_none_match = header_str(req, header::IF_NONE_MATCH);
+        let accept = header_str(req, header::ACCEPT).unwrap_or_default();
+        let (body, content_type, etag, immutable) = if path == "/openapi/v2" {
+            if accept.contains("protobuf") {
+                let (b, e) = o.v2_protobuf();
+                (
+                    b,
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                    e,
+                    false,
+                )
+            } else {
+                let (b, e) = o.v2_json();
+                (b, "application/json", e, false)
+            }
+        } else if path.trim_end_matches('/') == "/openapi/v3" {
+            let (b, e) = o.v3_root();
+            (b, "application/json", e, false)
+        } else {
+            let gv = path.trim_start_matches("/openapi/v3/");
+            match o.v3_document(gv) {
+                Some((b, e)) => {
+                    let immutable = query.get("hash").is_some_and(|h| e.trim_matches('"') == h);
+                    (b, "application/json", e, immutable)
+                }
+                None => return error_response(&ApiError::no_route()),
+            }
+        };
+        if if_none_match.as_deref() == Some(etag.as_str()) {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            return r;
+        }
+        let mut r = bytes_response(StatusCode::OK, content_type, body);
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        if immutable {
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, immutable"),
+            );
+        } else {
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, private"),
+            );
+        }
+        r
+    }
+
+    /// The datastore answers a read.
+    async fn store_ok(&self) -> bool {
+        self.storage.get("/registry/health").await.is_ok()
+    }
+
+    async fn health(&self, path: &str, query: &request::Query) -> Response<Body> {
+        let ok = self.store_ok().await;
+        let checks: &[&str] = match path {
+            "/livez" => &["ping", "log", "etcd"],
+            _ => &["ping", "log", "etcd", "poststarthook/bootstrap-controller"],
+        };
+        if query.get("verbose").is_some() {
+            let mut text = String::new();
+            for c in checks {
+                let good = *c != "etcd" || ok;
+                text.push_str(&format!(
+                    "[{}]{c} {}\n",
+                    if good { "+" } else { "-" },
+                    if good {
+                        "ok"
+                    } else {
+                        "failed: reason withheld"
+                    }
+                ));
+            }
+            let name = path.trim_start_matches('/');
+            text.push_str(&if ok {
+                format!("{name} check passed\n")
+            } else {
+                format!("{name} check failed\n")
+            });
+            return text_response(
+                if ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                },
+                text,
+            );
+        }
+        if ok {
+            text_response(StatusCode::OK, "ok".into())
+        } else {
+            text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "[-]etcd failed: reason withheld\nhealthz check failed\n".into(),
+            )
+        }
+    }
+
+    async fn health_check(&self, check: &str) -> Result<Response<Body>> {
+        match check {
+            "ping" | "log" | "poststarthook/bootstrap-controller" => {
+                Ok(text_response(StatusCode::OK, "ok".into()))
+            }
+            "etcd" => Ok(if self.store_ok().await {
+                text_response(StatusCode::OK, "ok".into())
+            } else {
+                text_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal server error: the datastore is not answering\n".into(),
+                )
+            }),
+            _ => Err(ApiError::no_route()),
+        }
+    }
+}
+
+fn header_str(req: &Request<Body>, name: header::HeaderName) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `/version`, as kube-apiserver answers it.
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": format!("{KUBERNETES_VERSION}+rk3s-{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("linux/{}", match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
+    })
+}
+
+/// Encodes a reply in the negotiated format (JSON, YAML or a Table).
+fn respond(call: &handlers::Call<'_>, reply: Reply) -> Result<Response<Body>> {
+    match call.format {
+        Format::Json => Ok(json_response(reply.status, &reply.body)),
+        Format::Table => {
+            let t = if reply.body.get("kind").and_then(Value::as_str) == Some("Status") {
+                reply.body
+            } else {
+                handlers::as_table(&call.resource, &reply.body, &call.query)?
+            };
+            Ok(json_response(reply.status, &t))
+        }
+        Format::Yaml => {
+            let text = serde_saphyr::to_string(&reply.body)
+                .map_err(|e| ApiError::internal(format!("encoding YAML: {e}")))?;
+            Ok(bytes_response(
+                reply.status,
+                "application/yaml",
+                Bytes::from(text),
+            ))
+        }
+    }
+}

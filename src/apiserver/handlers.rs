@@ -1,0 +1,1201 @@
+//! The REST verbs on resources: get, list, create, update, patch, delete, deletecollection and
+//! the status, scale and binding subresources, with upstream's semantics (optimistic
+//! concurrency, dry run, status/spec split, graceful pod deletion, finalizers).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::request::{Format, Path, Query};
+use super::resources::Resource;
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::{ApiError, Cause, Result};
+use super::storage::{Stored, Written};
+use super::{Api, Reply, User, meta, patch};
+
+/// The most bytes a request body may have (upstream's default is 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// How often a write races another before we give up (only without a client precondition).
+const MAX_RETRIES: usize = 8;
+
+/// A request on a resource path, resolved against the table.
+pub struct Call<'a> {
+    pub api: &'a Arc<Api>,
+    pub resource: Resource,
+    pub path: Path,
+    pub query: Query,
+    pub format: Format,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    pub user: &'a User,
+}
+
+impl Call<'_> {
+    fn ns(&self) -> Option<&str> {
+        if self.resource.namespaced {
+            self.path.namespace.as_deref()
+        } else {
+            None
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.path.name.as_deref().unwrap_or_default()
+    }
+
+    fn key(&self) -> String {
+        self.resource.key(self.ns(), self.name())
+    }
+
+    fn not_found(&self) -> ApiError {
+        ApiError::not_found(
+            &self.resource.group,
+            &self.resource.plural,
+            &self.resource.qualified(),
+            self.name(),
+        )
+    }
+
+    fn conflict(&self) -> ApiError {
+        ApiError::conflict(
+            &self.resource.group,
+            &self.resource.plural,
+            &self.resource.qualified(),
+            self.name(),
+        )
+    }
+
+    fn dry_run(&self) -> Result<bool> {
+        match self.query.get("dryRun") {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(v) => Err(ApiError::bad_request(format!(
+                "dryRun: Unsupported value: \"{v}\": supported values: \"All\""
+            ))),
+        }
+    }
+
+    /// The object in the request body, decoded from JSON or YAML.
+    fn body_object(&self) -> Result<Value> {
+        let ct = self
+            .content_type
+            .as_deref()
+            .unwrap_or("application/json")
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let v: Value = match ct.as_str() {
+            "application/json" | "" | "*/*" => serde_json::from_slice(&self.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))?,
+            "application/yaml" | "application/x-yaml" | "text/yaml" => {
+                let text = std::str::from_utf8(&self.body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+                serde_saphyr::from_str(text)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+            }
+            other => {
+                return Err(ApiError::unsupported_media_type(
+                    other,
+                    &["application/json", "application/yaml"],
+                ));
+            }
+        };
+        if !v.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        Ok(v)
+    }
+
+    /// Checks apiVersion/kind of a body against the resource, and fills them in when absent.
+    fn check_type(&self, obj: &mut Value, kind: &str, api_version: &str) -> Result<()> {
+        let got_av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        if !got_av.is_empty() && got_av != api_version {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({got_av}) does not match the expected API version ({api_version})"
+            )));
+        }
+        let got_kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+        if !got_kind.is_empty() && got_kind != kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({got_kind}) does not match the expected kind ({kind})"
+            )));
+        }
+        obj["apiVersion"] = json!(api_version);
+        obj["kind"] = json!(kind);
+        Ok(())
+    }
+
+    /// Namespace and name of the body against the URL (400 on mismatch, filled when empty).
+    fn check_identity(&self, obj: &mut Value, creating: bool) -> Result<()> {
+        if !obj.get("metadata").is_some_and(Value::is_object) {
+            obj["metadata"] = json!({});
+        }
+        let meta = &mut obj["metadata"];
+        if self.resource.namespaced {
+            let url_ns = self.path.namespace.as_deref().unwrap_or_default();
+            match meta.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() && ns != url_ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => meta["namespace"] = json!(url_ns),
+            }
+        } else if let Some(m) = meta.as_object_mut() {
+            m.remove("namespace");
+        }
+        if !creating {
+            let body_name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+            if body_name.is_empty() {
+                meta["name"] = json!(self.name());
+            } else if body_name != self.name() {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({})",
+                    self.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Typed decoding of the whole object: wrong types anywhere are a 400, as upstream's
+    /// decoder reports them.
+    fn check_decodes(&self, obj: &Value) -> Result<()> {
+        if let Some(check) = self.resource.check
+            && let Err(e) = check(obj)
+        {
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"{v}\" cannot be handled as a {kind}: {e}",
+                kind = self.resource.kind,
+                v = self.resource.version
+            )));
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, obj: &Value, causes: Vec<Cause>) -> ApiError {
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or(self.name());
+        ApiError::invalid(&self.resource.group, &self.resource.kind, name, causes)
+    }
+}
+
+/// Labels of an object, for selectors.
+fn labels(obj: &Value) -> &Value {
+    obj.pointer("/metadata/labels").unwrap_or(&Value::Null)
+}
+
+/// The selectors of a list or watch.
+pub struct Selectors {
+    pub label: LabelSelector,
+    pub field: FieldSelector,
+}
+
+impl Selectors {
+    pub fn parse(query: &Query, resource: &Resource) -> Result<Selectors> {
+        let label = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let field = FieldSelector::parse(
+            query.get("fieldSelector").unwrap_or(""),
+            &resource.group,
+            &resource.plural,
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(Selectors { label, field })
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.label.matches(labels(obj)) && self.field.matches(obj)
+    }
+}
+
+/// An opaque continue token: the revision of the first page and the last key returned.
+fn encode_continue(revision: i64, key: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"v": "rk3s.1", "rv": revision, "start": key}).to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(i64, String)> {
+    use base64::Engine;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    match (v["rv"].as_i64(), v["start"].as_str()) {
+        (Some(rv), Some(start)) if rv > 0 => Ok((rv, start.to_string())),
+        _ => Err(bad()),
+    }
+}
+
+/// GET of one object.
+pub async fn get(call: &Call<'_>) -> Result<Reply> {
+    let stored = call
+        .api
+        .storage
+        .get(&call.key())
+        .await?
+        .ok_or_else(|| call.not_found())?;
+    Ok(Reply::object(StatusCode::OK, stored.object))
+}
+
+/// LIST with selectors, pagination and resourceVersion semantics.
+pub async fn list(call: &Call<'_>) -> Result<Reply> {
+    let sel = Selectors::parse(&call.query, &call.resource)?;
+    let limit = call.query.int("limit")?.filter(|l| *l > 0).unwrap_or(0);
+    let storage = &call.api.storage;
+    let prefix = call.resource.key_prefix(call.path.namespace.as_deref());
+    let (mut revision, mut after) = match call.query.value("continue") {
+        Some(token) => {
+            let (rv, start) = decode_continue(token)?;
+            if rv < storage.compact_revision() {
+                return Err(ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ));
+            }
+            if !start.starts_with(&prefix) {
+                return Err(ApiError::bad_request(
+                    "continue key is not valid: the key does not belong to this list",
+                ));
+            }
+            (rv, Some(start))
+        }
+        None => (list_revision(call)?, None),
+    };
+    // Fill the page with matching objects, reading more when selectors drop some.
+    let mut items = Vec::new();
+    let mut next_key = None;
+    let mut remaining;
+    loop {
+        let want = if limit > 0 {
+            (limit - items.len() as i64).max(1)
+        } else {
+            0
+        };
+        let page = storage
+            .list(&prefix, revision, after.as_deref(), want)
+            .await?;
+        revision = page.revision;
+        let exhausted = page.next_key.is_none();
+        after = page.next_key.clone();
+        for s in page.items {
+            if sel.matches(&s.object) {
+                items.push(s.object);
+            }
+        }
+        remaining = page.remaining;
+        if exhausted {
+            break;
+        }
+        if limit > 0 && items.len() as i64 >= limit {
+            next_key = after.clone();
+            break;
+        }
+    }
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if let Some(k) = &next_key {
+        metadata["continue"] = json!(encode_continue(revision, k));
+        if sel.label.is_empty() && sel.field.is_empty() {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+    }
+    let list = json!({
+        "kind": call.resource.list_kind(),
+        "apiVersion": call.resource.api_version(),
+        "metadata": metadata,
+        "items": items,
+    });
+    Ok(Reply::object(StatusCode::OK, list))
+}
+
+/// The revision a list reads at, from `resourceVersion` and `resourceVersionMatch`.
+fn list_revision(call: &Call<'_>) -> Result<i64> {
+    let rv = call.query.get("resourceVersion").unwrap_or("");
+    let matching = call.query.get("resourceVersionMatch").unwrap_or("");
+    let parsed = if rv.is_empty() {
+        None
+    } else {
+        Some(rv.parse::<i64>().map_err(|_| {
+            ApiError::invalid(
+                "",
+                "ListOptions",
+                "",
+                vec![Cause::invalid(
+                    "resourceVersion",
+                    &json!(rv),
+                    "must be a non-negative integer",
+                )],
+            )
+        })?)
+    };
+    match (matching, parsed) {
+        ("", _) | ("NotOlderThan", Some(_)) => {
+            if let Some(n) = parsed
+                && n > call.api.storage.revision()
+            {
+                return Err(ApiError::timeout(format!(
+                    "Too large resource version: {n}, current: {}",
+                    call.api.storage.revision()
+                )));
+            }
+            Ok(0)
+        }
+        ("Exact", Some(0)) | ("Exact", None) => Err(ApiError::bad_request(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"",
+        )),
+        ("Exact", Some(n)) => {
+            if n < call.api.storage.compact_revision() {
+                return Err(ApiError::gone(format!(
+                    "too old resource version: {n} ({})",
+                    call.api.storage.compact_revision()
+                )));
+            }
+            Ok(n)
+        }
+        ("NotOlderThan", None) => Err(ApiError::bad_request(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        )),
+        (other, _) => Err(ApiError::bad_request(format!(
+            "resourceVersionMatch: Unsupported value: \"{other}\": supported values: \"Exact\", \"NotOlderThan\""
+        ))),
+    }
+}
+
+/// POST: create an object (or a virtual review).
+pub async fn create(call: &Call<'_>) -> Result<Reply> {
+    let mut obj = call.body_object()?;
+    let (kind, av) = (call.resource.kind.clone(), call.resource.api_version());
+    call.check_type(&mut obj, &kind, &av)?;
+    if call.resource.virtual_only {
+        return super::reviews::create(call, obj);
+    }
+    call.check_identity(&mut obj, true)?;
+    call.check_decodes(&obj)?;
+    let mut causes = Vec::new();
+    meta::prepare_create(
+        &mut obj,
+        &call.resource.group,
+        &call.resource.plural,
+        &mut causes,
+    );
+    if !causes.is_empty() {
+        return Err(call.invalid(&obj, causes));
+    }
+    // Upstream keeps the status a client sends on create only for a few kinds (nodes, whose
+    // kubelet reports it at registration; namespaces and PVs, whose status defaults fill);
+    // the rest start from an empty status.
+    if call.resource.has_status
+        && !matches!(
+            call.resource.plural.as_str(),
+            "namespaces" | "nodes" | "persistentvolumes"
+        )
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.remove("status");
+    }
+    super::admission::admit(call, &mut obj, None).await?;
+    if let Some(ns) = call.ns() {
+        super::admission::namespace_accepts(call.api, ns).await?;
+    }
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if call.dry_run()? {
+        return Ok(Reply::object(StatusCode::CREATED, obj));
+    }
+    let key = call.resource.key(call.ns(), &name);
+    match call.api.storage.create(&key, &obj).await? {
+        Written::Done(rev) => {
+            super::storage::set_resource_version(&mut obj, rev);
+            super::admission::after_write(call, &obj).await;
+            Ok(Reply::object(StatusCode::CREATED, obj))
+        }
+        Written::Conflict => {
+            super::admission::release(call, &obj).await;
+            Err(ApiError::already_exists(
+                &call.resource.group,
+                &call.resource.plural,
+                &call.resource.qualified(),
+                &name,
+            ))
+        }
+    }
+}
+
+/// What a write does to the current object.
+enum Change {
+    /// PUT of the whole object (or of its status).
+    Replace(Value),
+    /// A patch, applied to the current object each attempt.
+    Patch(patch::PatchType, Bytes),
+}
+
+/// PUT.
+pub async fn update(call: &Call<'_>) -> Result<Reply> {
+    let mut obj = call.body_object()?;
+    if call.path.subresource.as_deref() == Some("scale") {
+        return scale_write(call, Change::Replace(obj)).await;
+    }
+    let (kind, av) = (call.resource.kind.clone(), call.resource.api_version());
+    call.check_type(&mut obj, &kind, &av)?;
+    call.check_identity(&mut obj, false)?;
+    write(call, Change::Replace(obj)).await
+}
+
+/// PATCH.
+pub async fn patch(call: &Call<'_>) -> Result<Reply> {
+    let ct = call.content_type.as_deref().unwrap_or("");
+    let Some(pt) = patch::PatchType::from_content_type(ct) else {
+        return Err(ApiError::unsupported_media_type(
+            ct,
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+            ],
+        ));
+    };
+    if matches!(pt, patch::PatchType::Apply) {
+        return Err(ApiError::unsupported_media_type(
+            ct,
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+            ],
+        ));
+    }
+    if call.body.len() > MAX_BODY {
+        return Err(ApiError::too_large("Request entity too large"));
+    }
+    let change = Change::Patch(pt, call.body.clone());
+    if call.path.subresource.as_deref() == Some("scale") {
+        return scale_write(call, change).await;
+    }
+    write(call, change).await
+}
+
+/// Applies `change` to the current object: the shared path of PUT and PATCH.
+async fn write(call: &Call<'_>, change: Change) -> Result<Reply> {
+    let key = call.key();
+    let status_only = call.path.subresource.as_deref() == Some("status");
+    let finalize = call.path.subresource.as_deref() == Some("finalize");
+    for _ in 0..MAX_RETRIES {
+        let current = call
+            .api
+            .storage
+            .get(&key)
+            .await?
+            .ok_or_else(|| call.not_found())?;
+        let mut new = match &change {
+            Change::Replace(v) => v.clone(),
+            Change::Patch(pt, body) => apply_patch(call, &current.object, *pt, body)?,
+        };
+        // A precondition from the client: the resourceVersion it read.
+        let client_rv = new
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if let Some(rv) = &client_rv
+            && *rv != current.revision.to_string()
+        {
+            return Err(call.conflict());
+        }
+        let (kind, av) = (call.resource.kind.clone(), call.resource.api_version());
+        call.check_type(&mut new, &kind, &av)?;
+        call.check_identity(&mut new, false)?;
+        call.check_decodes(&new)?;
+        // The status/spec split.
+        if status_only {
+            let mut merged = current.object.clone();
+            merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            if merged["status"].is_null()
+                && let Some(o) = merged.as_object_mut()
+            {
+                o.remove("status");
+            }
+            new = merged;
+        } else if finalize {
+            let mut merged = current.object.clone();
+            merged["spec"]["finalizers"] = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
+            new = merged;
+        } else if call.resource.has_status {
+            match current.object.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(o) = new.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+        }
+        let mut causes = Vec::new();
+        meta::prepare_update(&mut new, &current.object, &mut causes);
+        if status_only {
+            // A status write never moves the generation.
+            new["metadata"]["generation"] = current.object["metadata"]["generation"].clone();
+        }
+        if !causes.is_empty() {
+            return Err(call.invalid(&new, causes));
+        }
+        super::admission::admit(call, &mut new, Some(&current.object)).await?;
+        // Nothing changed: answer with the current object, write nothing (as upstream).
+        let mut unchanged = new.clone();
+        super::storage::set_resource_version(&mut unchanged, current.revision);
+        if unchanged == current.object {
+            return Ok(Reply::object(StatusCode::OK, current.object));
+        }
+        if call.dry_run()? {
+            return Ok(Reply::object(StatusCode::OK, new));
+        }
+        // A deleting object whose last finalizer went is deleted now.
+        if is_deleting(&new) && finalizers_empty(&new) {
+            return match call.api.storage.delete(&key, current.revision).await? {
+                Written::Done(rev) => {
+                    super::storage::set_resource_version(&mut new, rev);
+                    super::admission::after_delete(call, &new).await;
+                    Ok(Reply::object(StatusCode::OK, new))
+                }
+                Written::Conflict if client_rv.is_some() => Err(call.conflict()),
+                Written::Conflict => continue,
+            };
+        }
+        match call
+            .api
+            .storage
+            .update(&key, &new, current.revision)
+            .await?
+        {
+            Written::Done(rev) => {
+                super::storage::set_resource_version(&mut new, rev);
+                return Ok(Reply::object(StatusCode::OK, new));
+            }
+            Written::Conflict if client_rv.is_some() => return Err(call.conflict()),
+            Written::Conflict => continue,
+        }
+    }
+    Err(call.conflict())
+}
+
+fn apply_patch(
+    call: &Call<'_>,
+    current: &Value,
+    pt: patch::PatchType,
+    body: &Bytes,
+) -> Result<Value> {
+    let to_api = |e: patch::Error| {
+        let code = e.http_code();
+        if code == 422 {
+            ApiError::invalid(
+                &call.resource.group,
+                &call.resource.kind,
+                call.name(),
+                vec![Cause {
+                    reason: "FieldValueInvalid",
+                    message: e.to_string(),
+                    field: String::new(),
+                }],
+            )
+        } else {
+            ApiError::bad_request(e.to_string())
+        }
+    };
+    match pt {
+        patch::PatchType::Json => patch::json_patch(current, body).map_err(to_api),
+        patch::PatchType::Merge => patch::merge_patch(current, body).map_err(to_api),
+        patch::PatchType::StrategicMerge => {
+            if call.resource.check.is_none() {
+                return Err(ApiError::unsupported_media_type(
+                    "application/strategic-merge-patch+json",
+                    &[
+                        "application/json-patch+json",
+                        "application/merge-patch+json",
+                        "application/apply-patch+yaml",
+                    ],
+                ));
+            }
+            let p: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            patch::strategic_merge(
+                current,
+                &p,
+                patch::Schemas::built_in(),
+                &call.resource.schema_name,
+            )
+            .map_err(to_api)
+        }
+        patch::PatchType::Apply => Err(ApiError::unsupported_media_type(
+            "application/apply-patch+yaml",
+            &[],
+        )),
+    }
+}
+
+fn is_deleting(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+}
+
+fn finalizers_empty(obj: &Value) -> bool {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.is_empty())
+}
+
+/// The Scale of a scalable object (`status.selector` as a string, as upstream prints it).
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let selector_text = match &selector {
+        Value::Object(o) if o.contains_key("matchLabels") || o.contains_key("matchExpressions") => {
+            LabelSelector::from_label_selector_json(&selector)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        }
+        // ReplicationControllers have a plain map selector.
+        Value::Object(o) => {
+            let mut parts: Vec<String> = o
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            parts.sort();
+            parts.join(",")
+        }
+        _ => String::new(),
+    };
+    let meta = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        // Replicas default to 1 on every scalable kind.
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector_text,
+        },
+    })
+}
+
+/// GET of the scale subresource.
+pub async fn scale_get(call: &Call<'_>) -> Result<Reply> {
+    let stored = call
+        .api
+        .storage
+        .get(&call.key())
+        .await?
+        .ok_or_else(|| call.not_found())?;
+    Ok(Reply::object(StatusCode::OK, scale_of(&stored.object)))
+}
+
+/// PUT/PATCH of the scale subresource: only `spec.replicas` moves.
+async fn scale_write(call: &Call<'_>, change: Change) -> Result<Reply> {
+    let key = call.key();
+    for _ in 0..MAX_RETRIES {
+        let current: Stored = call
+            .api
+            .storage
+            .get(&key)
+            .await?
+            .ok_or_else(|| call.not_found())?;
+        let scale = scale_of(&current.object);
+        let new_scale = match &change {
+            Change::Replace(v) => v.clone(),
+            Change::Patch(pt, body) => match pt {
+                patch::PatchType::Json => patch::json_patch(&scale, body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                _ => patch::merge_patch(&scale, body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            },
+        };
+        let client_rv = new_scale
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if let Some(rv) = &client_rv
+            && *rv != current.revision.to_string()
+        {
+            return Err(call.conflict());
+        }
+        let replicas = new_scale
+            .pointer("/spec/replicas")
+            .cloned()
+            .unwrap_or(json!(0));
+        if !replicas
+            .as_i64()
+            .is_some_and(|r| (0..=i64::from(i32::MAX)).contains(&r))
+        {
+            return Err(ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                call.name(),
+                vec![Cause::invalid(
+                    "spec.replicas",
+                    &replicas,
+                    "must be greater than or equal to 0",
+                )],
+            ));
+        }
+        let mut new = current.object.clone();
+        new["spec"]["replicas"] = replicas;
+        let mut causes = Vec::new();
+        meta::prepare_update(&mut new, &current.object, &mut causes);
+        if call.dry_run()? {
+            return Ok(Reply::object(StatusCode::OK, scale_of(&new)));
+        }
+        match call
+            .api
+            .storage
+            .update(&key, &new, current.revision)
+            .await?
+        {
+            Written::Done(rev) => {
+                super::storage::set_resource_version(&mut new, rev);
+                return Ok(Reply::object(StatusCode::OK, scale_of(&new)));
+            }
+            Written::Conflict if client_rv.is_some() => return Err(call.conflict()),
+            Written::Conflict => continue,
+        }
+    }
+    Err(call.conflict())
+}
+
+/// POST pods/<name>/binding and POST bindings: assign a pod to a node.
+pub async fn bind(call: &Call<'_>, pod_name: &str) -> Result<Reply> {
+    let body = call.body_object()?;
+    let node = body
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "",
+            "Binding",
+            pod_name,
+            vec![Cause::required("target.name")],
+        ));
+    }
+    let pods = call
+        .api
+        .resource("", "v1", "pods")
+        .ok_or_else(ApiError::no_route)?;
+    let key = pods.key(call.path.namespace.as_deref(), pod_name);
+    for _ in 0..MAX_RETRIES {
+        let Some(current) = call.api.storage.get(&key).await? else {
+            return Err(ApiError::not_found("", "pods", "pods", pod_name));
+        };
+        if is_deleting(&current.object) {
+            return Err(ApiError::conflict_message(
+                "",
+                "pods",
+                "pods",
+                pod_name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        if let Some(existing) = current
+            .object
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            return Err(ApiError::conflict_message(
+                "",
+                "pods",
+                "pods",
+                pod_name,
+                &format!("pod {pod_name} is already assigned to node \"{existing}\""),
+            ));
+        }
+        let mut new = current.object.clone();
+        new["spec"]["nodeName"] = json!(node);
+        // Annotations and labels on the Binding are copied to the pod, as upstream does.
+        for field in ["annotations", "labels"] {
+            if let Some(extra) = body
+                .pointer(&format!("/metadata/{field}"))
+                .and_then(Value::as_object)
+            {
+                for (k, v) in extra {
+                    new["metadata"][field][k] = v.clone();
+                }
+            }
+        }
+        let conditions = new["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conditions: Vec<Value> = conditions
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
+        conditions.push(json!({
+            "type": "PodScheduled",
+            "status": "True",
+            "lastProbeTime": null,
+            "lastTransitionTime": meta::now_rfc3339(),
+        }));
+        new["status"]["conditions"] = json!(conditions);
+        if call.dry_run()? {
+            break;
+        }
+        match call
+            .api
+            .storage
+            .update(&key, &new, current.revision)
+            .await?
+        {
+            Written::Done(_) => break,
+            Written::Conflict => continue,
+        }
+    }
+    Ok(Reply::object(
+        StatusCode::CREATED,
+        super::status::success("", "pods", pod_name, None),
+    ))
+}
+
+/// The DeleteOptions of a DELETE (body or query).
+struct DeleteOptions {
+    grace: Option<i64>,
+    propagation: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn delete_options(call: &Call<'_>) -> Result<DeleteOptions> {
+    let body: Value = if call.body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&call.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+    };
+    let grace = match call.query.int("gracePeriodSeconds")? {
+        Some(g) => Some(g),
+        None => body.get("gracePeriodSeconds").and_then(Value::as_i64),
+    };
+    if grace.is_some_and(|g| g < 0) {
+        return Err(ApiError::invalid(
+            "",
+            "DeleteOptions",
+            "",
+            vec![Cause::invalid(
+                "gracePeriodSeconds",
+                &json!(grace),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    let propagation = call
+        .query
+        .value("propagationPolicy")
+        .map(str::to_string)
+        .or_else(|| body["propagationPolicy"].as_str().map(str::to_string));
+    if let Some(p) = &propagation
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::invalid(
+            "",
+            "DeleteOptions",
+            "",
+            vec![Cause::unsupported(
+                "propagationPolicy",
+                &json!(p),
+                &["Foreground", "Background", "Orphan", "nil"],
+            )],
+        ));
+    }
+    Ok(DeleteOptions {
+        grace,
+        propagation,
+        uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+/// DELETE of one object.
+pub async fn delete(call: &Call<'_>) -> Result<Reply> {
+    let opts = delete_options(call)?;
+    let key = call.key();
+    for _ in 0..MAX_RETRIES {
+        let current = call
+            .api
+            .storage
+            .get(&key)
+            .await?
+            .ok_or_else(|| call.not_found())?;
+        match delete_one(call, &key, current, &opts).await? {
+            Some(reply) => return Ok(reply),
+            None => continue,
+        }
+    }
+    Err(call.conflict())
+}
+
+/// Deletes (or starts deleting) `current`; `None` when it changed underneath (retry).
+async fn delete_one(
+    call: &Call<'_>,
+    key: &str,
+    current: Stored,
+    opts: &DeleteOptions,
+) -> Result<Option<Reply>> {
+    let obj = &current.object;
+    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str);
+    if let Some(want) = &opts.uid
+        && Some(want.as_str()) != uid
+    {
+        return Err(ApiError::conflict_message(
+            &call.resource.group,
+            &call.resource.plural,
+            &call.resource.qualified(),
+            obj["metadata"]["name"].as_str().unwrap_or_default(),
+            &format!(
+                "Precondition failed: UID in precondition: {want}, UID in object meta: {}",
+                uid.unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(want) = &opts.resource_version
+        && *want != current.revision.to_string()
+    {
+        return Err(ApiError::conflict_message(
+            &call.resource.group,
+            &call.resource.plural,
+            &call.resource.qualified(),
+            obj["metadata"]["name"].as_str().unwrap_or_default(),
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
+                current.revision
+            ),
+        ));
+    }
+    let dry = call.dry_run()?;
+    // Graceful deletion: pods on a node get a deletion timestamp and go when the kubelet is
+    // done; objects with finalizers wait for them; namespaces wait for their content.
+    let grace = graceful_period(call, obj, opts);
+    let mut finalizers: Vec<Value> = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    // Orphan/Foreground ask the garbage collector for work through finalizers (upstream
+    // semantics); without a garbage collector they would wait forever, so they are honoured
+    // only when one runs.
+    if call.api.garbage_collector {
+        let f = match opts.propagation.as_deref() {
+            Some("Orphan") => Some("orphan"),
+            Some("Foreground") => Some("foregroundDeletion"),
+            _ => None,
+        };
+        if let Some(f) = f
+            && !finalizers.iter().any(|x| x == f)
+        {
+            finalizers.push(json!(f));
+        }
+    }
+    let namespace = call.resource.group.is_empty() && call.resource.plural == "namespaces";
+    if grace.is_some() || !finalizers.is_empty() || namespace {
+        if is_deleting(obj) && grace.is_none() {
+            // Already being deleted: deleting again changes nothing.
+            return Ok(Some(Reply::object(StatusCode::OK, current.object)));
+        }
+        let mut new = obj.clone();
+        let deadline = meta::now_unix() + grace.unwrap_or(0);
+        if !is_deleting(obj) {
+            new["metadata"]["deletionTimestamp"] = json!(meta::rfc3339(deadline));
+            new["metadata"]["deletionGracePeriodSeconds"] = json!(grace.unwrap_or(0));
+        } else if let Some(g) = grace {
+            // A shorter grace period may replace a longer one (kubectl delete --grace-period).
+            let old = obj["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0);
+            if g < old {
+                new["metadata"]["deletionTimestamp"] = json!(meta::rfc3339(deadline));
+                new["metadata"]["deletionGracePeriodSeconds"] = json!(g);
+            }
+        }
+        if !finalizers.is_empty() {
+            new["metadata"]["finalizers"] = json!(finalizers);
+        }
+        if namespace {
+            new["status"]["phase"] = json!("Terminating");
+        }
+        if dry {
+            return Ok(Some(Reply::object(StatusCode::OK, new)));
+        }
+        return match call.api.storage.update(key, &new, current.revision).await? {
+            Written::Done(rev) => {
+                super::storage::set_resource_version(&mut new, rev);
+                Ok(Some(Reply::object(StatusCode::OK, new)))
+            }
+            Written::Conflict => Ok(None),
+        };
+    }
+    if dry {
+        return Ok(Some(Reply::object(StatusCode::OK, current.object)));
+    }
+    match call.api.storage.delete(key, current.revision).await? {
+        Written::Done(rev) => {
+            let mut last = current.object;
+            super::storage::set_resource_version(&mut last, rev);
+            super::admission::after_delete(call, &last).await;
+            Ok(Some(Reply::object(StatusCode::OK, last)))
+        }
+        Written::Conflict => Ok(None),
+    }
+}
+
+/// The grace period of a pod deletion, `None` when the pod goes at once (upstream: pods not
+/// yet on a node, or grace period 0, are deleted immediately).
+fn graceful_period(call: &Call<'_>, obj: &Value, opts: &DeleteOptions) -> Option<i64> {
+    if !(call.resource.group.is_empty() && call.resource.plural == "pods") {
+        return None;
+    }
+    let on_node = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !on_node || finished {
+        return None;
+    }
+    let grace = opts.grace.unwrap_or_else(|| {
+        obj.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    });
+    (grace > 0).then_some(grace)
+}
+
+/// DELETE of a collection: every object matching the selectors.
+pub async fn delete_collection(call: &Call<'_>) -> Result<Reply> {
+    let sel = Selectors::parse(&call.query, &call.resource)?;
+    let opts = delete_options(call)?;
+    let prefix = call.resource.key_prefix(call.path.namespace.as_deref());
+    let page = call.api.storage.list(&prefix, 0, None, 0).await?;
+    let mut deleted = Vec::new();
+    for item in page.items {
+        if !sel.matches(&item.object) {
+            continue;
+        }
+        let key = call.resource.key(
+            item.object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str),
+            item.object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
+        let mut current = Some(item);
+        for _ in 0..MAX_RETRIES {
+            let Some(c) = current.take() else { break };
+            match delete_one(call, &key, c, &opts).await? {
+                Some(reply) => {
+                    deleted.push(reply.body);
+                    break;
+                }
+                None => current = call.api.storage.get(&key).await?,
+            }
+        }
+    }
+    Ok(Reply::object(
+        StatusCode::OK,
+        json!({
+            "kind": call.resource.list_kind(),
+            "apiVersion": call.resource.api_version(),
+            "metadata": {"resourceVersion": call.api.storage.revision().to_string()},
+            "items": deleted,
+        }),
+    ))
+}
+
+/// Which verb a method and path mean, for authorization and errors.
+pub fn verb(method: &Method, path: &Path, watch: bool) -> &'static str {
+    match *method {
+        Method::GET | Method::HEAD if path.name.is_some() => "get",
+        Method::GET | Method::HEAD if watch => "watch",
+        Method::GET | Method::HEAD => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if path.name.is_some() => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// The Table of one object or a list, for `kubectl get`.
+pub fn as_table(resource: &Resource, body: &Value, query: &Query) -> Result<Value> {
+    let _ = resource;
+    let include = query.get("includeObject").unwrap_or("");
+    let items: Vec<Value> = match body.get("items").and_then(Value::as_array) {
+        Some(items) => items.clone(),
+        None => vec![body.clone()],
+    };
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            let object = match include {
+                "Object" => o.clone(),
+                "None" => Value::Null,
+                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}),
+            };
+            json!({"cells": [o["metadata"]["name"], "0s"], "object": object})
+        })
+        .collect();
+    let mut t = json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {},
+        "columnDefinitions": [
+            {"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0},
+            {"name": "Age", "type": "string", "format": "", "description": "", "priority": 0},
+        ],
+        "rows": rows,
+    });
+    if let Some(m) = body.get("metadata") {
+        if body.get("items").is_some() {
+            t["metadata"] = m.clone();
+        } else {
+            t["metadata"] = json!({"resourceVersion": m["resourceVersion"]});
+        }
+    }
+    Ok(t)
+}

@@ -1,0 +1,2905 @@
+//! The OpenAPI documents of the API: `/openapi/v2` (Swagger 2.0, as JSON and as gnostic
+//! protobuf) and `/openapi/v3` (the root index plus one OpenAPI 3.0 document per group-version),
+//! generated from the resource table and the k8s-openapi schemas of [`super::patch::Schemas`].
+//!
+//! kubectl needs these for three things (research/k8s-api-compat.md §3): deciding whether the
+//! server validates fields itself (a PATCH operation carrying the kind's
+//! `x-kubernetes-group-version-kind` and a `fieldValidation` parameter), `kubectl explain`, and
+//! the patch metadata of client-side apply. The documents follow upstream's layout: same paths,
+//! operation ids, vendor extensions and definition names, `allOf`-wrapped references in v3 and
+//! `$ref` with siblings in v2.
+//!
+//! Memory: the v3 documents are built when [`OpenApi`] is created (their hashes go into the
+//! root, so they are needed anyway) and kept as serialized bytes. The v2 documents are built on
+//! the first request for each form and kept; only kubectl up to 1.27 and old clients ask for them.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::patch::{self, Schemas};
+use super::resources::Resource;
+
+/// The `info.version` of every document: the Kubernetes release whose API rk3s serves.
+const KUBERNETES_VERSION: &str = "v1.33.0";
+const REF_V3: &str = "#/components/schemas/";
+const REF_V2: &str = "#/definitions/";
+/// The prefixes a schema generator may have used for references between definitions; all are
+/// rewritten to [`REF_V3`] first.
+const REF_PREFIXES: [&str; 3] = [REF_V3, REF_V2, "#/$defs/"];
+
+const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.";
+const PATCH_BODY: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
+const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
+const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
+const WATCH_EVENT: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent";
+const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
+
+/// The content types of a PATCH request body, as upstream lists them.
+const PATCH_TYPES: [&str; 4] = [
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+];
+/// What the handlers answer with.
+const PRODUCES: [&str; 2] = ["application/json", "application/yaml"];
+const WATCH_STREAM: &str = "application/json;stream=watch";
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------------------------
+
+/// The `/openapi/v3` root: every document path (`api/v1`, `apis/apps/v1`, plus the discovery
+/// documents `api`, `apis` and `apis/<group>`) with the URL that carries its content hash.
+pub fn v3_root(resources: &[Resource]) -> Value {
+    let builder = Builder::new(resources);
+    let hashes = builder
+        .documents()
+        .into_iter()
+        .map(|doc| {
+            let body = builder.v3_document(&doc).to_string();
+            (doc.path(), content_hash(body.as_bytes()))
+        })
+        .collect::<Vec<_>>();
+    root_json(&hashes)
+}
+
+/// The OpenAPI 3.0 document of one group-version (`api/v1`, `apis/apps/v1`) or discovery path
+/// (`api`, `apis`, `apis/apps`), with its content hash (upper-case hex SHA-512 of the compact
+/// JSON, as upstream computes it). `None` for a path rk3s does not serve.
+pub fn v3_document(resources: &[Resource], gv_path: &str) -> Option<(Value, String)> {
+    let builder = Builder::new(resources);
+    let doc = builder
+        .documents()
+        .into_iter()
+        .find(|doc| doc.path() == gv_path.trim_matches('/'))?;
+    let value = builder.v3_document(&doc);
+    let hash = content_hash(value.to_string().as_bytes());
+    Some((value, hash))
+}
+
+/// The Swagger 2.0 document of the whole API (`/openapi/v2`, JSON form).
+pub fn v2_json(resources: &[Resource]) -> Value {
+    Builder::new(resources).v2_document()
+}
+
+/// The Swagger 2.0 document encoded as gnostic's `openapi.v2.Document`, the form client-go asks
+/// for with `Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf`.
+pub fn v2_protobuf(resources: &[Resource]) -> Vec<u8> {
+    prost::Message::encode_to_vec(&proto::document(&v2_json(resources)))
+}
+
+/// The served documents, built once. Every getter returns the body and its ETag (the quoted
+/// content hash); a v3 request whose `hash` query parameter equals the unquoted ETag may be
+/// answered with `Cache-Control: public, immutable`.
+pub struct OpenApi {
+    resources: Vec<Resource>,
+    v3_root: Served,
+    /// Keyed by document path without a leading slash (`apis/apps/v1`).
+    v3: BTreeMap<String, Served>,
+    v2_json: OnceLock<Served>,
+    v2_protobuf: OnceLock<Served>,
+}
+
+#[derive(Clone)]
+struct Served {
+    body: Bytes,
+    etag: String,
+}
+
+impl Served {
+    fn new(body: Vec<u8>) -> Served {
+        let etag = format!("\"{}\"", content_hash(&body));
+        Served {
+            body: Bytes::from(body),
+            etag,
+        }
+    }
+
+    fn pair(&self) -> (Bytes, String) {
+        (self.body.clone(), self.etag.clone())
+    }
+}
+
+impl OpenApi {
+    /// Builds the v3 documents and the root; the v2 forms wait for their first request.
+    pub fn new(resources: &[Resource]) -> OpenApi {
+        let builder = Builder::new(resources);
+        let mut v3 = BTreeMap::new();
+        let mut hashes = Vec::new();
+        for doc in builder.documents() {
+            let served = Served::new(builder.v3_document(&doc).to_string().into_bytes());
+            hashes.push((doc.path(), served.etag.trim_matches('"').to_string()));
+            v3.insert(doc.path(), served);
+        }
+        let v3_root = Served::new(root_json(&hashes).to_string().into_bytes());
+        OpenApi {
+            resources: resources.to_vec(),
+            v3_root,
+            v3,
+            v2_json: OnceLock::new(),
+            v2_protobuf: OnceLock::new(),
+        }
+    }
+
+    /// `/openapi/v2` as JSON.
+    pub fn v2_json(&self) -> (Bytes, String) {
+        self.v2_json
+            .get_or_init(|| Served::new(v2_json(&self.resources).to_string().into_bytes()))
+            .pair()
+    }
+
+    /// `/openapi/v2` as gnostic protobuf.
+    pub fn v2_protobuf(&self) -> (Bytes, String) {
+        self.v2_protobuf
+            .get_or_init(|| Served::new(v2_protobuf(&self.resources)))
+            .pair()
+    }
+
+    /// `/openapi/v3`.
+    pub fn v3_root(&self) -> (Bytes, String) {
+        self.v3_root.pair()
+    }
+
+    /// `/openapi/v3/<gv_path>`, e.g. `apis/apps/v1`.
+    pub fn v3_document(&self, gv_path: &str) -> Option<(Bytes, String)> {
+        self.v3.get(gv_path.trim_matches('/')).map(Served::pair)
+    }
+
+    /// The hash in the root's `serverRelativeURL` of a v3 document.
+    pub fn v3_hash(&self, gv_path: &str) -> Option<&str> {
+        self.v3
+            .get(gv_path.trim_matches('/'))
+            .map(|served| served.etag.trim_matches('"'))
+    }
+}
+
+fn root_json(hashes: &[(String, String)]) -> Value {
+    let paths: Map<String, Value> = hashes
+        .iter()
+        .map(|(path, hash)| {
+            let url = format!("/openapi/v3/{path}?hash={hash}");
+            (path.clone(), json!({ "serverRelativeURL": url }))
+        })
+        .collect();
+    json!({ "paths": paths })
+}
+
+/// Upper-case hex SHA-512, the form of upstream's OpenAPI v3 hashes and ETags.
+fn content_hash(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA512, bytes);
+    digest
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02X}"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Gvk {
+    group: String,
+    version: String,
+    kind: String,
+}
+
+impl Gvk {
+    fn of(resource: &Resource) -> Gvk {
+        Gvk {
+            group: resource.group.clone(),
+            version: resource.version.clone(),
+            kind: resource.kind.clone(),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({ "group": self.group, "kind": self.kind, "version": self.version })
+    }
+}
+
+/// One OpenAPI v3 document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Doc {
+    /// `api`: the core API versions.
+    Api,
+    /// `apis`: the API groups.
+    Apis,
+    /// `apis/<group>`.
+    Group(String),
+    /// `api/v1` or `apis/<group>/<version>`.
+    GroupVersion(String, String),
+}
+
+impl Doc {
+    fn path(&self) -> String {
+        match self {
+            Doc::Api => "api".into(),
+            Doc::Apis => "apis".into(),
+            Doc::Group(group) => format!("apis/{group}"),
+            Doc::GroupVersion(group, version) => gv_prefix(group, version),
+        }
+    }
+}
+
+/// `api/v1` or `apis/<group>/<version>`, without slashes around.
+fn gv_prefix(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+fn capitalize(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The group as it appears in upstream's operation ids: `Core`, `Apps`, `RbacAuthorization`,
+/// `Apiextensions` (the `.k8s.io` suffix dropped, each dot- or dash-separated part capitalized).
+fn group_camel(group: &str) -> String {
+    if group.is_empty() {
+        return "Core".into();
+    }
+    group
+        .trim_end_matches(".k8s.io")
+        .split(['.', '-'])
+        .map(capitalize)
+        .collect()
+}
+
+/// The tag upstream gives a group-version's operations: `core_v1`, `apps_v1`,
+/// `rbacAuthorization_v1`.
+fn tag(group: &str, version: &str) -> String {
+    let camel = group_camel(group);
+    let mut chars = camel.chars();
+    let lowered: String = match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    format!("{lowered}_{version}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paths and operations, independent of the OpenAPI version
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Put,
+    Post,
+    Delete,
+    Patch,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Put => "put",
+            Method::Post => "post",
+            Method::Delete => "delete",
+            Method::Patch => "patch",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Param {
+    name: &'static str,
+    /// `path` or `query`.
+    location: &'static str,
+    /// `string`, `boolean` or `integer`.
+    ty: &'static str,
+    required: bool,
+    description: String,
+}
+
+fn query(name: &'static str, ty: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        location: "query",
+        ty,
+        required: false,
+        description: description.into(),
+    }
+}
+
+fn path_param(name: &'static str, description: String) -> Param {
+    Param {
+        name,
+        location: "path",
+        ty: "string",
+        required: true,
+        description,
+    }
+}
+
+fn pretty() -> Param {
+    query(
+        "pretty",
+        "string",
+        "If 'true', the output is indented for people to read.",
+    )
+}
+
+fn dry_run() -> Param {
+    query(
+        "dryRun",
+        "string",
+        "When present, the request is processed through every stage but nothing is persisted. \
+         The only valid value is All.",
+    )
+}
+
+fn field_manager() -> Param {
+    query(
+        "fieldManager",
+        "string",
+        "The name of the actor making the change, recorded in managedFields. At most 128 \
+         printable characters. Required for apply patches, optional otherwise.",
+    )
+}
+
+fn field_validation() -> Param {
+    query(
+        "fieldValidation",
+        "string",
+        "What the server does with unknown or duplicate fields in the request object: Ignore \
+         drops them silently, Warn (the default) drops them and sends a warning header for \
+         each, Strict fails the request.",
+    )
+}
+
+fn force() -> Param {
+    query(
+        "force",
+        "boolean",
+        "Makes an apply request take over the fields other managers own instead of failing \
+         with a conflict. Must be unset for the other patch types.",
+    )
+}
+
+fn write_params(method: Method) -> Vec<Param> {
+    let mut params = vec![dry_run(), field_manager(), field_validation()];
+    if method == Method::Patch {
+        params.push(force());
+    }
+    params
+}
+
+fn delete_params() -> Vec<Param> {
+    vec![
+        dry_run(),
+        query(
+            "gracePeriodSeconds",
+            "integer",
+            "Seconds before the object is deleted; zero means immediately. Unset means the \
+             kind's default.",
+        ),
+        query(
+            "orphanDependents",
+            "boolean",
+            "Deprecated, use propagationPolicy: whether dependents are orphaned (true) or \
+             deleted by the garbage collector (false).",
+        ),
+        query(
+            "propagationPolicy",
+            "string",
+            "Whether and how dependents are garbage collected: Orphan, Background or \
+             Foreground.",
+        ),
+    ]
+}
+
+fn list_params(with_watch: bool) -> Vec<Param> {
+    let mut params = vec![
+        query(
+            "allowWatchBookmarks",
+            "boolean",
+            "Asks a watch for BOOKMARK events; servers may ignore it.",
+        ),
+        query(
+            "continue",
+            "string",
+            "The token of a previous paged list call, to fetch the next page.",
+        ),
+        query(
+            "fieldSelector",
+            "string",
+            "Restricts the returned objects by their fields. Defaults to everything.",
+        ),
+        query(
+            "labelSelector",
+            "string",
+            "Restricts the returned objects by their labels. Defaults to everything.",
+        ),
+        query(
+            "limit",
+            "integer",
+            "The maximum number of objects in one page; a continue token is returned when more \
+             remain.",
+        ),
+        query(
+            "resourceVersion",
+            "string",
+            "Which resource version the list is served from (or a watch starts after).",
+        ),
+        query(
+            "resourceVersionMatch",
+            "string",
+            "How resourceVersion applies to a list: Exact or NotOlderThan.",
+        ),
+        query(
+            "sendInitialEvents",
+            "boolean",
+            "Starts a watch with synthetic ADDED events for the current objects, then a \
+             bookmark.",
+        ),
+        query(
+            "timeoutSeconds",
+            "integer",
+            "How long a list or watch call may last.",
+        ),
+    ];
+    if with_watch {
+        params.push(query(
+            "watch",
+            "boolean",
+            "Watch for changes to the described objects and return them as a stream of add, \
+             update and remove notifications.",
+        ));
+    }
+    params
+}
+
+fn delete_collection_params() -> Vec<Param> {
+    let mut params = list_params(false);
+    params.extend(delete_params());
+    params.sort_by_key(|param| param.name);
+    params
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    None,
+    /// The object itself (create, replace).
+    Object(String),
+    /// A patch in one of [`PATCH_TYPES`].
+    Patch,
+    /// `DeleteOptions`.
+    DeleteOptions,
+}
+
+#[derive(Debug, Clone)]
+struct Operation {
+    method: Method,
+    /// `x-kubernetes-action`; empty for discovery operations.
+    action: &'static str,
+    id: String,
+    description: String,
+    tag: String,
+    gvk: Option<Gvk>,
+    params: Vec<Param>,
+    body: Body,
+    /// Status code and, when there is one, the definition name of the response body.
+    responses: Vec<(u16, Option<String>)>,
+    /// Lists also stream watch events.
+    streams: bool,
+}
+
+#[derive(Debug, Clone)]
+struct PathItem {
+    path: String,
+    params: Vec<Param>,
+    operations: Vec<Operation>,
+}
+
+fn status_text(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        401 => "Unauthorized",
+        _ => "",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The builder: definitions and paths
+// ---------------------------------------------------------------------------------------------
+
+struct Builder<'a> {
+    resources: &'a [Resource],
+    /// Every definition, in the v3 dialect: references are `#/components/schemas/<name>`, a
+    /// reference with siblings is wrapped in `allOf`, kinds carry their
+    /// `x-kubernetes-group-version-kind`, fields their patch extensions.
+    definitions: Map<String, Value>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(resources: &'a [Resource]) -> Builder<'a> {
+        let mut builder = Builder {
+            resources,
+            definitions: Schemas::built_in().definitions().clone(),
+        };
+        builder.prepare_definitions();
+        builder
+    }
+
+    /// The group-versions served, in table order.
+    fn group_versions(&self) -> Vec<(String, String)> {
+        let mut seen = Vec::new();
+        for resource in self.resources {
+            let gv = (resource.group.clone(), resource.version.clone());
+            if !seen.contains(&gv) {
+                seen.push(gv);
+            }
+        }
+        seen
+    }
+
+    fn documents(&self) -> Vec<Doc> {
+        let mut docs = vec![Doc::Api, Doc::Apis];
+        let mut groups = Vec::new();
+        for (group, version) in self.group_versions() {
+            if !group.is_empty() && !groups.contains(&group) {
+                groups.push(group.clone());
+            }
+            docs.push(Doc::GroupVersion(group, version));
+        }
+        docs.extend(groups.into_iter().map(Doc::Group));
+        docs
+    }
+
+    /// The definition name of a kind: the resource table's when it serves the kind, otherwise
+    /// upstream's naming of the built-in groups (`io.k8s.api.autoscaling.v1.Scale`).
+    fn schema_name(&self, gvk: &Gvk) -> String {
+        let served = self.resources.iter().find(|resource| {
+            resource.group == gvk.group
+                && resource.version == gvk.version
+                && resource.kind == gvk.kind
+        });
+        if let Some(resource) = served {
+            return resource.schema_name.clone();
+        }
+        let group = if gvk.group.is_empty() {
+            "core"
+        } else {
+            gvk.group.trim_end_matches(".k8s.io")
+        };
+        format!("io.k8s.api.{group}.{}.{}", gvk.version, gvk.kind)
+    }
+
+    // ---- definitions ----------------------------------------------------------------------
+
+    fn prepare_definitions(&mut self) {
+        for definition in self.definitions.values_mut() {
+            visit_schemas_mut(definition, &mut |schema| {
+                if let Some(Value::String(reference)) = schema.get_mut("$ref") {
+                    *reference = rewrite_ref(reference, REF_V3);
+                }
+            });
+        }
+        self.add_patch_extensions();
+        self.add_kinds();
+        self.normalize_v3();
+    }
+
+    /// Copies the patch metadata table onto the field schemas. `Schemas::built_in` has usually
+    /// done so already; inserting the same keys again is harmless and keeps the documents right
+    /// if it ever stops.
+    fn add_patch_extensions(&mut self) {
+        for (type_name, definition) in self.definitions.iter_mut() {
+            let Some(Value::Object(properties)) = definition.get_mut("properties") else {
+                continue;
+            };
+            for (field, schema) in properties.iter_mut() {
+                let Some(meta) = patch::patch_meta(type_name, field) else {
+                    continue;
+                };
+                if let Value::Object(schema) = schema {
+                    schema.extend(meta.extensions());
+                }
+            }
+        }
+    }
+
+    /// Adds what k8s-openapi has no schema for (list kinds, `WatchEvent`, the PATCH body,
+    /// placeholders for kinds without a schema) and tags every kind with its
+    /// `x-kubernetes-group-version-kind`.
+    fn add_kinds(&mut self) {
+        let resources = self.resources;
+        let mut kinds: Vec<(String, Gvk)> = Vec::new();
+        for resource in resources {
+            let gvk = Gvk::of(resource);
+            kinds.push((resource.schema_name.clone(), gvk.clone()));
+            if resource.supports("list") {
+                let list = Gvk {
+                    kind: resource.list_kind(),
+                    ..gvk.clone()
+                };
+                let name = format!("{}List", resource.schema_name);
+                if !self.definitions.contains_key(&name) {
+                    self.definitions
+                        .insert(name.clone(), list_schema(resource, &gvk));
+                }
+                kinds.push((name, list));
+            }
+            for sub in &resource.subresources {
+                if !sub.kind.is_empty() {
+                    let sub_gvk = Gvk {
+                        group: sub.group.into(),
+                        version: sub.version.into(),
+                        kind: sub.kind.into(),
+                    };
+                    kinds.push((self.schema_name(&sub_gvk), sub_gvk));
+                }
+            }
+        }
+        // Kinds served without a schema (a CRD without one) get a permissive placeholder, so
+        // that their operations still reference something and kubectl still finds them.
+        for (name, gvk) in &kinds {
+            if !self.definitions.contains_key(name) {
+                let description =
+                    format!("{} of {}", gvk.kind, gv_prefix(&gvk.group, &gvk.version));
+                self.definitions.insert(
+                    name.clone(),
+                    json!({
+                        "description": description,
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": true,
+                    }),
+                );
+            }
+        }
+        if !self.definitions.contains_key(PATCH_BODY) {
+            self.definitions.insert(
+                PATCH_BODY.into(),
+                json!({
+                    "description": "Patch is provided to give a concrete name and type to the \
+                                    Kubernetes PATCH request body.",
+                    "type": "object",
+                }),
+            );
+        }
+        if !self.definitions.contains_key(WATCH_EVENT) {
+            self.definitions
+                .insert(WATCH_EVENT.into(), watch_event_schema());
+        }
+        // Every group-version serves WatchEvent and takes DeleteOptions; Status is core/v1.
+        for (group, version) in self.group_versions() {
+            for kind in ["WatchEvent", "DeleteOptions"] {
+                let gvk = Gvk {
+                    group: group.clone(),
+                    version: version.clone(),
+                    kind: kind.into(),
+                };
+                kinds.push((format!("{META}{kind}"), gvk));
+            }
+        }
+        let status = Gvk {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "Status".into(),
+        };
+        kinds.push((STATUS.into(), status));
+
+        for (name, gvk) in kinds {
+            let Some(Value::Object(definition)) = self.definitions.get_mut(&name) else {
+                continue;
+            };
+            let entry = definition
+                .entry("x-kubernetes-group-version-kind")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(list) = entry {
+                let value = gvk.to_json();
+                if !list.contains(&value) {
+                    list.push(value);
+                }
+            }
+            // Upstream never marks metadata required (k8s-openapi does, because the Rust field
+            // is not optional), and gives non-pointer structs an empty default.
+            if let Some(Value::Array(required)) = definition.get_mut("required") {
+                required.retain(|field| field != "metadata");
+                if required.is_empty() {
+                    definition.remove("required");
+                }
+            }
+            if let Some(Value::Object(properties)) = definition.get_mut("properties") {
+                for field in ["metadata", "spec", "status"] {
+                    if let Some(Value::Object(property)) = properties.get_mut(field) {
+                        if property.contains_key("$ref") || property.contains_key("allOf") {
+                            property.insert("default".into(), json!({}));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// OpenAPI 3.0 ignores the siblings of `$ref`, so a reference with a description, a default
+    /// or extensions becomes `{"allOf": [{"$ref": …}], …}`, as upstream writes it. Elements of
+    /// lists and values of maps that are structs get upstream's `"default": {}`. `oneOf`s are
+    /// dropped: upstream publishes those few types (`JSONSchemaPropsOrBool` and friends)
+    /// untyped.
+    fn normalize_v3(&mut self) {
+        let objects: BTreeSet<String> = self
+            .definitions
+            .iter()
+            .filter(|(_, schema)| schema.get("properties").is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for definition in self.definitions.values_mut() {
+            visit_schemas_mut(definition, &mut |schema| {
+                schema.remove("oneOf");
+                schema.remove("anyOf");
+                for key in ["items", "additionalProperties"] {
+                    if let Some(Value::Object(child)) = schema.get_mut(key) {
+                        let struct_ref = child.len() == 1
+                            && child
+                                .get("$ref")
+                                .and_then(Value::as_str)
+                                .and_then(|r| r.strip_prefix(REF_V3))
+                                .is_some_and(|name| objects.contains(name));
+                        if struct_ref {
+                            child.insert("default".into(), json!({}));
+                        }
+                    }
+                }
+                if schema.len() > 1 {
+                    if let Some(reference) = schema.remove("$ref") {
+                        schema.insert("allOf".into(), json!([{ "$ref": reference }]));
+                    }
+                }
+            });
+        }
+    }
+
+    /// The definitions reachable from `roots`, references followed transitively.
+    fn closure<'n>(&self, roots: impl IntoIterator<Item = &'n str>) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut queue: VecDeque<String> = roots.into_iter().map(str::to_string).collect();
+        while let Some(name) = queue.pop_front() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            if let Some(definition) = self.definitions.get(&name) {
+                visit_schemas(definition, &mut |schema| {
+                    let target = schema
+                        .get("$ref")
+                        .and_then(Value::as_str)
+                        .and_then(|r| r.strip_prefix(REF_V3));
+                    if let Some(target) = target {
+                        if !seen.contains(target) {
+                            queue.push_back(target.to_string());
+                        }
+                    }
+                });
+            }
+        }
+        seen.retain(|name| self.definitions.contains_key(name));
+        seen
+    }
+
+    // ---- paths ----------------------------------------------------------------------------
+
+    fn paths(&self, doc: &Doc) -> Vec<PathItem> {
+        match doc {
+            Doc::Api => vec![discovery_path(
+                "/api/",
+                "getCoreAPIVersions",
+                "get available API versions",
+                "core",
+                "io.k8s.apimachinery.pkg.apis.meta.v1.APIVersions",
+            )],
+            Doc::Apis => vec![discovery_path(
+                "/apis/",
+                "getAPIVersions",
+                "get available API versions",
+                "apis",
+                "io.k8s.apimachinery.pkg.apis.meta.v1.APIGroupList",
+            )],
+            Doc::Group(group) => {
+                let camel = group_camel(group);
+                let mut lowered = tag(group, "");
+                lowered.pop();
+                vec![discovery_path(
+                    &format!("/apis/{group}/"),
+                    &format!("get{camel}APIGroup"),
+                    "get information of a group",
+                    &lowered,
+                    "io.k8s.apimachinery.pkg.apis.meta.v1.APIGroup",
+                )]
+            }
+            Doc::GroupVersion(group, version) => {
+                let mut paths = vec![discovery_path(
+                    &format!("/{}/", gv_prefix(group, version)),
+                    &format!(
+                        "get{}{}APIResources",
+                        group_camel(group),
+                        capitalize(version)
+                    ),
+                    "get available resources",
+                    &tag(group, version),
+                    "io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList",
+                )];
+                for resource in self.resources {
+                    if &resource.group == group && &resource.version == version {
+                        paths.extend(self.resource_paths(resource));
+                    }
+                }
+                paths
+            }
+        }
+    }
+
+    fn resource_paths(&self, resource: &Resource) -> Vec<PathItem> {
+        let gvk = Gvk::of(resource);
+        let kind = &resource.kind;
+        let prefix = format!("/{}", gv_prefix(&resource.group, &resource.version));
+        let ids = Ids::new(resource);
+        let tag = tag(&resource.group, &resource.version);
+        let namespace = path_param(
+            "namespace",
+            "object name and auth scope, such as for teams and projects".into(),
+        );
+        let name = path_param("name", format!("name of the {kind}"));
+        let collection = if resource.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}", resource.plural)
+        } else {
+            format!("{prefix}/{}", resource.plural)
+        };
+        let item_path = format!("{collection}/{{name}}");
+        let object = Some(resource.schema_name.clone());
+        let list = Some(format!("{}List", resource.schema_name));
+        let status = Some(STATUS.to_string());
+        let op = |method, action, id: String, description: String| Operation {
+            method,
+            action,
+            id,
+            description,
+            tag: tag.clone(),
+            gvk: Some(gvk.clone()),
+            params: Vec::new(),
+            body: Body::None,
+            responses: Vec::new(),
+            streams: false,
+        };
+
+        let mut paths = Vec::new();
+
+        // The collection: list, create, deletecollection.
+        let mut operations = Vec::new();
+        if resource.supports("list") {
+            operations.push(Operation {
+                params: list_params(resource.supports("watch")),
+                responses: vec![(200, list.clone()), (401, None)],
+                streams: resource.supports("watch"),
+                ..op(
+                    Method::Get,
+                    "list",
+                    ids.id("list", ""),
+                    format!("list or watch objects of kind {kind}"),
+                )
+            });
+        }
+        if resource.supports("create") {
+            operations.push(Operation {
+                params: write_params(Method::Post),
+                body: Body::Object(resource.schema_name.clone()),
+                responses: vec![
+                    (200, object.clone()),
+                    (201, object.clone()),
+                    (202, object.clone()),
+                    (401, None),
+                ],
+                ..op(
+                    Method::Post,
+                    "post",
+                    ids.id("create", ""),
+                    format!("create a {kind}"),
+                )
+            });
+        }
+        if resource.supports("deletecollection") {
+            operations.push(Operation {
+                params: delete_collection_params(),
+                body: Body::DeleteOptions,
+                responses: vec![(200, status.clone()), (401, None)],
+                ..op(
+                    Method::Delete,
+                    "deletecollection",
+                    ids.collection_id(),
+                    format!("delete collection of {kind}"),
+                )
+            });
+        }
+        if !operations.is_empty() {
+            let mut params = Vec::new();
+            if resource.namespaced {
+                params.push(namespace.clone());
+            }
+            params.push(pretty());
+            paths.push(PathItem {
+                path: collection.clone(),
+                params,
+                operations,
+            });
+        }
+
+        // Every namespace at once.
+        if resource.namespaced && resource.supports("list") {
+            paths.push(PathItem {
+                path: format!("{prefix}/{}", resource.plural),
+                params: vec![pretty()],
+                operations: vec![Operation {
+                    params: list_params(resource.supports("watch")),
+                    responses: vec![(200, list.clone()), (401, None)],
+                    streams: resource.supports("watch"),
+                    ..op(
+                        Method::Get,
+                        "list",
+                        format!("list{}{}{kind}ForAllNamespaces", ids.group, ids.version),
+                        format!("list or watch objects of kind {kind}"),
+                    )
+                }],
+            });
+        }
+
+        // One object: read, replace, patch, delete.
+        let mut operations = Vec::new();
+        if resource.supports("get") {
+            operations.push(Operation {
+                responses: vec![(200, object.clone()), (401, None)],
+                ..op(
+                    Method::Get,
+                    "get",
+                    ids.id("read", ""),
+                    format!("read the specified {kind}"),
+                )
+            });
+        }
+        if resource.supports("update") {
+            operations.push(Operation {
+                params: write_params(Method::Put),
+                body: Body::Object(resource.schema_name.clone()),
+                responses: vec![(200, object.clone()), (201, object.clone()), (401, None)],
+                ..op(
+                    Method::Put,
+                    "put",
+                    ids.id("replace", ""),
+                    format!("replace the specified {kind}"),
+                )
+            });
+        }
+        if resource.supports("patch") {
+            operations.push(Operation {
+                params: write_params(Method::Patch),
+                body: Body::Patch,
+                responses: vec![(200, object.clone()), (201, object.clone()), (401, None)],
+                ..op(
+                    Method::Patch,
+                    "patch",
+                    ids.id("patch", ""),
+                    format!("partially update the specified {kind}"),
+                )
+            });
+        }
+        if resource.supports("delete") {
+            operations.push(Operation {
+                params: delete_params(),
+                body: Body::DeleteOptions,
+                responses: vec![(200, status.clone()), (202, status.clone()), (401, None)],
+                ..op(
+                    Method::Delete,
+                    "delete",
+                    ids.id("delete", ""),
+                    format!("delete a {kind}"),
+                )
+            });
+        }
+        let mut item_params = vec![name.clone()];
+        if resource.namespaced {
+            item_params.push(namespace.clone());
+        }
+        item_params.push(pretty());
+        if !operations.is_empty() {
+            paths.push(PathItem {
+                path: item_path.clone(),
+                params: item_params.clone(),
+                operations,
+            });
+        }
+
+        // Subresources: status, scale, binding, approval.
+        for sub in &resource.subresources {
+            let sub_gvk = if sub.kind.is_empty() {
+                gvk.clone()
+            } else {
+                Gvk {
+                    group: sub.group.into(),
+                    version: sub.version.into(),
+                    kind: sub.kind.into(),
+                }
+            };
+            let sub_schema = Some(self.schema_name(&sub_gvk));
+            let suffix = capitalize(sub.name);
+            let op = |method, action, id: String, description: String| Operation {
+                gvk: Some(sub_gvk.clone()),
+                ..op(method, action, id, description)
+            };
+            let mut operations = Vec::new();
+            for verb in sub.verbs {
+                let operation = match *verb {
+                    "get" => Operation {
+                        responses: vec![(200, sub_schema.clone()), (401, None)],
+                        ..op(
+                            Method::Get,
+                            "get",
+                            ids.id("read", &suffix),
+                            format!("read {} of the specified {kind}", sub.name),
+                        )
+                    },
+                    "update" => Operation {
+                        params: write_params(Method::Put),
+                        body: Body::Object(self.schema_name(&sub_gvk)),
+                        responses: vec![
+                            (200, sub_schema.clone()),
+                            (201, sub_schema.clone()),
+                            (401, None),
+                        ],
+                        ..op(
+                            Method::Put,
+                            "put",
+                            ids.id("replace", &suffix),
+                            format!("replace {} of the specified {kind}", sub.name),
+                        )
+                    },
+                    "patch" => Operation {
+                        params: write_params(Method::Patch),
+                        body: Body::Patch,
+                        responses: vec![
+                            (200, sub_schema.clone()),
+                            (201, sub_schema.clone()),
+                            (401, None),
+                        ],
+                        ..op(
+                            Method::Patch,
+                            "patch",
+                            ids.id("patch", &suffix),
+                            format!("partially update {} of the specified {kind}", sub.name),
+                        )
+                    },
+                    "create" => Operation {
+                        params: write_params(Method::Post),
+                        body: Body::Object(self.schema_name(&sub_gvk)),
+                        responses: vec![
+                            (200, sub_schema.clone()),
+                            (201, sub_schema.clone()),
+                            (202, sub_schema.clone()),
+                            (401, None),
+                        ],
+                        ..op(
+                            Method::Post,
+                            "post",
+                            ids.id("create", &suffix),
+                            format!("create {} of a {kind}", sub.name),
+                        )
+                    },
+                    _ => continue,
+                };
+                operations.push(operation);
+            }
+            if !operations.is_empty() {
+                let mut params = item_params.clone();
+                if let Some(first) = params.first_mut() {
+                    first.description = format!("name of the {}", sub_gvk.kind);
+                }
+                paths.push(PathItem {
+                    path: format!("{item_path}/{}", sub.name),
+                    params,
+                    operations,
+                });
+            }
+        }
+        paths
+    }
+
+    /// The definition names the operations of `paths` refer to.
+    fn roots(paths: &[PathItem]) -> BTreeSet<String> {
+        let mut roots = BTreeSet::new();
+        for operation in paths.iter().flat_map(|path| &path.operations) {
+            match &operation.body {
+                Body::None => {}
+                Body::Object(name) => {
+                    roots.insert(name.clone());
+                }
+                Body::Patch => {
+                    roots.insert(PATCH_BODY.to_string());
+                }
+                Body::DeleteOptions => {
+                    roots.insert(DELETE_OPTIONS.to_string());
+                }
+            }
+            for (_, schema) in &operation.responses {
+                if let Some(name) = schema {
+                    roots.insert(name.clone());
+                }
+            }
+            if operation.streams {
+                roots.insert(WATCH_EVENT.to_string());
+            }
+        }
+        roots
+    }
+
+    // ---- v3 -------------------------------------------------------------------------------
+
+    fn v3_document(&self, doc: &Doc) -> Value {
+        let paths = self.paths(doc);
+        let mut roots = Builder::roots(&paths);
+        if matches!(doc, Doc::GroupVersion(..)) {
+            // Upstream's group-version documents always carry the watch event and the common
+            // metadata types, whether or not an operation names them.
+            roots.insert(WATCH_EVENT.to_string());
+            roots.insert(STATUS.to_string());
+        }
+        let schemas: Map<String, Value> = self
+            .closure(roots.iter().map(String::as_str))
+            .into_iter()
+            .filter_map(|name| {
+                let schema = self.definitions.get(&name)?.clone();
+                Some((name, schema))
+            })
+            .collect();
+        let paths: Map<String, Value> = paths
+            .iter()
+            .map(|item| (item.path.clone(), v3_path_item(item)))
+            .collect();
+        json!({
+            "openapi": "3.0.0",
+            "info": { "title": "Kubernetes", "version": KUBERNETES_VERSION },
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {
+                    "BearerToken": {
+                        "type": "apiKey",
+                        "description": "Bearer Token authentication",
+                        "name": "authorization",
+                        "in": "header",
+                    }
+                }
+            },
+        })
+    }
+
+    // ---- v2 -------------------------------------------------------------------------------
+
+    fn v2_document(&self) -> Value {
+        let mut items = Vec::new();
+        for doc in self.documents() {
+            items.extend(self.paths(&doc));
+        }
+        let mut roots = Builder::roots(&items);
+        roots.insert(WATCH_EVENT.to_string());
+        roots.insert(STATUS.to_string());
+        let definitions: Map<String, Value> = self
+            .closure(roots.iter().map(String::as_str))
+            .into_iter()
+            .filter_map(|name| {
+                let mut schema = self.definitions.get(&name)?.clone();
+                to_v2_schema(&mut schema);
+                if name == QUANTITY {
+                    // Upstream's Quantity is a plain string in v2.
+                    if let Value::Object(object) = &mut schema {
+                        object.remove("format");
+                    }
+                }
+                Some((name, schema))
+            })
+            .collect();
+        let paths: Map<String, Value> = items
+            .iter()
+            .map(|item| (item.path.clone(), v2_path_item(item)))
+            .collect();
+        json!({
+            "swagger": "2.0",
+            "info": { "title": "Kubernetes", "version": KUBERNETES_VERSION },
+            "paths": paths,
+            "definitions": definitions,
+        })
+    }
+}
+
+/// The pieces of a resource's operation ids: `patch` + `AppsV1` + `Namespaced` + `Deployment`
+/// + `Status`.
+struct Ids {
+    group: String,
+    version: String,
+    scope: &'static str,
+    kind: String,
+}
+
+impl Ids {
+    fn new(resource: &Resource) -> Ids {
+        Ids {
+            group: group_camel(&resource.group),
+            version: capitalize(&resource.version),
+            scope: if resource.namespaced {
+                "Namespaced"
+            } else {
+                ""
+            },
+            kind: resource.kind.clone(),
+        }
+    }
+
+    fn id(&self, verb: &str, suffix: &str) -> String {
+        format!(
+            "{verb}{}{}{}{}{suffix}",
+            self.group, self.version, self.scope, self.kind
+        )
+    }
+
+    fn collection_id(&self) -> String {
+        format!(
+            "delete{}{}Collection{}{}",
+            self.group, self.version, self.scope, self.kind
+        )
+    }
+}
+
+fn discovery_path(path: &str, id: &str, description: &str, tag: &str, schema: &str) -> PathItem {
+    PathItem {
+        path: path.into(),
+        params: Vec::new(),
+        operations: vec![Operation {
+            method: Method::Get,
+            action: "",
+            id: id.into(),
+            description: description.into(),
+            tag: tag.into(),
+            gvk: None,
+            params: Vec::new(),
+            body: Body::None,
+            responses: vec![(200, Some(schema.into())), (401, None)],
+            streams: false,
+        }],
+    }
+}
+
+fn list_schema(resource: &Resource, item: &Gvk) -> Value {
+    let plural = &resource.plural;
+    json!({
+        "description": format!("{}List is a list of {}.", item.kind, item.kind),
+        "type": "object",
+        "properties": {
+            "apiVersion": {
+                "description": "APIVersion defines the versioned schema of this representation \
+                                of an object.",
+                "type": "string",
+            },
+            "items": {
+                "description": format!("List of {plural}."),
+                "type": "array",
+                "items": { "$ref": format!("{REF_V3}{}", resource.schema_name) },
+            },
+            "kind": {
+                "description": "Kind is a string value representing the REST resource this \
+                                object represents.",
+                "type": "string",
+            },
+            "metadata": {
+                "$ref": format!("{REF_V3}{LIST_META}"),
+                "description": "Standard list metadata.",
+            },
+        },
+        "required": ["items"],
+    })
+}
+
+fn watch_event_schema() -> Value {
+    json!({
+        "description": "Event represents a single event to a watched resource.",
+        "type": "object",
+        "properties": {
+            "object": {
+                "$ref": format!("{REF_V3}io.k8s.apimachinery.pkg.runtime.RawExtension"),
+                "description": "Object is: the new state of the object for ADDED and MODIFIED, \
+                                its state before deletion for DELETED, a Status for ERROR.",
+            },
+            "type": { "type": "string" },
+        },
+        "required": ["type", "object"],
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------------------------
+
+fn v3_param(param: &Param) -> Value {
+    let mut object = Map::new();
+    object.insert("name".into(), param.name.into());
+    object.insert("in".into(), param.location.into());
+    object.insert("description".into(), param.description.clone().into());
+    if param.required {
+        object.insert("required".into(), true.into());
+    }
+    object.insert(
+        "schema".into(),
+        json!({ "type": param.ty, "uniqueItems": true }),
+    );
+    Value::Object(object)
+}
+
+fn v3_path_item(item: &PathItem) -> Value {
+    let mut object = Map::new();
+    for operation in &item.operations {
+        object.insert(operation.method.as_str().into(), v3_operation(operation));
+    }
+    if !item.params.is_empty() {
+        object.insert(
+            "parameters".into(),
+            item.params.iter().map(v3_param).collect(),
+        );
+    }
+    Value::Object(object)
+}
+
+fn v3_operation(operation: &Operation) -> Value {
+    let mut object = Map::new();
+    object.insert("tags".into(), json!([operation.tag]));
+    object.insert("description".into(), operation.description.clone().into());
+    object.insert("operationId".into(), operation.id.clone().into());
+    if !operation.params.is_empty() {
+        object.insert(
+            "parameters".into(),
+            operation.params.iter().map(v3_param).collect(),
+        );
+    }
+    let content = |schema: &str, types: &[&str]| -> Value {
+        types
+            .iter()
+            .map(|ty| {
+                (
+                    ty.to_string(),
+                    json!({ "schema": { "$ref": format!("{REF_V3}{schema}") } }),
+                )
+            })
+            .collect::<Map<String, Value>>()
+            .into()
+    };
+    match &operation.body {
+        Body::None => {}
+        Body::Object(schema) => {
+            object.insert(
+                "requestBody".into(),
+                json!({ "content": content(schema, &["*/*"]), "required": true }),
+            );
+        }
+        Body::Patch => {
+            object.insert(
+                "requestBody".into(),
+                json!({ "content": content(PATCH_BODY, &PATCH_TYPES), "required": true }),
+            );
+        }
+        Body::DeleteOptions => {
+            object.insert(
+                "requestBody".into(),
+                json!({ "content": content(DELETE_OPTIONS, &["*/*"]) }),
+            );
+        }
+    }
+    let mut produces: Vec<&str> = PRODUCES.to_vec();
+    if operation.streams {
+        produces.push(WATCH_STREAM);
+    }
+    let responses: Map<String, Value> = operation
+        .responses
+        .iter()
+        .map(|(code, schema)| {
+            let mut response = Map::new();
+            response.insert("description".into(), status_text(*code).into());
+            if let Some(schema) = schema {
+                response.insert("content".into(), content(schema, &produces));
+            }
+            (code.to_string(), Value::Object(response))
+        })
+        .collect();
+    object.insert("responses".into(), responses.into());
+    add_kubernetes_extensions(&mut object, operation);
+    Value::Object(object)
+}
+
+fn add_kubernetes_extensions(object: &mut Map<String, Value>, operation: &Operation) {
+    if let Some(gvk) = &operation.gvk {
+        object.insert("x-kubernetes-action".into(), operation.action.into());
+        object.insert("x-kubernetes-group-version-kind".into(), gvk.to_json());
+    }
+}
+
+fn v2_param(param: &Param) -> Value {
+    let mut object = Map::new();
+    object.insert("name".into(), param.name.into());
+    object.insert("in".into(), param.location.into());
+    object.insert("description".into(), param.description.clone().into());
+    if param.required {
+        object.insert("required".into(), true.into());
+    }
+    object.insert("type".into(), param.ty.into());
+    object.insert("uniqueItems".into(), true.into());
+    Value::Object(object)
+}
+
+fn v2_path_item(item: &PathItem) -> Value {
+    let mut object = Map::new();
+    for operation in &item.operations {
+        object.insert(operation.method.as_str().into(), v2_operation(operation));
+    }
+    if !item.params.is_empty() {
+        object.insert(
+            "parameters".into(),
+            item.params.iter().map(v2_param).collect(),
+        );
+    }
+    Value::Object(object)
+}
+
+fn v2_operation(operation: &Operation) -> Value {
+    let mut object = Map::new();
+    object.insert("tags".into(), json!([operation.tag]));
+    object.insert("description".into(), operation.description.clone().into());
+    object.insert("operationId".into(), operation.id.clone().into());
+    object.insert("schemes".into(), json!(["https"]));
+    let body_ref = |schema: &str| json!({ "$ref": format!("{REF_V2}{schema}") });
+    let mut params = Vec::new();
+    match &operation.body {
+        Body::None => {}
+        Body::Object(schema) => {
+            object.insert("consumes".into(), json!(["*/*"]));
+            params.push(json!({
+                "name": "body", "in": "body", "required": true, "schema": body_ref(schema),
+            }));
+        }
+        Body::Patch => {
+            object.insert("consumes".into(), json!(PATCH_TYPES));
+            params.push(json!({
+                "name": "body", "in": "body", "required": true, "schema": body_ref(PATCH_BODY),
+            }));
+        }
+        Body::DeleteOptions => {
+            object.insert("consumes".into(), json!(["*/*"]));
+            params
+                .push(json!({ "name": "body", "in": "body", "schema": body_ref(DELETE_OPTIONS) }));
+        }
+    }
+    params.extend(operation.params.iter().map(v2_param));
+    if !params.is_empty() {
+        object.insert("parameters".into(), params.into());
+    }
+    let mut produces: Vec<&str> = PRODUCES.to_vec();
+    if operation.streams {
+        produces.push(WATCH_STREAM);
+    }
+    object.insert("produces".into(), json!(produces));
+    let responses: Map<String, Value> = operation
+        .responses
+        .iter()
+        .map(|(code, schema)| {
+            let mut response = Map::new();
+            response.insert("description".into(), status_text(*code).into());
+            if let Some(schema) = schema {
+                response.insert("schema".into(), body_ref(schema));
+            }
+            (code.to_string(), Value::Object(response))
+        })
+        .collect();
+    object.insert("responses".into(), responses.into());
+    add_kubernetes_extensions(&mut object, operation);
+    Value::Object(object)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema walking and the v3 → v2 conversion
+// ---------------------------------------------------------------------------------------------
+
+/// `prefix` + the definition name of `reference`, whichever known prefix it had.
+fn rewrite_ref(reference: &str, prefix: &str) -> String {
+    REF_PREFIXES
+        .iter()
+        .find_map(|known| reference.strip_prefix(known))
+        .map_or_else(|| reference.to_string(), |name| format!("{prefix}{name}"))
+}
+
+/// Calls `f` on `node` and on every schema nested in it (properties, items,
+/// additionalProperties, allOf/anyOf/oneOf, not), parents first. Values that are data rather
+/// than schemas (`default`, `example`, `enum`, extensions) are not entered, and neither are
+/// property names: `JSONSchemaProps` has a property called `$ref`.
+fn visit_schemas_mut(node: &mut Value, f: &mut dyn FnMut(&mut Map<String, Value>)) {
+    let Value::Object(schema) = node else {
+        return;
+    };
+    f(schema);
+    for (key, child) in schema.iter_mut() {
+        match (key.as_str(), child) {
+            ("properties", Value::Object(properties)) => {
+                for property in properties.values_mut() {
+                    visit_schemas_mut(property, f);
+                }
+            }
+            ("items" | "allOf" | "anyOf" | "oneOf", Value::Array(children)) => {
+                for child in children {
+                    visit_schemas_mut(child, f);
+                }
+            }
+            ("items" | "additionalProperties" | "not", child) => visit_schemas_mut(child, f),
+            _ => {}
+        }
+    }
+}
+
+/// The read-only twin of [`visit_schemas_mut`].
+fn visit_schemas(node: &Value, f: &mut dyn FnMut(&Map<String, Value>)) {
+    let Value::Object(schema) = node else {
+        return;
+    };
+    f(schema);
+    for (key, child) in schema {
+        match (key.as_str(), child) {
+            ("properties", Value::Object(properties)) => {
+                for property in properties.values() {
+                    visit_schemas(property, f);
+                }
+            }
+            ("items" | "allOf" | "anyOf" | "oneOf", Value::Array(children)) => {
+                for child in children {
+                    visit_schemas(child, f);
+                }
+            }
+            ("items" | "additionalProperties" | "not", child) => visit_schemas(child, f),
+            _ => {}
+        }
+    }
+}
+
+/// Rewrites a v3 schema the way upstream writes it in v2: references back to `$ref` with
+/// siblings (kube-openapi's v2 parser reads `allOf` as "anything"), `#/definitions/` refs,
+/// int-or-string as `{"type": "string", "format": "int-or-string"}`, no `nullable`, one type.
+fn to_v2_schema(schema: &mut Value) {
+    visit_schemas_mut(schema, &mut |schema| {
+        let single_ref = match schema.get("allOf") {
+            Some(Value::Array(all)) if all.len() == 1 => all
+                .first()
+                .and_then(|only| only.get("$ref"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        };
+        if let Some(reference) = single_ref {
+            schema.remove("allOf");
+            schema.remove("default");
+            schema.insert("$ref".into(), reference.into());
+        }
+        if let Some(Value::String(reference)) = schema.get_mut("$ref") {
+            *reference = rewrite_ref(reference, REF_V2);
+        }
+        schema.remove("nullable");
+        schema.remove("oneOf");
+        schema.remove("anyOf");
+        if schema.remove("x-kubernetes-int-or-string") == Some(Value::Bool(true)) {
+            schema.insert("type".into(), "string".into());
+            schema.insert("format".into(), "int-or-string".into());
+        }
+        if let Some(Value::Array(types)) = schema.get("type") {
+            let first = types
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|ty| *ty != "null")
+                .map(str::to_string);
+            match first {
+                Some(ty) => {
+                    schema.insert("type".into(), ty.into());
+                }
+                None => {
+                    schema.remove("type");
+                }
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// gnostic's openapi.v2 protobuf
+// ---------------------------------------------------------------------------------------------
+
+/// The messages of gnostic's `openapiv2/OpenAPIv2.proto` (package `openapi.v2`) that rk3s
+/// fills, with upstream's field numbers. Fields rk3s never sets (security, tags, headers,
+/// examples, xml, form data and header parameters, …) are left out: a decoder skips nothing it
+/// does not find, and an encoder never needs them.
+pub mod proto {
+    use serde_json::{Map, Value};
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Document {
+        #[prost(string, tag = "1")]
+        pub swagger: String,
+        #[prost(message, optional, tag = "2")]
+        pub info: Option<Info>,
+        #[prost(string, tag = "3")]
+        pub host: String,
+        #[prost(string, tag = "4")]
+        pub base_path: String,
+        #[prost(string, repeated, tag = "5")]
+        pub schemes: Vec<String>,
+        #[prost(string, repeated, tag = "6")]
+        pub consumes: Vec<String>,
+        #[prost(string, repeated, tag = "7")]
+        pub produces: Vec<String>,
+        #[prost(message, optional, tag = "8")]
+        pub paths: Option<Paths>,
+        #[prost(message, optional, tag = "9")]
+        pub definitions: Option<Definitions>,
+        #[prost(message, repeated, tag = "16")]
+        pub vendor_extension: Vec<NamedAny>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Info {
+        #[prost(string, tag = "1")]
+        pub title: String,
+        #[prost(string, tag = "2")]
+        pub version: String,
+        #[prost(string, tag = "3")]
+        pub description: String,
+        #[prost(message, repeated, tag = "7")]
+        pub vendor_extension: Vec<NamedAny>,
+    }
+
+    /// gnostic's `Any`: the value as YAML text (field 1, a `google.protobuf.Any`, stays unset as
+    /// gnostic leaves it).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Any {
+        #[prost(string, tag = "2")]
+        pub yaml: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NamedAny {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<Any>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Paths {
+        #[prost(message, repeated, tag = "1")]
+        pub vendor_extension: Vec<NamedAny>,
+        #[prost(message, repeated, tag = "2")]
+        pub path: Vec<NamedPathItem>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NamedPathItem {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<PathItem>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PathItem {
+        #[prost(string, tag = "1")]
+        pub xref: String,
+        #[prost(message, optional, tag = "2")]
+        pub get: Option<Operation>,
+        #[prost(message, optional, tag = "3")]
+        pub put: Option<Operation>,
+        #[prost(message, optional, tag = "4")]
+        pub post: Option<Operation>,
+        #[prost(message, optional, tag = "5")]
+        pub delete: Option<Operation>,
+        #[prost(message, optional, tag = "6")]
+        pub options: Option<Operation>,
+        #[prost(message, optional, tag = "7")]
+        pub head: Option<Operation>,
+        #[prost(message, optional, tag = "8")]
+        pub patch: Option<Operation>,
+        #[prost(message, repeated, tag = "9")]
+        pub parameters: Vec<ParametersItem>,
+        #[prost(message, repeated, tag = "10")]
+        pub vendor_extension: Vec<NamedAny>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Operation {
+        #[prost(string, repeated, tag = "1")]
+        pub tags: Vec<String>,
+        #[prost(string, tag = "2")]
+        pub summary: String,
+        #[prost(string, tag = "3")]
+        pub description: String,
+        #[prost(string, tag = "5")]
+        pub operation_id: String,
+        #[prost(string, repeated, tag = "6")]
+        pub produces: Vec<String>,
+        #[prost(string, repeated, tag = "7")]
+        pub consumes: Vec<String>,
+        #[prost(message, repeated, tag = "8")]
+        pub parameters: Vec<ParametersItem>,
+        #[prost(message, optional, tag = "9")]
+        pub responses: Option<Responses>,
+        #[prost(string, repeated, tag = "10")]
+        pub schemes: Vec<String>,
+        #[prost(bool, tag = "11")]
+        pub deprecated: bool,
+        #[prost(message, repeated, tag = "13")]
+        pub vendor_extension: Vec<NamedAny>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ParametersItem {
+        #[prost(oneof = "parameters_item::Oneof", tags = "1, 2")]
+        pub oneof: Option<parameters_item::Oneof>,
+    }
+
+    pub mod parameters_item {
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        pub enum Oneof {
+            #[prost(message, tag = "1")]
+            Parameter(super::Parameter),
+            #[prost(message, tag = "2")]
+            JsonReference(super::JsonReference),
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct JsonReference {
+        #[prost(string, tag = "1")]
+        pub xref: String,
+        #[prost(string, tag = "2")]
+        pub description: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Parameter {
+        #[prost(oneof = "parameter::Oneof", tags = "1, 2")]
+        pub oneof: Option<parameter::Oneof>,
+    }
+
+    pub mod parameter {
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        pub enum Oneof {
+            #[prost(message, tag = "1")]
+            BodyParameter(super::BodyParameter),
+            #[prost(message, tag = "2")]
+            NonBodyParameter(super::NonBodyParameter),
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct BodyParameter {
+        #[prost(string, tag = "1")]
+        pub description: String,
+        #[prost(string, tag = "2")]
+        pub name: String,
+        #[prost(string, tag = "3")]
+        pub r#in: String,
+        #[prost(bool, tag = "4")]
+        pub required: bool,
+        #[prost(message, optional, tag = "5")]
+        pub schema: Option<Schema>,
+        #[prost(message, repeated, tag = "6")]
+        pub vendor_extension: Vec<NamedAny>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NonBodyParameter {
+        #[prost(oneof = "non_body_parameter::Oneof", tags = "3, 4")]
+        pub oneof: Option<non_body_parameter::Oneof>,
+    }
+
+    pub mod non_body_parameter {
+        /// gnostic's tags 1 and 2 (header and form-data parameters) are not used by rk3s.
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        pub enum Oneof {
+            #[prost(message, tag = "3")]
+            QueryParameterSubSchema(super::QueryParameterSubSchema),
+            #[prost(message, tag = "4")]
+            PathParameterSubSchema(super::PathParameterSubSchema),
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct QueryParameterSubSchema {
+        #[prost(bool, tag = "1")]
+        pub required: bool,
+        #[prost(string, tag = "2")]
+        pub r#in: String,
+        #[prost(string, tag = "3")]
+        pub description: String,
+        #[prost(string, tag = "4")]
+        pub name: String,
+        #[prost(bool, tag = "5")]
+        pub allow_empty_value: bool,
+        #[prost(string, tag = "6")]
+        pub r#type: String,
+        #[prost(string, tag = "7")]
+        pub format: String,
+        #[prost(bool, tag = "20")]
+        pub unique_items: bool,
+        #[prost(message, repeated, tag = "23")]
+        pub vendor_extension: Vec<NamedAny>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PathParameterSubSchema {
+        #[prost(bool, tag = "1")]
+        pub required: bool,
+        #[prost(string, tag = "2")]
+        pub r#in: String,
+        #[prost(string, tag = "3")]
+        pub description: String,
+        #[prost(string, tag = "4")]
+        pub name: String,
+        #[prost(string, tag = "5")]
+        pub r#type: String,
+        #[prost(string, tag = "6")]
+        pub format: String,
+        #[prost(bool, tag = "19")]
+        pub unique_items: bool,
+        #[prost(message, repeated, tag = "22")]
+        pub vendor_extension: Vec<NamedAny>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Responses {
+        #[prost(message, repeated, tag = "1")]
+        pub response_code: Vec<NamedResponseValue>,
+        #[prost(message, repeated, tag = "2")]
+        pub vendor_extension: Vec<NamedAny>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NamedResponseValue {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<ResponseValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResponseValue {
+        #[prost(oneof = "response_value::Oneof", tags = "1, 2")]
+        pub oneof: Option<response_value::Oneof>,
+    }
+
+    pub mod response_value {
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        pub enum Oneof {
+            #[prost(message, tag = "1")]
+            Response(super::Response),
+            #[prost(message, tag = "2")]
+            JsonReference(super::JsonReference),
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Response {
+        #[prost(string, tag = "1")]
+        pub description: String,
+        #[prost(message, optional, tag = "2")]
+        pub schema: Option<SchemaItem>,
+        #[prost(message, repeated, tag = "5")]
+        pub vendor_extension: Vec<NamedAny>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SchemaItem {
+        /// gnostic's tag 2 (a file schema) is not used by rk3s.
+        #[prost(oneof = "schema_item::Oneof", tags = "1")]
+        pub oneof: Option<schema_item::Oneof>,
+    }
+
+    pub mod schema_item {
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        pub enum Oneof {
+            #[prost(message, tag = "1")]
+            Schema(super::Schema),
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Definitions {
+        #[prost(message, repeated, tag = "1")]
+        pub additional_properties: Vec<NamedSchema>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NamedSchema {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<Schema>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Properties {
+        #[prost(message, repeated, tag = "1")]
+        pub additional_properties: Vec<NamedSchema>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ItemsItem {
+        #[prost(message, repeated, tag = "1")]
+        pub schema: Vec<Schema>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TypeItem {
+        #[prost(string, repeated, tag = "1")]
+        pub value: Vec<String>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AdditionalPropertiesItem {
+        #[prost(oneof = "additional_properties_item::Oneof", tags = "1, 2")]
+        pub oneof: Option<additional_properties_item::Oneof>,
+    }
+
+    pub mod additional_properties_item {
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        pub enum Oneof {
+            #[prost(message, tag = "1")]
+            Schema(Box<super::Schema>),
+            #[prost(bool, tag = "2")]
+            Boolean(bool),
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Schema {
+        #[prost(string, tag = "1")]
+        pub xref: String,
+        #[prost(string, tag = "2")]
+        pub format: String,
+        #[prost(string, tag = "3")]
+        pub title: String,
+        #[prost(string, tag = "4")]
+        pub description: String,
+        #[prost(message, optional, tag = "5")]
+        pub default: Option<Any>,
+        #[prost(double, tag = "6")]
+        pub multiple_of: f64,
+        #[prost(double, tag = "7")]
+        pub maximum: f64,
+        #[prost(bool, tag = "8")]
+        pub exclusive_maximum: bool,
+        #[prost(double, tag = "9")]
+        pub minimum: f64,
+        #[prost(bool, tag = "10")]
+        pub exclusive_minimum: bool,
+        #[prost(int64, tag = "11")]
+        pub max_length: i64,
+        #[prost(int64, tag = "12")]
+        pub min_length: i64,
+        #[prost(string, tag = "13")]
+        pub pattern: String,
+        #[prost(int64, tag = "14")]
+        pub max_items: i64,
+        #[prost(int64, tag = "15")]
+        pub min_items: i64,
+        #[prost(bool, tag = "16")]
+        pub unique_items: bool,
+        #[prost(int64, tag = "17")]
+        pub max_properties: i64,
+        #[prost(int64, tag = "18")]
+        pub min_properties: i64,
+        #[prost(string, repeated, tag = "19")]
+        pub required: Vec<String>,
+        #[prost(message, repeated, tag = "20")]
+        pub r#enum: Vec<Any>,
+        #[prost(message, optional, boxed, tag = "21")]
+        pub additional_properties: Option<Box<AdditionalPropertiesItem>>,
+        #[prost(message, optional, tag = "22")]
+        pub r#type: Option<TypeItem>,
+        #[prost(message, optional, tag = "23")]
+        pub items: Option<ItemsItem>,
+        #[prost(message, repeated, tag = "24")]
+        pub all_of: Vec<Schema>,
+        #[prost(message, optional, tag = "25")]
+        pub properties: Option<Properties>,
+        #[prost(string, tag = "26")]
+        pub discriminator: String,
+        #[prost(bool, tag = "27")]
+        pub read_only: bool,
+        #[prost(message, optional, tag = "30")]
+        pub example: Option<Any>,
+        #[prost(message, repeated, tag = "31")]
+        pub vendor_extension: Vec<NamedAny>,
+    }
+
+    // ---- JSON → protobuf ------------------------------------------------------------------
+
+    fn string(object: &Map<String, Value>, key: &str) -> String {
+        object
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn strings(object: &Map<String, Value>, key: &str) -> Vec<String> {
+        object
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn boolean(object: &Map<String, Value>, key: &str) -> bool {
+        object.get(key).and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    fn number(object: &Map<String, Value>, key: &str) -> f64 {
+        object.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+    }
+
+    fn integer(object: &Map<String, Value>, key: &str) -> i64 {
+        object.get(key).and_then(Value::as_i64).unwrap_or(0)
+    }
+
+    /// A value as gnostic stores it: YAML text. JSON is YAML, and go-yaml reads JSON's flow
+    /// style, so the compact JSON serialization is what goes in.
+    fn any(value: &Value) -> Any {
+        Any {
+            yaml: format!("{value}\n"),
+        }
+    }
+
+    /// The `x-…` keys of an object, in order.
+    fn extensions(object: &Map<String, Value>) -> Vec<NamedAny> {
+        object
+            .iter()
+            .filter(|(key, _)| key.starts_with("x-"))
+            .map(|(key, value)| NamedAny {
+                name: key.clone(),
+                value: Some(any(value)),
+            })
+            .collect()
+    }
+
+    fn object(value: &Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    /// The gnostic form of a Swagger 2.0 document.
+    pub fn document(doc: &Value) -> Document {
+        let doc = object(doc);
+        let info = doc.get("info").map(object).unwrap_or_default();
+        let paths = doc.get("paths").map(object).unwrap_or_default();
+        let definitions = doc.get("definitions").map(object).unwrap_or_default();
+        Document {
+            swagger: string(&doc, "swagger"),
+            info: Some(Info {
+                title: string(&info, "title"),
+                version: string(&info, "version"),
+                description: string(&info, "description"),
+                vendor_extension: extensions(&info),
+            }),
+            host: string(&doc, "host"),
+            base_path: string(&doc, "basePath"),
+            schemes: strings(&doc, "schemes"),
+            consumes: strings(&doc, "consumes"),
+            produces: strings(&doc, "produces"),
+            paths: Some(Paths {
+                vendor_extension: extensions(&paths),
+                path: paths
+                    .iter()
+                    .filter(|(key, _)| key.starts_with('/'))
+                    .map(|(name, item)| NamedPathItem {
+                        name: name.clone(),
+                        value: Some(path_item(&object(item))),
+                    })
+                    .collect(),
+            }),
+            definitions: Some(Definitions {
+                additional_properties: definitions
+                    .iter()
+                    .map(|(name, schema_value)| NamedSchema {
+                        name: name.clone(),
+                        value: Some(schema(schema_value)),
+                    })
+                    .collect(),
+            }),
+            vendor_extension: extensions(&doc),
+        }
+    }
+
+    fn path_item(item: &Map<String, Value>) -> PathItem {
+        let operation = |method: &str| item.get(method).map(|op| operation(&object(op)));
+        PathItem {
+            xref: string(item, "$ref"),
+            get: operation("get"),
+            put: operation("put"),
+            post: operation("post"),
+            delete: operation("delete"),
+            options: operation("options"),
+            head: operation("head"),
+            patch: operation("patch"),
+            parameters: parameters(item),
+            vendor_extension: extensions(item),
+        }
+    }
+
+    fn operation(op: &Map<String, Value>) -> Operation {
+        let responses = op.get("responses").map(object).unwrap_or_default();
+        Operation {
+            tags: strings(op, "tags"),
+            summary: string(op, "summary"),
+            description: string(op, "description"),
+            operation_id: string(op, "operationId"),
+            produces: strings(op, "produces"),
+            consumes: strings(op, "consumes"),
+            parameters: parameters(op),
+            responses: Some(Responses {
+                response_code: responses
+                    .iter()
+                    .filter(|(key, _)| !key.starts_with("x-"))
+                    .map(|(code, response)| NamedResponseValue {
+                        name: code.clone(),
+                        value: Some(response_value(&object(response))),
+                    })
+                    .collect(),
+                vendor_extension: extensions(&responses),
+            }),
+            schemes: strings(op, "schemes"),
+            deprecated: boolean(op, "deprecated"),
+            vendor_extension: extensions(op),
+        }
+    }
+
+    fn response_value(response: &Map<String, Value>) -> ResponseValue {
+        let oneof = if response.contains_key("$ref") {
+            response_value::Oneof::JsonReference(JsonReference {
+                xref: string(response, "$ref"),
+                description: string(response, "description"),
+            })
+        } else {
+            response_value::Oneof::Response(Response {
+                description: string(response, "description"),
+                schema: response.get("schema").map(|value| SchemaItem {
+                    oneof: Some(schema_item::Oneof::Schema(schema(value))),
+                }),
+                vendor_extension: extensions(response),
+            })
+        };
+        ResponseValue { oneof: Some(oneof) }
+    }
+
+    fn parameters(owner: &Map<String, Value>) -> Vec<ParametersItem> {
+        let Some(list) = owner.get("parameters").and_then(Value::as_array) else {
+            return Vec::new();
+        };
+        list.iter()
+            .map(|param| ParametersItem {
+                oneof: Some(parameter(&object(param))),
+            })
+            .collect()
+    }
+
+    fn parameter(param: &Map<String, Value>) -> parameters_item::Oneof {
+        if param.contains_key("$ref") {
+            return parameters_item::Oneof::JsonReference(JsonReference {
+                xref: string(param, "$ref"),
+                description: string(param, "description"),
+            });
+        }
+        let location = string(param, "in");
+        let oneof = match location.as_str() {
+            "body" => parameter::Oneof::BodyParameter(BodyParameter {
+                description: string(param, "description"),
+                name: string(param, "name"),
+                r#in: location,
+                required: boolean(param, "required"),
+                schema: param.get("schema").map(schema),
+                vendor_extension: extensions(param),
+            }),
+            "path" => parameter::Oneof::NonBodyParameter(NonBodyParameter {
+                oneof: Some(non_body_parameter::Oneof::PathParameterSubSchema(
+                    PathParameterSubSchema {
+                        required: boolean(param, "required"),
+                        r#in: location,
+                        description: string(param, "description"),
+                        name: string(param, "name"),
+                        r#type: string(param, "type"),
+                        format: string(param, "format"),
+                        unique_items: boolean(param, "uniqueItems"),
+                        vendor_extension: extensions(param),
+                    },
+                )),
+            }),
+            // Everything else rk3s writes is a query parameter.
+            _ => parameter::Oneof::NonBodyParameter(NonBodyParameter {
+                oneof: Some(non_body_parameter::Oneof::QueryParameterSubSchema(
+                    QueryParameterSubSchema {
+                        required: boolean(param, "required"),
+                        r#in: location,
+                        description: string(param, "description"),
+                        name: string(param, "name"),
+                        allow_empty_value: boolean(param, "allowEmptyValue"),
+                        r#type: string(param, "type"),
+                        format: string(param, "format"),
+                        unique_items: boolean(param, "uniqueItems"),
+                        vendor_extension: extensions(param),
+                    },
+                )),
+            }),
+        };
+        parameters_item::Oneof::Parameter(Parameter { oneof: Some(oneof) })
+    }
+
+    /// The gnostic form of a schema.
+    pub fn schema(value: &Value) -> Schema {
+        let Some(s) = value.as_object() else {
+            return Schema::default();
+        };
+        let named = |key: &str| -> Vec<NamedSchema> {
+            s.get(key)
+                .and_then(Value::as_object)
+                .map(|properties| {
+                    properties
+                        .iter()
+                        .map(|(name, property)| NamedSchema {
+                            name: name.clone(),
+                            value: Some(schema(property)),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Schema {
+            xref: string(s, "$ref"),
+            format: string(s, "format"),
+            title: string(s, "title"),
+            description: string(s, "description"),
+            default: s.get("default").map(any),
+            multiple_of: number(s, "multipleOf"),
+            maximum: number(s, "maximum"),
+            exclusive_maximum: boolean(s, "exclusiveMaximum"),
+            minimum: number(s, "minimum"),
+            exclusive_minimum: boolean(s, "exclusiveMinimum"),
+            max_length: integer(s, "maxLength"),
+            min_length: integer(s, "minLength"),
+            pattern: string(s, "pattern"),
+            max_items: integer(s, "maxItems"),
+            min_items: integer(s, "minItems"),
+            unique_items: boolean(s, "uniqueItems"),
+            max_properties: integer(s, "maxProperties"),
+            min_properties: integer(s, "minProperties"),
+            required: strings(s, "required"),
+            r#enum: s
+                .get("enum")
+                .and_then(Value::as_array)
+                .map(|values| values.iter().map(any).collect())
+                .unwrap_or_default(),
+            additional_properties: s.get("additionalProperties").and_then(|extra| {
+                let oneof = match extra {
+                    Value::Bool(allowed) => additional_properties_item::Oneof::Boolean(*allowed),
+                    Value::Object(_) => {
+                        additional_properties_item::Oneof::Schema(Box::new(schema(extra)))
+                    }
+                    _ => return None,
+                };
+                Some(Box::new(AdditionalPropertiesItem { oneof: Some(oneof) }))
+            }),
+            r#type: match s.get("type") {
+                Some(Value::String(ty)) => Some(TypeItem {
+                    value: vec![ty.clone()],
+                }),
+                Some(Value::Array(_)) => Some(TypeItem {
+                    value: strings(s, "type"),
+                }),
+                _ => None,
+            },
+            items: match s.get("items") {
+                Some(Value::Array(items)) => Some(ItemsItem {
+                    schema: items.iter().map(schema).collect(),
+                }),
+                Some(item @ Value::Object(_)) => Some(ItemsItem {
+                    schema: vec![schema(item)],
+                }),
+                _ => None,
+            },
+            all_of: s
+                .get("allOf")
+                .and_then(Value::as_array)
+                .map(|all| all.iter().map(schema).collect())
+                .unwrap_or_default(),
+            properties: s.contains_key("properties").then(|| Properties {
+                additional_properties: named("properties"),
+            }),
+            discriminator: string(s, "discriminator"),
+            read_only: boolean(s, "readOnly"),
+            example: s.get("example").map(any),
+            vendor_extension: extensions(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::resources;
+
+    fn openapi() -> &'static OpenApi {
+        static OPENAPI: OnceLock<OpenApi> = OnceLock::new();
+        OPENAPI.get_or_init(|| OpenApi::new(resources::built_in()))
+    }
+
+    fn v3(gv: &str) -> Value {
+        let (body, _) = openapi().v3_document(gv).expect("document is served");
+        serde_json::from_slice(&body).expect("document is JSON")
+    }
+
+    fn v2() -> Value {
+        let (body, _) = openapi().v2_json();
+        serde_json::from_slice(&body).expect("v2 is JSON")
+    }
+
+    fn patch_operation<'d>(doc: &'d Value, path: &str) -> &'d Value {
+        &doc["paths"][path]["patch"]
+    }
+
+    fn parameter_names(operation: &Value) -> Vec<&str> {
+        operation["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|param| param["name"].as_str())
+            .collect()
+    }
+
+    /// kubectl's check (query_param_verifier_v3.go): the PATCH operation whose
+    /// x-kubernetes-group-version-kind is the kind, with a `fieldValidation` query parameter.
+    fn supports_field_validation(doc: &Value, group: &str, version: &str, kind: &str) -> bool {
+        let paths = doc["paths"].as_object().expect("paths");
+        for item in paths.values() {
+            let Some(op) = item.get("patch") else {
+                continue;
+            };
+            let gvk = &op["x-kubernetes-group-version-kind"];
+            if gvk["group"] != group || gvk["version"] != version || gvk["kind"] != kind {
+                continue;
+            }
+            return op["parameters"].as_array().is_some_and(|params| {
+                params
+                    .iter()
+                    .any(|p| p["name"] == "fieldValidation" && p["in"] == "query")
+            });
+        }
+        false
+    }
+
+    #[test]
+    fn v3_root_lists_group_versions_with_their_hashes() {
+        let (body, etag) = openapi().v3_root();
+        let root: Value = serde_json::from_slice(&body).expect("root is JSON");
+        for gv in [
+            "api/v1",
+            "apis/apps/v1",
+            "apis/batch/v1",
+            "api",
+            "apis",
+            "apis/apps",
+        ] {
+            let url = root["paths"][gv]["serverRelativeURL"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{gv} is listed"));
+            let (_, doc_etag) = openapi()
+                .v3_document(gv)
+                .expect("listed documents are served");
+            let hash = doc_etag.trim_matches('"');
+            assert_eq!(url, format!("/openapi/v3/{gv}?hash={hash}"));
+            assert_eq!(hash.len(), 128);
+            assert!(
+                hash.chars()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+            );
+            assert_eq!(openapi().v3_hash(gv), Some(hash));
+        }
+        assert!(etag.starts_with('"') && etag.ends_with('"'));
+        assert!(openapi().v3_document("apis/nothing/v1").is_none());
+        // The free functions agree with the cache.
+        assert_eq!(v3_root(resources::built_in()), root);
+        let (doc, hash) = v3_document(resources::built_in(), "apis/apps/v1").expect("apps/v1");
+        assert_eq!(openapi().v3_hash("apis/apps/v1"), Some(hash.as_str()));
+        assert_eq!(doc, v3("apis/apps/v1"));
+    }
+
+    #[test]
+    fn deployment_patch_carries_gvk_and_field_validation() {
+        let doc = v3("apis/apps/v1");
+        assert_eq!(doc["openapi"], "3.0.0");
+        assert_eq!(doc["info"]["title"], "Kubernetes");
+        let op = patch_operation(
+            &doc,
+            "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+        );
+        assert_eq!(op["operationId"], "patchAppsV1NamespacedDeployment");
+        assert_eq!(op["x-kubernetes-action"], "patch");
+        assert_eq!(
+            op["x-kubernetes-group-version-kind"],
+            json!({"group": "apps", "version": "v1", "kind": "Deployment"})
+        );
+        assert_eq!(
+            parameter_names(op),
+            ["dryRun", "fieldManager", "fieldValidation", "force"]
+        );
+        let content = op["requestBody"]["content"]
+            .as_object()
+            .expect("patch body");
+        for ty in PATCH_TYPES {
+            assert!(content.contains_key(ty), "{ty}");
+        }
+        assert_eq!(
+            op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/io.k8s.api.apps.v1.Deployment"
+        );
+        assert!(supports_field_validation(&doc, "apps", "v1", "Deployment"));
+        let scale = patch_operation(
+            &doc,
+            "/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale",
+        );
+        assert_eq!(scale["operationId"], "patchAppsV1NamespacedDeploymentScale");
+        assert_eq!(scale["x-kubernetes-group-version-kind"]["kind"], "Scale");
+        let status = patch_operation(
+            &doc,
+            "/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status",
+        );
+        assert_eq!(
+            status["operationId"],
+            "patchAppsV1NamespacedDeploymentStatus"
+        );
+        let list = &doc["paths"]["/apis/apps/v1/deployments"]["get"];
+        assert_eq!(list["operationId"], "listAppsV1DeploymentForAllNamespaces");
+        let create = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"]["post"];
+        assert_eq!(
+            parameter_names(create),
+            ["dryRun", "fieldManager", "fieldValidation"]
+        );
+        let kind = &doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(
+            kind["x-kubernetes-group-version-kind"],
+            json!([{"group": "apps", "kind": "Deployment", "version": "v1"}])
+        );
+        assert!(
+            kind.get("required").is_none(),
+            "metadata is not required upstream"
+        );
+        assert_eq!(kind["properties"]["metadata"]["default"], json!({}));
+    }
+
+    #[test]
+    fn namespace_patch_supports_field_validation_for_crds() {
+        let doc = v3("api/v1");
+        let op = patch_operation(&doc, "/api/v1/namespaces/{name}");
+        assert_eq!(op["operationId"], "patchCoreV1Namespace");
+        assert_eq!(
+            op["x-kubernetes-group-version-kind"],
+            json!({"group": "", "version": "v1", "kind": "Namespace"})
+        );
+        assert!(supports_field_validation(&doc, "", "v1", "Namespace"));
+        assert!(supports_field_validation(&doc, "", "v1", "Pod"));
+        let binding = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/binding"]["post"];
+        assert_eq!(binding["operationId"], "createCoreV1NamespacedPodBinding");
+    }
+
+    #[test]
+    fn every_served_kind_supports_field_validation_in_v3_and_v2() {
+        let v2 = v2();
+        for resource in resources::built_in() {
+            if !resource.supports("patch") {
+                continue;
+            }
+            let doc = v3(&gv_prefix(&resource.group, &resource.version));
+            let (g, v, k) = (&resource.group, &resource.version, &resource.kind);
+            assert!(
+                supports_field_validation(&doc, g, v, k),
+                "{g}/{v} {k} in v3"
+            );
+            assert!(supports_field_validation(&v2, g, v, k), "{g}/{v} {k} in v2");
+        }
+    }
+
+    #[test]
+    fn pod_spec_containers_carry_the_patch_strategy() {
+        for doc in [v3("api/v1"), v3("apis/apps/v1")] {
+            let containers = &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]
+                ["containers"];
+            assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+            assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+            assert_eq!(
+                containers["items"],
+                json!({"allOf": [{"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"}], "default": {}})
+            );
+        }
+        let v2 = v2();
+        let containers =
+            &v2["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(
+            containers["items"],
+            json!({"$ref": "#/definitions/io.k8s.api.core.v1.Container"})
+        );
+        let strategy = &v3("apis/apps/v1")["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"]
+            ["properties"]["strategy"];
+        assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
+        assert_eq!(
+            strategy["allOf"],
+            json!([{"$ref": "#/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy"}])
+        );
+    }
+
+    #[test]
+    fn int_or_string_follows_each_versions_convention() {
+        let v3 = v3("apis/apps/v1");
+        let v3_ios =
+            &v3["components"]["schemas"]["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];
+        assert_eq!(v3_ios["x-kubernetes-int-or-string"], true);
+        assert!(v3_ios.get("type").is_none());
+        let v2 = v2();
+        let v2_ios = &v2["definitions"]["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];
+        assert_eq!(v2_ios["type"], "string");
+        assert_eq!(v2_ios["format"], "int-or-string");
+        assert!(v2_ios.get("x-kubernetes-int-or-string").is_none());
+    }
+
+    /// Every `$ref` in `doc` names a definition of `doc`; in v3 no `$ref` has siblings.
+    fn check_refs(doc: &Value, prefix: &str, table: &Map<String, Value>, v3: bool) -> usize {
+        fn walk(value: &Value, in_properties: bool, found: &mut Vec<(String, usize)>) {
+            match value {
+                Value::Object(object) => {
+                    if !in_properties {
+                        if let Some(Value::String(reference)) = object.get("$ref") {
+                            found.push((reference.clone(), object.len()));
+                        }
+                    }
+                    for (key, child) in object {
+                        walk(child, key == "properties" && !in_properties, found);
+                    }
+                }
+                Value::Array(list) => list.iter().for_each(|child| walk(child, false, found)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        walk(doc, false, &mut found);
+        for (reference, siblings) in &found {
+            let name = reference
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("{reference} does not start with {prefix}"));
+            assert!(table.contains_key(name), "{reference} does not resolve");
+            if v3 {
+                assert_eq!(*siblings, 1, "{reference} has siblings");
+            }
+        }
+        found.len()
+    }
+
+    #[test]
+    fn every_ref_resolves_inside_its_document() {
+        let (root, _) = openapi().v3_root();
+        let root: Value = serde_json::from_slice(&root).expect("root");
+        let paths = root["paths"].as_object().expect("paths");
+        for path in paths.keys() {
+            let doc = v3(path);
+            let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+            let refs = check_refs(&doc, REF_V3, schemas, true);
+            assert!(refs > 0, "{path} has references");
+        }
+        let v2 = v2();
+        let definitions = v2["definitions"].as_object().expect("definitions");
+        check_refs(&v2, REF_V2, definitions, false);
+        for name in [
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+            STATUS,
+            DELETE_OPTIONS,
+            WATCH_EVENT,
+            "io.k8s.api.apps.v1.DeploymentList",
+            "io.k8s.api.autoscaling.v1.Scale",
+        ] {
+            assert!(definitions.contains_key(name), "{name} in v2");
+            assert!(
+                v3("apis/apps/v1")["components"]["schemas"]
+                    .get(name)
+                    .is_some(),
+                "{name} in apps/v1"
+            );
+        }
+    }
+
+    /// The rules kube-openapi's `proto.NewOpenAPIData` enforces on v2 definitions; kubectl
+    /// refuses the whole document (and so `apply`) when one fails.
+    fn parses_like_kube_openapi(s: &proto::Schema, names: &BTreeSet<&str>, path: &str) {
+        let types = s
+            .r#type
+            .as_ref()
+            .map(|t| t.value.clone())
+            .unwrap_or_default();
+        if !s.xref.is_empty() {
+            let props = s
+                .properties
+                .as_ref()
+                .map_or(0, |p| p.additional_properties.len());
+            assert_eq!(props, 0, "{path}: reference with properties");
+            assert!(types.is_empty(), "{path}: reference with a type");
+            let name = s
+                .xref
+                .strip_prefix(REF_V2)
+                .unwrap_or_else(|| panic!("{path}: reference {} outside definitions", s.xref));
+            assert!(names.contains(name), "{path}: unknown model {name}");
+            return;
+        }
+        assert!(types.len() <= 1, "{path}: several types");
+        let kind = types.first().map(String::as_str);
+        let fields = |s: &proto::Schema| {
+            for named in s.properties.iter().flat_map(|p| &p.additional_properties) {
+                let field = named.value.clone().unwrap_or_default();
+                parses_like_kube_openapi(&field, names, &format!("{path}.{}", named.name));
+            }
+        };
+        match kind {
+            None | Some("object") if s.properties.is_some() => fields(s),
+            Some("object") | None => {
+                if let Some(extra) = &s.additional_properties {
+                    if let Some(proto::additional_properties_item::Oneof::Schema(extra)) =
+                        &extra.oneof
+                    {
+                        parses_like_kube_openapi(extra, names, path);
+                    }
+                }
+            }
+            Some("array") => {
+                let items = s
+                    .items
+                    .as_ref()
+                    .map(|i| i.schema.as_slice())
+                    .unwrap_or_default();
+                assert_eq!(items.len(), 1, "{path}: array needs one item schema");
+                if let Some(item) = items.first() {
+                    parses_like_kube_openapi(item, names, path);
+                }
+            }
+            Some(ty) => assert!(
+                ["string", "number", "integer", "boolean"].contains(&ty),
+                "{path}: unknown primitive type {ty}"
+            ),
+        }
+    }
+
+    #[test]
+    fn v2_protobuf_round_trips_and_parses_like_kube_openapi() {
+        let (bytes, etag) = openapi().v2_protobuf();
+        assert!(etag.len() > 2);
+        let decoded = <proto::Document as prost::Message>::decode(bytes.as_ref()).expect("decodes");
+        let json = v2();
+        assert_eq!(decoded, proto::document(&json));
+        assert_eq!(decoded.swagger, "2.0");
+        let definitions = decoded
+            .definitions
+            .clone()
+            .unwrap_or_default()
+            .additional_properties;
+        let names: BTreeSet<&str> = definitions.iter().map(|d| d.name.as_str()).collect();
+        for definition in &definitions {
+            let schema = definition.value.clone().unwrap_or_default();
+            parses_like_kube_openapi(&schema, &names, &definition.name);
+        }
+        // kubectl's v2 check (query_param_verifier.go), on the decoded protobuf.
+        let paths = decoded.paths.clone().unwrap_or_default().path;
+        let deployment = paths
+            .iter()
+            .filter_map(|p| p.value.as_ref()?.patch.as_ref())
+            .find(|op| {
+                op.vendor_extension.iter().any(|ext| {
+                    ext.name == "x-kubernetes-group-version-kind"
+                        && ext.value.as_ref().is_some_and(|v| {
+                            serde_json::from_str::<Value>(&v.yaml).ok()
+                                == Some(
+                                    json!({"group": "apps", "kind": "Deployment", "version": "v1"}),
+                                )
+                        })
+                })
+            })
+            .expect("deployment PATCH");
+        let has_field_validation = deployment.parameters.iter().any(|item| {
+            matches!(
+                &item.oneof,
+                Some(proto::parameters_item::Oneof::Parameter(proto::Parameter {
+                    oneof: Some(proto::parameter::Oneof::NonBodyParameter(proto::NonBodyParameter {
+                        oneof: Some(proto::non_body_parameter::Oneof::QueryParameterSubSchema(q)),
+                    })),
+                })) if q.name == "fieldValidation"
+            )
+        });
+        assert!(has_field_validation);
+    }
+
+    /// Reads protobuf wire format by hand, independently of the derived messages: what a Go
+    /// client would see at the top of the document.
+    mod wire {
+        pub fn varint(bytes: &[u8], at: &mut usize) -> u64 {
+            let mut value = 0u64;
+            let mut shift = 0;
+            while let Some(byte) = bytes.get(*at) {
+                *at += 1;
+                value |= u64::from(byte & 0x7f) << shift;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+                shift += 7;
+            }
+            value
+        }
+
+        /// The (field number, payload) pairs of one message's length-delimited fields.
+        pub fn fields(bytes: &[u8]) -> Vec<(u64, &[u8])> {
+            let mut at = 0;
+            let mut out = Vec::new();
+            while at < bytes.len() {
+                let key = varint(bytes, &mut at);
+                match key & 7 {
+                    0 => {
+                        varint(bytes, &mut at);
+                    }
+                    1 => at += 8,
+                    5 => at += 4,
+                    2 => {
+                        let len = varint(bytes, &mut at) as usize;
+                        out.push((key >> 3, &bytes[at..at + len]));
+                        at += len;
+                    }
+                    other => panic!("unexpected wire type {other}"),
+                }
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn v2_protobuf_top_level_fields_decode_by_hand() {
+        let bytes = v2_protobuf(resources::built_in());
+        let top = wire::fields(&bytes);
+        let field = |n| {
+            top.iter()
+                .find(|(f, _)| *f == n)
+                .map(|(_, b)| *b)
+                .expect("field")
+        };
+        assert_eq!(field(1), b"2.0");
+        let info = wire::fields(field(2));
+        assert_eq!(
+            info.iter().find(|(f, _)| *f == 1).map(|(_, b)| *b),
+            Some(&b"Kubernetes"[..])
+        );
+        let json = v2_json(resources::built_in());
+        let paths = wire::fields(field(8))
+            .iter()
+            .filter(|(f, _)| *f == 2)
+            .count();
+        assert_eq!(paths, json["paths"].as_object().map_or(0, Map::len));
+        let definitions = wire::fields(field(9))
+            .iter()
+            .filter(|(f, _)| *f == 1)
+            .count();
+        assert_eq!(
+            definitions,
+            json["definitions"].as_object().map_or(0, Map::len)
+        );
+        assert!(
+            paths > 100 && definitions > 300,
+            "{paths} paths, {definitions} definitions"
+        );
+    }
+
+    #[test]
+    fn documents_are_stable_and_their_sizes_are_printed() {
+        let start = std::time::Instant::now();
+        let built = OpenApi::new(resources::built_in());
+        let v3_time = start.elapsed();
+        let start = std::time::Instant::now();
+        let (v2_json, _) = built.v2_json();
+        let v2_json_time = start.elapsed();
+        let start = std::time::Instant::now();
+        let (v2_proto, _) = built.v2_protobuf();
+        let v2_proto_time = start.elapsed();
+        let v3_total: usize = built.v3.values().map(|served| served.body.len()).sum();
+        let largest = built
+            .v3
+            .iter()
+            .max_by_key(|(_, served)| served.body.len())
+            .map(|(path, served)| format!("{path} {} KiB", served.body.len() / 1024))
+            .unwrap_or_default();
+        println!(
+            "openapi: v3 {} documents {} KiB (largest {largest}), root {} B, built in {v3_time:?}; \
+             v2 json {} KiB in {v2_json_time:?}; v2 protobuf {} KiB in {v2_proto_time:?}",
+            built.v3.len(),
+            v3_total / 1024,
+            built.v3_root.body.len(),
+            v2_json.len() / 1024,
+            v2_proto.len() / 1024,
+        );
+        // Same input, same bytes: hashes only change when the content does.
+        let again = OpenApi::new(resources::built_in());
+        assert_eq!(again.v3_root().0, built.v3_root().0);
+        assert_eq!(again.v2_protobuf().1, built.v2_protobuf().1);
+    }
+
+    #[test]
+    fn operation_ids_follow_upstream_naming() {
+        assert_eq!(
+            group_camel("rbac.authorization.k8s.io"),
+            "RbacAuthorization"
+        );
+        assert_eq!(group_camel("apiextensions.k8s.io"), "Apiextensions");
+        assert_eq!(group_camel(""), "Core");
+        assert_eq!(
+            tag("rbac.authorization.k8s.io", "v1"),
+            "rbacAuthorization_v1"
+        );
+        assert_eq!(tag("", "v1"), "core_v1");
+        let doc = v3("apis/rbac.authorization.k8s.io/v1");
+        let op = &doc["paths"]["/apis/rbac.authorization.k8s.io/v1/clusterroles"]["delete"];
+        assert_eq!(
+            op["operationId"],
+            "deleteRbacAuthorizationV1CollectionClusterRole"
+        );
+        assert_eq!(op["x-kubernetes-action"], "deletecollection");
+        let doc = v3("apis/authorization.k8s.io/v1");
+        let op = &doc["paths"]["/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"]["post"];
+        assert_eq!(
+            op["operationId"],
+            "createAuthorizationV1SelfSubjectAccessReview"
+        );
+    }
+}
