@@ -13,7 +13,7 @@ use super::resources::Resource;
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{ApiError, Cause, Result};
 use super::storage::{Stored, Written};
-use super::{Api, Reply, User, meta, patch};
+use super::{Api, Reply, User, meta, patch, table};
 
 /// The most bytes a request body may have (upstream's default is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -1163,33 +1163,20 @@ pub fn verb(method: &Method, path: &Path, watch: bool) -> &'static str {
 
 /// The Table of one object or a list, for `kubectl get`.
 pub fn as_table(resource: &Resource, body: &Value, query: &Query) -> Result<Value> {
-    let _ = resource;
-    let include = query.get("includeObject").unwrap_or("");
+    let include = table::IncludeObject::parse(query.get("includeObject").unwrap_or(""))
+        .map_err(ApiError::bad_request)?;
     let items: Vec<Value> = match body.get("items").and_then(Value::as_array) {
         Some(items) => items.clone(),
         None => vec![body.clone()],
     };
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            let object = match include {
-                "Object" => o.clone(),
-                "None" => Value::Null,
-                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}),
-            };
-            json!({"cells": [o["metadata"]["name"], "0s"], "object": object})
-        })
-        .collect();
-    let mut t = json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {},
-        "columnDefinitions": [
-            {"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0},
-            {"name": "Age", "type": "string", "format": "", "description": "", "priority": 0},
-        ],
-        "rows": rows,
-    });
+    let mut t = table::table(
+        &resource.group,
+        &resource.plural,
+        &items,
+        include,
+        meta::now_unix(),
+        true,
+    );
     if let Some(m) = body.get("metadata") {
         if body.get("items").is_some() {
             t["metadata"] = m.clone();

@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod meta;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod request;
 pub mod resources;
 pub mod reviews;

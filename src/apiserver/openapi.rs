@@ -57,55 +57,65 @@ const WATCH_STREAM: &str = "application/json;stream=watch";
 /// documents `api`, `apis` and `apis/<group>`) with the URL that carries its content hash.
 pub fn v3_root(resources: &[Resource]) -> Value {
     let builder = Builder::new(resources);
-    let hashes = builder
+    let hashes: Vec<(String, String)> = builder
         .documents()
         .into_iter()
-        .map(|doc| {
-            let body = builder.v3_document(&doc).to_string();
-            (doc.path(), content_hash(body.as_bytes()))
-        })
-        .collect::<Vec<_>>();
+        .map(|doc| (doc.path(), content_hash(&builder.v3_bytes(&doc))))
+        .collect();
     root_json(&hashes)
 }
 
 /// The OpenAPI 3.0 document of one group-version (`api/v1`, `apis/apps/v1`) or discovery path
-/// (`api`, `apis`, `apis/apps`), with its content hash (upper-case hex SHA-512 of the compact
-/// JSON, as upstream computes it). `None` for a path rk3s does not serve.
+/// (`api`, `apis`, `apis/apps`), with its content hash (upper-case hex SHA-512 of the served
+/// bytes, as upstream computes it). `None` for a path rk3s does not serve.
 pub fn v3_document(resources: &[Resource], gv_path: &str) -> Option<(Value, String)> {
     let builder = Builder::new(resources);
-    let doc = builder
-        .documents()
-        .into_iter()
-        .find(|doc| doc.path() == gv_path.trim_matches('/'))?;
-    let value = builder.v3_document(&doc);
-    let hash = content_hash(value.to_string().as_bytes());
-    Some((value, hash))
+    let doc = builder.document(gv_path)?;
+    let bytes = builder.v3_bytes(&doc);
+    let hash = content_hash(&bytes);
+    serde_json::from_slice(&bytes)
+        .ok()
+        .map(|value| (value, hash))
 }
 
 /// The Swagger 2.0 document of the whole API (`/openapi/v2`, JSON form).
 pub fn v2_json(resources: &[Resource]) -> Value {
-    Builder::new(resources).v2_document()
+    // The bytes come from serde_json itself, so they always parse.
+    serde_json::from_slice(&Builder::new(resources).v2_json_bytes()).unwrap_or_default()
 }
 
 /// The Swagger 2.0 document encoded as gnostic's `openapi.v2.Document`, the form client-go asks
 /// for with `Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf`.
 pub fn v2_protobuf(resources: &[Resource]) -> Vec<u8> {
-    prost::Message::encode_to_vec(&proto::document(&v2_json(resources)))
+    Builder::new(resources).v2_protobuf_bytes()
 }
 
-/// The served documents, built once. Every getter returns the body and its ETag (the quoted
-/// content hash); a v3 request whose `hash` query parameter equals the unquoted ETag may be
-/// answered with `Cache-Control: public, immutable`.
+/// The served documents. Every getter returns the body and its ETag (the quoted content hash);
+/// a v3 request whose `hash` query parameter equals the unquoted ETag may be answered with
+/// `Cache-Control: public, immutable`.
+///
+/// What stays in memory (the server's budget is ~60 MB RSS; the documents are 1–3 MB each as
+/// bytes and several times that as JSON trees, so no whole document ever exists as a tree):
+/// - the v3 root, and the hash of every v3 document (all are built once by [`OpenApi::new`] to
+///   compute them, then dropped);
+/// - the bytes of each v3 document once it has been asked for (kubectl asks for one or two);
+/// - the v2 protobuf once asked for: kubectl up to 1.27 downloads it on every `apply`;
+/// - nothing of the v2 JSON, which only old or unusual clients read: it is rebuilt (~50 ms)
+///   per request.
 pub struct OpenApi {
     resources: Vec<Resource>,
     v3_root: Served,
     /// Keyed by document path without a leading slash (`apis/apps/v1`).
-    v3: BTreeMap<String, Served>,
-    v2_json: OnceLock<Served>,
+    v3: BTreeMap<String, V3Entry>,
     v2_protobuf: OnceLock<Served>,
 }
 
-#[derive(Clone)]
+struct V3Entry {
+    doc: Doc,
+    etag: String,
+    body: OnceLock<Bytes>,
+}
+
 struct Served {
     body: Bytes,
     etag: String,
@@ -126,37 +136,39 @@ impl Served {
 }
 
 impl OpenApi {
-    /// Builds the v3 documents and the root; the v2 forms wait for their first request.
+    /// Builds every v3 document once for its hash and the root; keeps the hashes.
     pub fn new(resources: &[Resource]) -> OpenApi {
         let builder = Builder::new(resources);
         let mut v3 = BTreeMap::new();
         let mut hashes = Vec::new();
         for doc in builder.documents() {
-            let served = Served::new(builder.v3_document(&doc).to_string().into_bytes());
-            hashes.push((doc.path(), served.etag.trim_matches('"').to_string()));
-            v3.insert(doc.path(), served);
+            let hash = content_hash(&builder.v3_bytes(&doc));
+            let entry = V3Entry {
+                doc: doc.clone(),
+                etag: format!("\"{hash}\""),
+                body: OnceLock::new(),
+            };
+            hashes.push((doc.path(), hash));
+            v3.insert(doc.path(), entry);
         }
         let v3_root = Served::new(root_json(&hashes).to_string().into_bytes());
         OpenApi {
             resources: resources.to_vec(),
             v3_root,
             v3,
-            v2_json: OnceLock::new(),
             v2_protobuf: OnceLock::new(),
         }
     }
 
-    /// `/openapi/v2` as JSON.
+    /// `/openapi/v2` as JSON, built for this request.
     pub fn v2_json(&self) -> (Bytes, String) {
-        self.v2_json
-            .get_or_init(|| Served::new(v2_json(&self.resources).to_string().into_bytes()))
-            .pair()
+        Served::new(Builder::new(&self.resources).v2_json_bytes()).pair()
     }
 
     /// `/openapi/v2` as gnostic protobuf.
     pub fn v2_protobuf(&self) -> (Bytes, String) {
         self.v2_protobuf
-            .get_or_init(|| Served::new(v2_protobuf(&self.resources)))
+            .get_or_init(|| Served::new(Builder::new(&self.resources).v2_protobuf_bytes()))
             .pair()
     }
 
@@ -165,16 +177,27 @@ impl OpenApi {
         self.v3_root.pair()
     }
 
-    /// `/openapi/v3/<gv_path>`, e.g. `apis/apps/v1`.
+    /// `/openapi/v3/<gv_path>`, e.g. `apis/apps/v1`. The body is rebuilt on the first request;
+    /// generation is deterministic (sorted maps only), so it hashes to the ETag computed by
+    /// [`OpenApi::new`] (the `documents_are_stable` test holds it to that).
     pub fn v3_document(&self, gv_path: &str) -> Option<(Bytes, String)> {
-        self.v3.get(gv_path.trim_matches('/')).map(Served::pair)
+        let entry = self.v3.get(gv_path.trim_matches('/'))?;
+        let body = entry
+            .body
+            .get_or_init(|| Bytes::from(Builder::new(&self.resources).v3_bytes(&entry.doc)));
+        Some((body.clone(), entry.etag.clone()))
     }
 
     /// The hash in the root's `serverRelativeURL` of a v3 document.
     pub fn v3_hash(&self, gv_path: &str) -> Option<&str> {
         self.v3
             .get(gv_path.trim_matches('/'))
-            .map(|served| served.etag.trim_matches('"'))
+            .map(|entry| entry.etag.trim_matches('"'))
+    }
+
+    /// The paths of the v3 documents, as the root lists them.
+    pub fn v3_paths(&self) -> impl Iterator<Item = &str> {
+        self.v3.keys().map(String::as_str)
     }
 }
 
@@ -542,19 +565,36 @@ fn status_text(code: u16) -> &'static str {
 
 struct Builder<'a> {
     resources: &'a [Resource],
-    /// Every definition, in the v3 dialect: references are `#/components/schemas/<name>`, a
-    /// reference with siblings is wrapped in `allOf`, kinds carry their
-    /// `x-kubernetes-group-version-kind`, fields their patch extensions.
-    definitions: Map<String, Value>,
+    /// The k8s-openapi definitions, shared with strategic merge patch. Never cloned whole:
+    /// [`Builder::definition`] copies and adjusts one definition at a time.
+    base: &'static Map<String, Value>,
+    /// What k8s-openapi has no schema for: list kinds, `WatchEvent`, the PATCH body, and
+    /// placeholders for served kinds without a schema.
+    extra: Map<String, Value>,
+    /// The `x-kubernetes-group-version-kind` entries of each kind's definition.
+    kinds: BTreeMap<String, Vec<Gvk>>,
+    /// The definitions that are structs (have properties): list elements and map values of
+    /// these types get upstream's `"default": {}`.
+    structs: BTreeSet<String>,
 }
 
 impl<'a> Builder<'a> {
     fn new(resources: &'a [Resource]) -> Builder<'a> {
         let mut builder = Builder {
             resources,
-            definitions: Schemas::built_in().definitions().clone(),
+            base: Schemas::built_in().definitions(),
+            extra: Map::new(),
+            kinds: BTreeMap::new(),
+            structs: BTreeSet::new(),
         };
-        builder.prepare_definitions();
+        builder.add_kinds();
+        builder.structs = builder
+            .base
+            .iter()
+            .chain(builder.extra.iter())
+            .filter(|(_, schema)| schema.get("properties").is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
         builder
     }
 
@@ -583,6 +623,11 @@ impl<'a> Builder<'a> {
         docs
     }
 
+    fn document(&self, path: &str) -> Option<Doc> {
+        let path = path.trim_matches('/');
+        self.documents().into_iter().find(|doc| doc.path() == path)
+    }
+
     /// The definition name of a kind: the resource table's when it serves the kind, otherwise
     /// upstream's naming of the built-in groups (`io.k8s.api.autoscaling.v1.Scale`).
     fn schema_name(&self, gvk: &Gvk) -> String {
@@ -604,41 +649,17 @@ impl<'a> Builder<'a> {
 
     // ---- definitions ----------------------------------------------------------------------
 
-    fn prepare_definitions(&mut self) {
-        for definition in self.definitions.values_mut() {
-            visit_schemas_mut(definition, &mut |schema| {
-                if let Some(Value::String(reference)) = schema.get_mut("$ref") {
-                    *reference = rewrite_ref(reference, REF_V3);
-                }
-            });
-        }
-        self.add_patch_extensions();
-        self.add_kinds();
-        self.normalize_v3();
+    /// The definition as k8s-openapi (or [`Builder::extra`]) has it.
+    fn raw(&self, name: &str) -> Option<&Value> {
+        self.extra.get(name).or_else(|| self.base.get(name))
     }
 
-    /// Copies the patch metadata table onto the field schemas. `Schemas::built_in` has usually
-    /// done so already; inserting the same keys again is harmless and keeps the documents right
-    /// if it ever stops.
-    fn add_patch_extensions(&mut self) {
-        for (type_name, definition) in self.definitions.iter_mut() {
-            let Some(Value::Object(properties)) = definition.get_mut("properties") else {
-                continue;
-            };
-            for (field, schema) in properties.iter_mut() {
-                let Some(meta) = patch::patch_meta(type_name, field) else {
-                    continue;
-                };
-                if let Value::Object(schema) = schema {
-                    schema.extend(meta.extensions());
-                }
-            }
-        }
+    fn contains(&self, name: &str) -> bool {
+        self.raw(name).is_some()
     }
 
-    /// Adds what k8s-openapi has no schema for (list kinds, `WatchEvent`, the PATCH body,
-    /// placeholders for kinds without a schema) and tags every kind with its
-    /// `x-kubernetes-group-version-kind`.
+    /// Records every kind's `x-kubernetes-group-version-kind` and adds the definitions
+    /// k8s-openapi lacks.
     fn add_kinds(&mut self) {
         let resources = self.resources;
         let mut kinds: Vec<(String, Gvk)> = Vec::new();
@@ -651,9 +672,8 @@ impl<'a> Builder<'a> {
                     ..gvk.clone()
                 };
                 let name = format!("{}List", resource.schema_name);
-                if !self.definitions.contains_key(&name) {
-                    self.definitions
-                        .insert(name.clone(), list_schema(resource, &gvk));
+                if !self.contains(&name) {
+                    self.extra.insert(name.clone(), list_schema(resource, &gvk));
                 }
                 kinds.push((name, list));
             }
@@ -671,10 +691,10 @@ impl<'a> Builder<'a> {
         // Kinds served without a schema (a CRD without one) get a permissive placeholder, so
         // that their operations still reference something and kubectl still finds them.
         for (name, gvk) in &kinds {
-            if !self.definitions.contains_key(name) {
+            if !self.contains(name) {
                 let description =
                     format!("{} of {}", gvk.kind, gv_prefix(&gvk.group, &gvk.version));
-                self.definitions.insert(
+                self.extra.insert(
                     name.clone(),
                     json!({
                         "description": description,
@@ -684,8 +704,8 @@ impl<'a> Builder<'a> {
                 );
             }
         }
-        if !self.definitions.contains_key(PATCH_BODY) {
-            self.definitions.insert(
+        if !self.contains(PATCH_BODY) {
+            self.extra.insert(
                 PATCH_BODY.into(),
                 json!({
                     "description": "Patch is provided to give a concrete name and type to the \
@@ -694,9 +714,8 @@ impl<'a> Builder<'a> {
                 }),
             );
         }
-        if !self.definitions.contains_key(WATCH_EVENT) {
-            self.definitions
-                .insert(WATCH_EVENT.into(), watch_event_schema());
+        if !self.contains(WATCH_EVENT) {
+            self.extra.insert(WATCH_EVENT.into(), watch_event_schema());
         }
         // Every group-version serves WatchEvent and takes DeleteOptions; Status is core/v1.
         for (group, version) in self.group_versions() {
@@ -715,38 +734,70 @@ impl<'a> Builder<'a> {
             kind: "Status".into(),
         };
         kinds.push((STATUS.into(), status));
-
         for (name, gvk) in kinds {
-            let Some(Value::Object(definition)) = self.definitions.get_mut(&name) else {
-                continue;
-            };
-            let entry = definition
+            let list = self.kinds.entry(name).or_default();
+            if !list.contains(&gvk) {
+                list.push(gvk);
+            }
+        }
+    }
+
+    /// One definition in the v3 dialect: references are `#/components/schemas/<name>`, a
+    /// reference with siblings is wrapped in `allOf`, kinds carry their
+    /// `x-kubernetes-group-version-kind`, fields their patch extensions.
+    fn definition(&self, name: &str) -> Option<Value> {
+        let mut definition = self.raw(name)?.clone();
+        visit_schemas_mut(&mut definition, &mut |schema| {
+            if let Some(Value::String(reference)) = schema.get_mut("$ref") {
+                *reference = rewrite_ref(reference, REF_V3);
+            }
+        });
+        let Value::Object(object) = &mut definition else {
+            return Some(definition);
+        };
+        // `Schemas::built_in` has usually added the patch metadata already; inserting the same
+        // keys again is harmless and keeps the documents right if it ever stops.
+        if let Some(Value::Object(properties)) = object.get_mut("properties") {
+            for (field, schema) in properties.iter_mut() {
+                if let (Some(meta), Value::Object(schema)) =
+                    (patch::patch_meta(name, field), schema)
+                {
+                    schema.extend(meta.extensions());
+                }
+            }
+        }
+        if let Some(gvks) = self.kinds.get(name) {
+            let entry = object
                 .entry("x-kubernetes-group-version-kind")
                 .or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(list) = entry {
-                let value = gvk.to_json();
-                if !list.contains(&value) {
-                    list.push(value);
+                for gvk in gvks {
+                    let value = gvk.to_json();
+                    if !list.contains(&value) {
+                        list.push(value);
+                    }
                 }
             }
             // Upstream never marks metadata required (k8s-openapi does, because the Rust field
-            // is not optional), and gives non-pointer structs an empty default.
-            if let Some(Value::Array(required)) = definition.get_mut("required") {
+            // is not optional), and gives the non-pointer structs of a kind an empty default.
+            if let Some(Value::Array(required)) = object.get_mut("required") {
                 required.retain(|field| field != "metadata");
                 if required.is_empty() {
-                    definition.remove("required");
+                    object.remove("required");
                 }
             }
-            if let Some(Value::Object(properties)) = definition.get_mut("properties") {
+            if let Some(Value::Object(properties)) = object.get_mut("properties") {
                 for field in ["metadata", "spec", "status"] {
-                    if let Some(Value::Object(property)) = properties.get_mut(field) {
-                        if property.contains_key("$ref") || property.contains_key("allOf") {
-                            property.insert("default".into(), json!({}));
-                        }
+                    if let Some(Value::Object(property)) = properties.get_mut(field)
+                        && (property.contains_key("$ref") || property.contains_key("allOf"))
+                    {
+                        property.insert("default".into(), json!({}));
                     }
                 }
             }
         }
+        self.normalize_v3(&mut definition);
+        Some(definition)
     }
 
     /// OpenAPI 3.0 ignores the siblings of `$ref`, so a reference with a description, a default
@@ -754,37 +805,42 @@ impl<'a> Builder<'a> {
     /// lists and values of maps that are structs get upstream's `"default": {}`. `oneOf`s are
     /// dropped: upstream publishes those few types (`JSONSchemaPropsOrBool` and friends)
     /// untyped.
-    fn normalize_v3(&mut self) {
-        let objects: BTreeSet<String> = self
-            .definitions
-            .iter()
-            .filter(|(_, schema)| schema.get("properties").is_some())
-            .map(|(name, _)| name.clone())
-            .collect();
-        for definition in self.definitions.values_mut() {
-            visit_schemas_mut(definition, &mut |schema| {
-                schema.remove("oneOf");
-                schema.remove("anyOf");
-                for key in ["items", "additionalProperties"] {
-                    if let Some(Value::Object(child)) = schema.get_mut(key) {
-                        let struct_ref = child.len() == 1
-                            && child
-                                .get("$ref")
-                                .and_then(Value::as_str)
-                                .and_then(|r| r.strip_prefix(REF_V3))
-                                .is_some_and(|name| objects.contains(name));
-                        if struct_ref {
-                            child.insert("default".into(), json!({}));
-                        }
+    fn normalize_v3(&self, definition: &mut Value) {
+        visit_schemas_mut(definition, &mut |schema| {
+            schema.remove("oneOf");
+            schema.remove("anyOf");
+            for key in ["items", "additionalProperties"] {
+                if let Some(Value::Object(child)) = schema.get_mut(key) {
+                    let struct_ref = child.len() == 1
+                        && child
+                            .get("$ref")
+                            .and_then(Value::as_str)
+                            .and_then(|r| r.strip_prefix(REF_V3))
+                            .is_some_and(|name| self.structs.contains(name));
+                    if struct_ref {
+                        child.insert("default".into(), json!({}));
                     }
                 }
-                if schema.len() > 1 {
-                    if let Some(reference) = schema.remove("$ref") {
-                        schema.insert("allOf".into(), json!([{ "$ref": reference }]));
-                    }
-                }
-            });
+            }
+            if schema.len() > 1
+                && let Some(reference) = schema.remove("$ref")
+            {
+                schema.insert("allOf".into(), json!([{ "$ref": reference }]));
+            }
+        });
+    }
+
+    /// One definition in the v2 dialect.
+    fn v2_definition(&self, name: &str) -> Option<Value> {
+        let mut schema = self.definition(name)?;
+        to_v2_schema(&mut schema);
+        if name == QUANTITY {
+            // Upstream's Quantity is a plain string in v2.
+            if let Value::Object(object) = &mut schema {
+                object.remove("format");
+            }
         }
+        Some(schema)
     }
 
     /// The definitions reachable from `roots`, references followed transitively.
@@ -795,21 +851,21 @@ impl<'a> Builder<'a> {
             if !seen.insert(name.clone()) {
                 continue;
             }
-            if let Some(definition) = self.definitions.get(&name) {
+            if let Some(definition) = self.raw(&name) {
                 visit_schemas(definition, &mut |schema| {
                     let target = schema
                         .get("$ref")
                         .and_then(Value::as_str)
-                        .and_then(|r| r.strip_prefix(REF_V3));
-                    if let Some(target) = target {
-                        if !seen.contains(target) {
-                            queue.push_back(target.to_string());
-                        }
+                        .and_then(|r| REF_PREFIXES.iter().find_map(|p| r.strip_prefix(p)));
+                    if let Some(target) = target
+                        && !seen.contains(target)
+                    {
+                        queue.push_back(target.to_string());
                     }
                 });
             }
         }
-        seen.retain(|name| self.definitions.contains_key(name));
+        seen.retain(|name| self.contains(name));
         seen
     }
 
@@ -1138,9 +1194,9 @@ impl<'a> Builder<'a> {
     }
 
     /// The definition names the operations of `paths` refer to.
-    fn roots(paths: &[PathItem]) -> BTreeSet<String> {
+    fn roots<'p>(paths: impl IntoIterator<Item = &'p PathItem>) -> BTreeSet<String> {
         let mut roots = BTreeSet::new();
-        for operation in paths.iter().flat_map(|path| &path.operations) {
+        for operation in paths.into_iter().flat_map(|path| &path.operations) {
             match &operation.body {
                 Body::None => {}
                 Body::Object(name) => {
@@ -1167,81 +1223,185 @@ impl<'a> Builder<'a> {
 
     // ---- v3 -------------------------------------------------------------------------------
 
-    fn v3_document(&self, doc: &Doc) -> Value {
-        let paths = self.paths(doc);
-        let mut roots = Builder::roots(&paths);
+    /// The served bytes of one v3 document, written definition by definition.
+    fn v3_bytes(&self, doc: &Doc) -> Vec<u8> {
+        let paths: BTreeMap<String, PathItem> = self
+            .paths(doc)
+            .into_iter()
+            .map(|item| (item.path.clone(), item))
+            .collect();
+        let mut roots = Builder::roots(paths.values());
         if matches!(doc, Doc::GroupVersion(..)) {
-            // Upstream's group-version documents always carry the watch event and the common
-            // metadata types, whether or not an operation names them.
+            // Upstream's group-version documents always carry the watch event and Status,
+            // whether or not an operation names them.
             roots.insert(WATCH_EVENT.to_string());
             roots.insert(STATUS.to_string());
         }
-        let schemas: Map<String, Value> = self
-            .closure(roots.iter().map(String::as_str))
-            .into_iter()
-            .filter_map(|name| {
-                let schema = self.definitions.get(&name)?.clone();
-                Some((name, schema))
-            })
-            .collect();
-        let paths: Map<String, Value> = paths
-            .iter()
-            .map(|item| (item.path.clone(), v3_path_item(item)))
-            .collect();
-        json!({
-            "openapi": "3.0.0",
-            "info": { "title": "Kubernetes", "version": KUBERNETES_VERSION },
-            "paths": paths,
-            "components": {
-                "schemas": schemas,
-                "securitySchemes": {
-                    "BearerToken": {
-                        "type": "apiKey",
-                        "description": "Bearer Token authentication",
-                        "name": "authorization",
-                        "in": "header",
-                    }
-                }
-            },
-        })
+        // Keys in sorted order throughout, as serde_json would write the same document.
+        let out = &mut Vec::new();
+        let mut document = JsonObject::open(out);
+        document.key(out, "components");
+        let mut components = JsonObject::open(out);
+        components.key(out, "schemas");
+        let mut schemas = JsonObject::open(out);
+        for name in self.closure(roots.iter().map(String::as_str)) {
+            if let Some(definition) = self.definition(&name) {
+                schemas.member(out, &name, &definition);
+            }
+        }
+        schemas.close(out);
+        let bearer = json!({
+            "BearerToken": {
+                "description": "Bearer Token authentication",
+                "in": "header",
+                "name": "authorization",
+                "type": "apiKey",
+            }
+        });
+        components.member(out, "securitySchemes", &bearer);
+        components.close(out);
+        document.member(out, "info", &info());
+        document.member(out, "openapi", &"3.0.0".into());
+        document.key(out, "paths");
+        let mut object = JsonObject::open(out);
+        for (path, item) in &paths {
+            object.member(out, path, &v3_path_item(item));
+        }
+        object.close(out);
+        document.close(out);
+        std::mem::take(out)
     }
 
     // ---- v2 -------------------------------------------------------------------------------
 
-    fn v2_document(&self) -> Value {
-        let mut items = Vec::new();
+    /// Every path of the API and the definitions they reach.
+    fn v2_contents(&self) -> (BTreeMap<String, PathItem>, BTreeSet<String>) {
+        let mut paths = BTreeMap::new();
         for doc in self.documents() {
-            items.extend(self.paths(&doc));
+            for item in self.paths(&doc) {
+                paths.entry(item.path.clone()).or_insert(item);
+            }
         }
-        let mut roots = Builder::roots(&items);
+        let mut roots = Builder::roots(paths.values());
         roots.insert(WATCH_EVENT.to_string());
         roots.insert(STATUS.to_string());
-        let definitions: Map<String, Value> = self
-            .closure(roots.iter().map(String::as_str))
-            .into_iter()
-            .filter_map(|name| {
-                let mut schema = self.definitions.get(&name)?.clone();
-                to_v2_schema(&mut schema);
-                if name == QUANTITY {
-                    // Upstream's Quantity is a plain string in v2.
-                    if let Value::Object(object) = &mut schema {
-                        object.remove("format");
-                    }
-                }
-                Some((name, schema))
-            })
-            .collect();
-        let paths: Map<String, Value> = items
-            .iter()
-            .map(|item| (item.path.clone(), v2_path_item(item)))
-            .collect();
-        json!({
-            "swagger": "2.0",
-            "info": { "title": "Kubernetes", "version": KUBERNETES_VERSION },
-            "paths": paths,
-            "definitions": definitions,
-        })
+        let definitions = self.closure(roots.iter().map(String::as_str));
+        (paths, definitions)
     }
+
+    fn v2_json_bytes(&self) -> Vec<u8> {
+        let (paths, definitions) = self.v2_contents();
+        let out = &mut Vec::new();
+        let mut document = JsonObject::open(out);
+        document.key(out, "definitions");
+        let mut object = JsonObject::open(out);
+        for name in &definitions {
+            if let Some(definition) = self.v2_definition(name) {
+                object.member(out, name, &definition);
+            }
+        }
+        object.close(out);
+        document.member(out, "info", &info());
+        document.key(out, "paths");
+        let mut object = JsonObject::open(out);
+        for (path, item) in &paths {
+            object.member(out, path, &v2_path_item(item));
+        }
+        object.close(out);
+        document.member(out, "swagger", &"2.0".into());
+        document.close(out);
+        std::mem::take(out)
+    }
+
+    /// The gnostic `Document`, written entry by entry: the repeated `Paths.path` and
+    /// `Definitions.additional_properties` are encoded one element at a time and framed by
+    /// hand, which is byte for byte what encoding the whole message would give.
+    fn v2_protobuf_bytes(&self) -> Vec<u8> {
+        use prost::Message;
+        let (paths, definitions) = self.v2_contents();
+        let head = proto::Document {
+            swagger: "2.0".into(),
+            info: Some(proto::Info {
+                title: "Kubernetes".into(),
+                version: KUBERNETES_VERSION.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut out = head.encode_to_vec();
+        let mut entries = Vec::new();
+        for (path, item) in &paths {
+            let named = proto::NamedPathItem {
+                name: path.clone(),
+                value: Some(proto::path_item(&v2_path_item(item))),
+            };
+            put_length_delimited(&mut entries, 2, &named.encode_to_vec());
+        }
+        put_length_delimited(&mut out, 8, &entries);
+        entries.clear();
+        for name in definitions {
+            if let Some(definition) = self.v2_definition(&name) {
+                let named = proto::NamedSchema {
+                    name,
+                    value: Some(proto::schema(&definition)),
+                };
+                put_length_delimited(&mut entries, 1, &named.encode_to_vec());
+            }
+        }
+        put_length_delimited(&mut out, 9, &entries);
+        out
+    }
+}
+
+fn info() -> Value {
+    json!({ "title": "Kubernetes", "version": KUBERNETES_VERSION })
+}
+
+/// A JSON object written member by member, so that no whole document is ever held as a
+/// `Value` tree (those take several times the size of the text).
+struct JsonObject {
+    empty: bool,
+}
+
+impl JsonObject {
+    fn open(out: &mut Vec<u8>) -> JsonObject {
+        out.push(b'{');
+        JsonObject { empty: true }
+    }
+
+    /// Starts a member; its value must be written next.
+    fn key(&mut self, out: &mut Vec<u8>, key: &str) {
+        if !self.empty {
+            out.push(b',');
+        }
+        self.empty = false;
+        out.extend_from_slice(Value::from(key).to_string().as_bytes());
+        out.push(b':');
+    }
+
+    fn member(&mut self, out: &mut Vec<u8>, key: &str, value: &Value) {
+        self.key(out, key);
+        out.extend_from_slice(value.to_string().as_bytes());
+    }
+
+    fn close(self, out: &mut Vec<u8>) {
+        out.push(b'}');
+    }
+}
+
+/// Protobuf framing of one length-delimited field (wire type 2).
+fn put_length_delimited(out: &mut Vec<u8>, field: u32, payload: &[u8]) {
+    put_varint(out, (u64::from(field) << 3) | 2);
+    put_varint(out, payload.len() as u64);
+    out.extend_from_slice(payload);
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 /// The pieces of a resource's operation ids: `patch` + `AppsV1` + `Namespaced` + `Deployment`
@@ -1781,7 +1941,7 @@ pub mod proto {
         #[derive(Clone, PartialEq, prost::Oneof)]
         pub enum Oneof {
             #[prost(message, tag = "1")]
-            Parameter(super::Parameter),
+            Parameter(Box<super::Parameter>),
             #[prost(message, tag = "2")]
             JsonReference(super::JsonReference),
         }
@@ -1805,7 +1965,7 @@ pub mod proto {
         #[derive(Clone, PartialEq, prost::Oneof)]
         pub enum Oneof {
             #[prost(message, tag = "1")]
-            BodyParameter(super::BodyParameter),
+            BodyParameter(Box<super::BodyParameter>),
             #[prost(message, tag = "2")]
             NonBodyParameter(super::NonBodyParameter),
         }
@@ -1912,7 +2072,7 @@ pub mod proto {
         #[derive(Clone, PartialEq, prost::Oneof)]
         pub enum Oneof {
             #[prost(message, tag = "1")]
-            Response(super::Response),
+            Response(Box<super::Response>),
             #[prost(message, tag = "2")]
             JsonReference(super::JsonReference),
         }
@@ -2138,7 +2298,7 @@ pub mod proto {
                     .filter(|(key, _)| key.starts_with('/'))
                     .map(|(name, item)| NamedPathItem {
                         name: name.clone(),
-                        value: Some(path_item(&object(item))),
+                        value: Some(path_item(item)),
                     })
                     .collect(),
             }),
@@ -2155,7 +2315,9 @@ pub mod proto {
         }
     }
 
-    fn path_item(item: &Map<String, Value>) -> PathItem {
+    /// The gnostic form of a path item.
+    pub fn path_item(item: &Value) -> PathItem {
+        let item = &object(item);
         let operation = |method: &str| item.get(method).map(|op| operation(&object(op)));
         PathItem {
             xref: string(item, "$ref"),
@@ -2205,13 +2367,13 @@ pub mod proto {
                 description: string(response, "description"),
             })
         } else {
-            response_value::Oneof::Response(Response {
+            response_value::Oneof::Response(Box::new(Response {
                 description: string(response, "description"),
                 schema: response.get("schema").map(|value| SchemaItem {
                     oneof: Some(schema_item::Oneof::Schema(schema(value))),
                 }),
                 vendor_extension: extensions(response),
-            })
+            }))
         };
         ResponseValue { oneof: Some(oneof) }
     }
@@ -2236,14 +2398,14 @@ pub mod proto {
         }
         let location = string(param, "in");
         let oneof = match location.as_str() {
-            "body" => parameter::Oneof::BodyParameter(BodyParameter {
+            "body" => parameter::Oneof::BodyParameter(Box::new(BodyParameter {
                 description: string(param, "description"),
                 name: string(param, "name"),
                 r#in: location,
                 required: boolean(param, "required"),
                 schema: param.get("schema").map(schema),
                 vendor_extension: extensions(param),
-            }),
+            })),
             "path" => parameter::Oneof::NonBodyParameter(NonBodyParameter {
                 oneof: Some(non_body_parameter::Oneof::PathParameterSubSchema(
                     PathParameterSubSchema {
@@ -2275,7 +2437,7 @@ pub mod proto {
                 )),
             }),
         };
-        parameters_item::Oneof::Parameter(Parameter { oneof: Some(oneof) })
+        parameters_item::Oneof::Parameter(Box::new(Parameter { oneof: Some(oneof) }))
     }
 
     /// The gnostic form of a schema.
@@ -2599,10 +2761,8 @@ mod tests {
         fn walk(value: &Value, in_properties: bool, found: &mut Vec<(String, usize)>) {
             match value {
                 Value::Object(object) => {
-                    if !in_properties {
-                        if let Some(Value::String(reference)) = object.get("$ref") {
-                            found.push((reference.clone(), object.len()));
-                        }
+                    if !in_properties && let Some(Value::String(reference)) = object.get("$ref") {
+                        found.push((reference.clone(), object.len()));
                     }
                     for (key, child) in object {
                         walk(child, key == "properties" && !in_properties, found);
@@ -2691,12 +2851,11 @@ mod tests {
         match kind {
             None | Some("object") if s.properties.is_some() => fields(s),
             Some("object") | None => {
-                if let Some(extra) = &s.additional_properties {
-                    if let Some(proto::additional_properties_item::Oneof::Schema(extra)) =
+                if let Some(extra) = &s.additional_properties
+                    && let Some(proto::additional_properties_item::Oneof::Schema(extra)) =
                         &extra.oneof
-                    {
-                        parses_like_kube_openapi(extra, names, path);
-                    }
+                {
+                    parses_like_kube_openapi(extra, names, path);
                 }
             }
             Some("array") => {
@@ -2753,13 +2912,16 @@ mod tests {
             })
             .expect("deployment PATCH");
         let has_field_validation = deployment.parameters.iter().any(|item| {
+            let Some(proto::parameters_item::Oneof::Parameter(param)) = &item.oneof else {
+                return false;
+            };
+            let Some(proto::parameter::Oneof::NonBodyParameter(non_body)) = &param.oneof else {
+                return false;
+            };
             matches!(
-                &item.oneof,
-                Some(proto::parameters_item::Oneof::Parameter(proto::Parameter {
-                    oneof: Some(proto::parameter::Oneof::NonBodyParameter(proto::NonBodyParameter {
-                        oneof: Some(proto::non_body_parameter::Oneof::QueryParameterSubSchema(q)),
-                    })),
-                })) if q.name == "fieldValidation"
+                &non_body.oneof,
+                Some(proto::non_body_parameter::Oneof::QueryParameterSubSchema(q))
+                    if q.name == "fieldValidation" && q.r#in == "query"
             )
         });
         assert!(has_field_validation);
@@ -2846,6 +3008,17 @@ mod tests {
     fn documents_are_stable_and_their_sizes_are_printed() {
         let start = std::time::Instant::now();
         let built = OpenApi::new(resources::built_in());
+        let hashes_time = start.elapsed();
+        let start = std::time::Instant::now();
+        let mut v3_total = 0;
+        let mut largest = (0, String::new());
+        for path in built.v3_paths() {
+            let (body, etag) = built.v3_document(path).expect("listed");
+            // The body built on request is the one whose hash the root announced.
+            assert_eq!(format!("\"{}\"", content_hash(&body)), etag, "{path}");
+            v3_total += body.len();
+            largest = largest.max((body.len(), path.to_string()));
+        }
         let v3_time = start.elapsed();
         let start = std::time::Instant::now();
         let (v2_json, _) = built.v2_json();
@@ -2853,18 +3026,14 @@ mod tests {
         let start = std::time::Instant::now();
         let (v2_proto, _) = built.v2_protobuf();
         let v2_proto_time = start.elapsed();
-        let v3_total: usize = built.v3.values().map(|served| served.body.len()).sum();
-        let largest = built
-            .v3
-            .iter()
-            .max_by_key(|(_, served)| served.body.len())
-            .map(|(path, served)| format!("{path} {} KiB", served.body.len() / 1024))
-            .unwrap_or_default();
         println!(
-            "openapi: v3 {} documents {} KiB (largest {largest}), root {} B, built in {v3_time:?}; \
-             v2 json {} KiB in {v2_json_time:?}; v2 protobuf {} KiB in {v2_proto_time:?}",
+            "openapi: v3 hashes of {} documents in {hashes_time:?}; all v3 documents {} KiB \
+             (largest {} {} KiB) in {v3_time:?}; root {} B; v2 json {} KiB in \
+             {v2_json_time:?}; v2 protobuf {} KiB in {v2_proto_time:?}",
             built.v3.len(),
             v3_total / 1024,
+            largest.1,
+            largest.0 / 1024,
             built.v3_root.body.len(),
             v2_json.len() / 1024,
             v2_proto.len() / 1024,
@@ -2873,6 +3042,7 @@ mod tests {
         let again = OpenApi::new(resources::built_in());
         assert_eq!(again.v3_root().0, built.v3_root().0);
         assert_eq!(again.v2_protobuf().1, built.v2_protobuf().1);
+        assert_eq!(again.v2_json().1, built.v2_json().1);
     }
 
     #[test]

@@ -1039,8 +1039,9 @@ fn row_conditions(group: &str, resource: &str, obj: &Value) -> Option<Value> {
 
 /// The metav1.Table for a list of built-in objects (or one object as a one-item list). The
 /// caller fills `metadata.resourceVersion` and `metadata.continue`. Without `with_columns`
-/// (watch events after the first, `includeObject`'s `noHeaders`) `columnDefinitions` is
-/// `null`, as upstream sends it.
+/// (TableOptions `noHeaders`, as for watch events after the first) `columnDefinitions` is
+/// `null`, as upstream sends it. Custom resources with printer columns use
+/// [`custom_table`] instead.
 pub fn table(
     group: &str,
     resource: &str,

@@ -98,7 +98,7 @@ impl Watcher {
         let object = if self.table && kind != "ERROR" && kind != "BOOKMARK" {
             let mut t = as_table(&self.resource, &object, &self.query).map_err(|_| Gone)?;
             if !self.first_table {
-                t["columnDefinitions"] = json!([]);
+                t["columnDefinitions"] = Value::Null;
             }
             self.first_table = false;
             t

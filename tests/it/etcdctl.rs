@@ -92,8 +92,8 @@ fn kv_prefix_revisions_and_delete(p: &Process) {
     assert_eq!(
         p.ok(&[
             "get",
-            "/",
-            "--prefix",
+            "/a",
+            "/c",
             "--keys-only",
             "--sort-by=KEY",
             "--order=DESCEND"
