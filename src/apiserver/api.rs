@@ -337,8 +337,7 @@ impl Api {
                 handlers::bind(call, &name).await
             }
             ("create", None) if group.is_empty() && plural == "bindings" => {
-                let body = call.body.clone();
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let v = call.body_object()?;
                 let name = v
                     .pointer("/metadata/name")
                     .and_then(Value::as_str)

@@ -78,7 +78,7 @@ impl Call<'_> {
     }
 
     /// The object in the request body, decoded from JSON or YAML.
-    fn body_object(&self) -> Result<Value> {
+    pub fn body_object(&self) -> Result<Value> {
         let ct = self
             .content_type
             .as_deref()
@@ -88,6 +88,13 @@ impl Call<'_> {
             .unwrap_or_default()
             .trim()
             .to_ascii_lowercase();
+        if super::protobuf::is_protobuf(&ct) {
+            // kubectl 1.32+ sends typed objects as Kubernetes protobuf.
+            let v = super::protobuf::decode(&self.body).map_err(|e| {
+                ApiError::bad_request(format!("error decoding protobuf request body: {e}"))
+            })?;
+            return Ok(v);
+        }
         let v: Value = match ct.as_str() {
             "application/json" | "" | "*/*" => serde_json::from_slice(&self.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))?,
@@ -100,7 +107,11 @@ impl Call<'_> {
             other => {
                 return Err(ApiError::unsupported_media_type(
                     other,
-                    &["application/json", "application/yaml"],
+                    &[
+                        "application/json",
+                        "application/yaml",
+                        "application/vnd.kubernetes.protobuf",
+                    ],
                 ));
             }
         };

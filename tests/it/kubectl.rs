@@ -228,7 +228,7 @@ fn discovery_namespaces_and_version(c: &Cluster) {
 
 both_versions!(create_get_apply_label_patch_scale_delete);
 fn create_get_apply_label_patch_scale_delete(c: &Cluster) {
-    let out = c.ok_in(&["create", "-f", "-"], Some(APP));
+    let out = c.ok_in(&["create", "--save-config", "-f", "-"], Some(APP));
     assert!(out.contains("configmap/web-config created"), "{out}");
     assert!(out.contains("deployment.apps/web created"), "{out}");
     assert!(out.contains("service/web created"), "{out}");

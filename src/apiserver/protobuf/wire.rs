@@ -72,7 +72,10 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| Error::malformed(format!("invalid wire type {}", key & 7)))?;
         match u32::try_from(key >> 3) {
             Ok(number) if (1..=(1 << 29) - 1).contains(&number) => Ok((number, wire)),
-            _ => Err(Error::malformed(format!("invalid field number {}", key >> 3))),
+            _ => Err(Error::malformed(format!(
+                "invalid field number {}",
+                key >> 3
+            ))),
         }
     }
 
@@ -155,7 +158,11 @@ mod tests {
     fn truncated_and_overlong_input_is_an_error() {
         assert!(Reader::new(&[0x80]).varint().is_err());
         assert!(Reader::new(&[0xff; 11]).varint().is_err());
-        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint().is_err());
+        assert!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02])
+                .varint()
+                .is_err()
+        );
         assert!(Reader::new(&[0x05, b'a']).len_delimited().is_err());
         assert!(Reader::new(&[0x00]).key().is_err(), "field number 0");
         assert!(Reader::new(&[0x0e]).key().is_err(), "wire type 6");
