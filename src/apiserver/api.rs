@@ -312,6 +312,7 @@ impl Api {
             content_type,
             body,
             user: &user,
+            warnings: Default::default(),
         };
         if verb == "watch" {
             let rx = watch::start(&call)?;
@@ -569,24 +570,28 @@ pub fn version() -> Value {
 
 /// Encodes a reply in the negotiated format (JSON, YAML or a Table).
 fn respond(call: &handlers::Call<'_>, reply: Reply) -> Result<Response<Body>> {
-    match call.format {
-        Format::Json => Ok(json_response(reply.status, &reply.body)),
+    let mut r = match call.format {
+        Format::Json => json_response(reply.status, &reply.body),
         Format::Table => {
             let t = if reply.body.get("kind").and_then(Value::as_str) == Some("Status") {
                 reply.body
             } else {
                 handlers::as_table(&call.resource, &reply.body, &call.query)?
             };
-            Ok(json_response(reply.status, &t))
+            json_response(reply.status, &t)
         }
         Format::Yaml => {
             let text = serde_saphyr::to_string(&reply.body)
                 .map_err(|e| ApiError::internal(format!("encoding YAML: {e}")))?;
-            Ok(bytes_response(
-                reply.status,
-                "application/yaml",
-                Bytes::from(text),
-            ))
+            bytes_response(reply.status, "application/yaml", Bytes::from(text))
+        }
+    };
+    // `Warning: 299 - "text"`, once per warning (kubectl prints each as `Warning: text`).
+    for w in call.warnings.lock().map(|w| w.clone()).unwrap_or_default() {
+        let text = w.replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+            r.headers_mut().append(header::WARNING, v);
         }
     }
+    Ok(r)
 }

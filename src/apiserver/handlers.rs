@@ -30,6 +30,8 @@ pub struct Call<'a> {
     pub content_type: Option<String>,
     pub body: Bytes,
     pub user: &'a User,
+    /// `Warning` headers for the response (fieldValidation=Warn, …).
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl Call<'_> {
@@ -171,6 +173,34 @@ impl Call<'_> {
                     self.name()
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Drops fields the kind does not declare, as upstream's decoding does, and applies
+    /// `fieldValidation`: Strict fails (400), Warn (the default) warns, Ignore is silent.
+    fn check_fields(&self, obj: &mut Value) -> Result<()> {
+        if self.resource.check.is_none() {
+            return Ok(());
+        }
+        let mode = self.query.get("fieldValidation").unwrap_or("Warn");
+        if !matches!(mode, "Strict" | "Warn" | "Ignore" | "") {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation: Unsupported value: \"{mode}\": supported values: \"Ignore\", \"Strict\", \"Warn\""
+            )));
+        }
+        let unknown =
+            super::fields::prune(obj, patch::Schemas::built_in(), &self.resource.schema_name);
+        if unknown.is_empty() || mode == "Ignore" {
+            return Ok(());
+        }
+        if mode == "Strict" {
+            return Err(ApiError::bad_request(super::fields::strict_message(
+                &unknown,
+            )));
+        }
+        if let Ok(mut w) = self.warnings.lock() {
+            w.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
         }
         Ok(())
     }
@@ -394,6 +424,7 @@ pub async fn create(call: &Call<'_>) -> Result<Reply> {
         return super::reviews::create(call, obj);
     }
     call.check_identity(&mut obj, true)?;
+    call.check_fields(&mut obj)?;
     call.check_decodes(&obj)?;
     let mut causes = Vec::new();
     meta::prepare_create(
@@ -530,6 +561,7 @@ async fn write(call: &Call<'_>, change: Change) -> Result<Reply> {
         let (kind, av) = (call.resource.kind.clone(), call.resource.api_version());
         call.check_type(&mut new, &kind, &av)?;
         call.check_identity(&mut new, false)?;
+        call.check_fields(&mut new)?;
         call.check_decodes(&new)?;
         // The status/spec split.
         if status_only {

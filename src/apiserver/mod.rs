@@ -11,6 +11,7 @@ mod api;
 pub use api::*;
 pub mod defaults;
 pub mod discovery;
+pub mod fields;
 pub mod handlers;
 pub mod meta;
 pub mod openapi;

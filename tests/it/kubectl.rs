@@ -398,3 +398,26 @@ fn auth_whoami_names_the_admin(c: &Cluster) {
     assert!(out.contains("system:admin"), "{out}");
     assert!(out.contains("system:masters"), "{out}");
 }
+
+both_versions!(unknown_fields_are_rejected_under_strict_validation);
+fn unknown_fields_are_rejected_under_strict_validation(c: &Cluster) {
+    // kubectl asks for Strict field validation, which the server enforces; nothing is stored.
+    let typo =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndata: {a: b}\ndatta: {c: d}\n";
+    let err = c.fails(&["create", "-f", "-"], Some(typo));
+    assert!(err.contains("unknown field \"datta\""), "{err}");
+    c.fails(&["get", "cm", "typo"], None);
+    // With validation off the field is dropped, as upstream's decoding drops it.
+    c.ok_in(&["create", "--validate=false", "-f", "-"], Some(typo));
+    let cm = c.json(&["get", "cm", "typo"]);
+    assert!(cm.get("datta").is_none(), "{cm}");
+}
+
+both_versions!(explain_uses_the_openapi_documents);
+fn explain_uses_the_openapi_documents(c: &Cluster) {
+    let out = c.ok(&["explain", "deployment.spec.strategy", "--recursive"]);
+    assert!(out.contains("rollingUpdate"), "{out}");
+    assert!(out.contains("maxSurge"), "{out}");
+    let out = c.ok(&["explain", "pods.spec.containers.image"]);
+    assert!(out.contains("image"), "{out}");
+}

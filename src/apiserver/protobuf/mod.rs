@@ -6,8 +6,8 @@
 //! `k8s\0` followed by a `runtime.Unknown` {1 typeMeta {1 apiVersion, 2 kind}, 2 raw,
 //! 3 contentEncoding, 4 contentType}, where `raw` is the go-to-protobuf (proto2) encoding of the
 //! Go type. The field numbers, JSON names and value kinds of every message come from the table
-//! in `fields.txt` (see [`table`]); [`decode`] walks the bytes with it and prints what Go's JSON
-//! encoder would print for the same object, and [`encode`] goes the other way.
+//! in `fields.txt` (parsed by `table`); [`decode()`] walks the bytes with it and prints what Go's
+//! JSON encoder would print for the same object, and [`encode()`] goes the other way.
 
 mod decode;
 mod encode;

@@ -692,9 +692,14 @@ fn kubectl_request_bodies_decode_to_their_json() {
 
 /// The JSON names of the fields an inline message contributes to its parent.
 fn inline_names(table: &Table, kind: Kind) -> Vec<&'static str> {
-    let Kind::Message(index) = kind else {
-        return Vec::new();
-    };
+    match kind {
+        Kind::Message(index) => inline_names_of(table, index),
+        _ => Vec::new(),
+    }
+}
+
+/// The JSON names of message `index`, with those of its inline messages.
+fn inline_names_of(table: &Table, index: usize) -> Vec<&'static str> {
     table
         .message(index)
         .fields
@@ -769,6 +774,14 @@ fn field_table_agrees_with_the_openapi_schemas() {
                 problems.push(format!("{name}.{}: bytes without format byte", field.name));
             }
             checked += 1;
+        }
+        // And the other way round: every property but the type meta has a field number.
+        let names = inline_names_of(table, index);
+        for property in properties.as_object().into_iter().flat_map(|p| p.keys()) {
+            if property != "apiVersion" && property != "kind" && !names.contains(&property.as_str())
+            {
+                problems.push(format!("{name}.{property} has no field number"));
+            }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
