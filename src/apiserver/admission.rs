@@ -305,7 +305,13 @@ pub async fn admit(call: &Call<'_>, obj: &mut Value, old: Option<&Value>) -> Res
             }
         }
     }
-    let causes = validation::validate(group, plural, obj, old);
+    let mut causes = validation::validate(group, plural, obj, old);
+    if is(call, "apiextensions.k8s.io", "customresourcedefinitions") {
+        causes.extend(super::crd::validate(obj));
+        if causes.is_empty() {
+            obj["status"] = super::crd::status(obj, &super::meta::now_rfc3339());
+        }
+    }
     if !causes.is_empty() {
         if old.is_none() && is(call, "", "services") {
             free(call.api, obj).await;
@@ -345,8 +351,19 @@ pub async fn namespace_accepts(api: &Api, ns: &str) -> Result<()> {
     }
 }
 
-/// After a create was stored.
-pub async fn after_write(_call: &Call<'_>, _obj: &Value) {}
+fn is_crd(call: &Call<'_>) -> bool {
+    call.resource.group == "apiextensions.k8s.io"
+        && call.resource.plural == "customresourcedefinitions"
+}
+
+/// After a create or update was stored: a changed CRD changes what is served.
+pub async fn after_write(call: &Call<'_>, _obj: &Value) {
+    if is_crd(call)
+        && let Err(e) = call.api.reload_crds().await
+    {
+        tracing::warn!(error = %e.message, "reloading custom resource definitions");
+    }
+}
 
 /// A create that lost the race: give back what it took.
 pub async fn release(call: &Call<'_>, obj: &Value) {
@@ -355,8 +372,27 @@ pub async fn release(call: &Call<'_>, obj: &Value) {
     }
 }
 
-/// After an object is gone from the store.
+/// After an object is gone from the store. A deleted CRD takes all its objects with it.
 pub async fn after_delete(call: &Call<'_>, obj: &Value) {
+    if is_crd(call) {
+        let group = obj
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let plural = obj
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !group.is_empty() && !plural.is_empty() {
+            let prefix = format!("/registry/{group}/{plural}/");
+            if let Err(e) = call.api.storage.delete_prefix(&prefix).await {
+                tracing::warn!(error = %e.message, %prefix, "deleting the custom resources of a CRD");
+            }
+        }
+        if let Err(e) = call.api.reload_crds().await {
+            tracing::warn!(error = %e.message, "reloading custom resource definitions");
+        }
+    }
     if call.resource.group.is_empty() && call.resource.plural == "services" {
         free(call.api, obj).await;
     }

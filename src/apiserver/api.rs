@@ -115,36 +115,78 @@ fn text_response(status: StatusCode, text: String) -> Response<Body> {
 /// The API server's shared state.
 pub struct Api {
     pub storage: Storage,
-    pub resources: Vec<Resource>,
+    /// Built-in resources plus those of the established CRDs; replaced whole when a CRD
+    /// changes.
+    resources: std::sync::RwLock<Arc<Vec<Resource>>>,
     pub allocators: Allocators,
     /// Whether a garbage collector runs (Orphan/Foreground deletion need one).
     pub garbage_collector: bool,
     /// `host:port` clients are told to use (`/api`'s serverAddressByClientCIDRs).
     pub server_address: String,
+    /// Built on first use from the built-in resources.
     openapi: OnceLock<openapi::OpenApi>,
+    /// Serializes CRD registry reloads.
+    crd_reload: tokio::sync::Mutex<()>,
 }
 
 impl Api {
     pub fn new(store: Store, config: &Config) -> Api {
         Api {
             storage: Storage::new(store),
-            resources: resources::built_in().to_vec(),
+            resources: std::sync::RwLock::new(Arc::new(resources::built_in().to_vec())),
             allocators: Allocators::new(config.service_cidr),
             garbage_collector: false,
             server_address: format!("{}:{}", config.bind_address, config.https_port),
             openapi: OnceLock::new(),
+            crd_reload: tokio::sync::Mutex::new(()),
         }
     }
 
-    pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<&Resource> {
+    /// Every served resource, built-in and custom.
+    pub fn resources(&self) -> Arc<Vec<Resource>> {
         self.resources
+            .read()
+            .map(|r| Arc::clone(&r))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<Resource> {
+        self.resources()
             .iter()
             .find(|r| r.group == group && r.version == version && r.plural == plural)
+            .cloned()
+    }
+
+    /// Re-reads the CRDs from the store and serves exactly the established ones.
+    pub async fn reload_crds(&self) -> Result<()> {
+        let _one = self.crd_reload.lock().await;
+        let crds = self
+            .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .ok_or_else(|| ApiError::internal("CRDs are not registered"))?;
+        let page = self
+            .storage
+            .list(&crds.key_prefix(None), 0, None, 0)
+            .await?;
+        let mut all = resources::built_in().to_vec();
+        for item in &page.items {
+            for r in crd::resources(&item.object) {
+                // A CRD may not shadow a built-in resource.
+                if !all
+                    .iter()
+                    .any(|b| b.group == r.group && b.plural == r.plural && b.version == r.version)
+                {
+                    all.push(r);
+                }
+            }
+        }
+        let mut guard = self.resources.write().unwrap_or_else(|p| p.into_inner());
+        *guard = Arc::new(all);
+        Ok(())
     }
 
     fn openapi(&self) -> &openapi::OpenApi {
         self.openapi
-            .get_or_init(|| openapi::OpenApi::new(&self.resources))
+            .get_or_init(|| openapi::OpenApi::new(resources::built_in()))
     }
 
     /// Creates what every cluster has: the four namespaces and the `kubernetes` Service with
@@ -183,7 +225,7 @@ impl Api {
         });
         self.create_if_absent("endpoints", Some("default"), "kubernetes", endpoints)
             .await?;
-        Ok(())
+        self.reload_crds().await
     }
 
     async fn create_if_absent(
@@ -264,7 +306,6 @@ impl Api {
         }
         let resource = self
             .resource(&p.group, &p.version, &p.resource)
-            .cloned()
             .ok_or_else(ApiError::no_route)?;
         if !resource.namespaced && p.namespace.is_some() {
             return Err(ApiError::no_route());
@@ -379,7 +420,7 @@ impl Api {
         let doc = match path {
             "/api" => match aggregated {
                 Some(v) => {
-                    let d = discovery::aggregated(&self.resources, true, v);
+                    let d = discovery::aggregated(&self.resources(), true, v);
                     let mut r = json_response(StatusCode::OK, &d);
                     if let Ok(ct) = HeaderValue::from_str(&v.content_type()) {
                         r.headers_mut().insert(header::CONTENT_TYPE, ct);
@@ -390,23 +431,23 @@ impl Api {
             },
             "/apis" => match aggregated {
                 Some(v) => {
-                    let d = discovery::aggregated(&self.resources, false, v);
+                    let d = discovery::aggregated(&self.resources(), false, v);
                     let mut r = json_response(StatusCode::OK, &d);
                     if let Ok(ct) = HeaderValue::from_str(&v.content_type()) {
                         r.headers_mut().insert(header::CONTENT_TYPE, ct);
                     }
                     return Some(r);
                 }
-                None => discovery::api_group_list(&self.resources),
+                None => discovery::api_group_list(&self.resources()),
             },
-            "/api/v1" => discovery::api_resource_list(&self.resources, "", "v1")?,
+            "/api/v1" => discovery::api_resource_list(&self.resources(), "", "v1")?,
             _ => {
                 let rest = path.strip_prefix("/apis/")?;
                 match rest.split('/').collect::<Vec<_>>().as_slice() {
-                    [group] => discovery::api_group(&self.resources, group)
+                    [group] => discovery::api_group(&self.resources(), group)
                         .unwrap_or_else(|| ApiError::no_route().to_status()),
                     [group, version] => {
-                        discovery::api_resource_list(&self.resources, group, version)?
+                        discovery::api_resource_list(&self.resources(), group, version)?
                     }
                     _ => return None,
                 }

@@ -25,7 +25,7 @@ pub fn apply(group: &str, resource: &str, obj: &mut Value) {
         ("", "replicationcontrollers") => replication_controller(o),
         ("", "services") => service(o),
         ("", "namespaces") => namespace(o),
-        ("", "secrets") => default_str(o, "type", "Opaque"),
+        ("", "secrets") => secret(o),
         ("", "persistentvolumeclaims") => persistent_volume_claim(o),
         ("", "persistentvolumes") => persistent_volume(o),
         ("", "endpoints") => {
@@ -475,10 +475,11 @@ fn qos_class(spec: &Object) -> &'static str {
     if requests.is_empty() && limits.is_empty() {
         return "BestEffort";
     }
-    if guaranteed && requests.iter().all(|(k, r)| limits.get(k) == Some(r)) {
-        if requests.len() == limits.len() {
-            return "Guaranteed";
-        }
+    if guaranteed
+        && requests.iter().all(|(k, r)| limits.get(k) == Some(r))
+        && requests.len() == limits.len()
+    {
+        return "Guaranteed";
     }
     "Burstable"
 }
@@ -824,6 +825,24 @@ fn namespace(o: &mut Object) {
     if let Some(status) = ensure(o, "status") {
         default_str(status, "phase", "Active");
     }
+}
+
+/// `stringData` is write-only: v1 conversion merges it into `data` (base64, its keys winning)
+/// and drops it. Then `type` defaults to Opaque.
+fn secret(o: &mut Object) {
+    use base64::Engine as _;
+    if let Some(Value::Object(string_data)) = o.get("stringData").cloned()
+        && string_data.values().all(Value::is_string)
+        && let Some(data) = ensure(o, "data")
+    {
+        for (k, v) in string_data {
+            let text = v.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(k, json!(encoded));
+        }
+        o.remove("stringData");
+    }
+    default_str(o, "type", "Opaque");
 }
 
 fn persistent_volume_claim(o: &mut Object) {
@@ -1433,6 +1452,15 @@ mod tests {
 
         let secret = defaulted("", "secrets", json!({"data": {}}));
         assert_eq!(secret["type"], "Opaque");
+        let merged = defaulted(
+            "",
+            "secrets",
+            json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "hi"}}),
+        );
+        assert_eq!(
+            merged,
+            json!({"data": {"a": "eA==", "b": "aGk="}, "type": "Opaque"})
+        );
         let tls = defaulted("", "secrets", json!({"type": "kubernetes.io/tls"}));
         assert_eq!(tls["type"], "kubernetes.io/tls");
 

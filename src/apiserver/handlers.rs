@@ -34,7 +34,24 @@ pub struct Call<'a> {
     pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
+/// A custom resource read through one version shows that version (`None` conversion: the
+/// stored object is the same for every version).
+pub fn present(resource: &Resource, obj: &mut Value) {
+    if resource.crd.is_some() && obj.is_object() {
+        obj["apiVersion"] = json!(resource.api_version());
+    }
+}
+
 impl Call<'_> {
+    /// Reads an object of this call's resource, presented in the requested version.
+    async fn read(&self, key: &str) -> Result<Option<Stored>> {
+        let mut s = self.api.storage.get(key).await?;
+        if let Some(s) = &mut s {
+            present(&self.resource, &mut s.object);
+        }
+        Ok(s)
+    }
+
     fn ns(&self) -> Option<&str> {
         if self.resource.namespaced {
             self.path.namespace.as_deref()
@@ -180,17 +197,25 @@ impl Call<'_> {
     /// Drops fields the kind does not declare, as upstream's decoding does, and applies
     /// `fieldValidation`: Strict fails (400), Warn (the default) warns, Ignore is silent.
     fn check_fields(&self, obj: &mut Value) -> Result<()> {
-        if self.resource.check.is_none() {
-            return Ok(());
-        }
         let mode = self.query.get("fieldValidation").unwrap_or("Warn");
         if !matches!(mode, "Strict" | "Warn" | "Ignore" | "") {
             return Err(ApiError::bad_request(format!(
                 "fieldValidation: Unsupported value: \"{mode}\": supported values: \"Ignore\", \"Strict\", \"Warn\""
             )));
         }
-        let unknown =
-            super::fields::prune(obj, patch::Schemas::built_in(), &self.resource.schema_name);
+        let unknown = match &self.resource.crd {
+            Some(info) => {
+                let (causes, unknown) = super::crd::check_object(obj, &info.schema);
+                if !causes.is_empty() {
+                    return Err(self.invalid(obj, causes));
+                }
+                unknown
+            }
+            None if self.resource.check.is_some() => {
+                super::fields::prune(obj, patch::Schemas::built_in(), &self.resource.schema_name)
+            }
+            None => return Ok(()),
+        };
         if unknown.is_empty() || mode == "Ignore" {
             return Ok(());
         }
@@ -285,9 +310,7 @@ fn decode_continue(token: &str) -> Result<(i64, String)> {
 /// GET of one object.
 pub async fn get(call: &Call<'_>) -> Result<Reply> {
     let stored = call
-        .api
-        .storage
-        .get(&call.key())
+        .read(&call.key())
         .await?
         .ok_or_else(|| call.not_found())?;
     Ok(Reply::object(StatusCode::OK, stored.object))
@@ -332,8 +355,9 @@ pub async fn list(call: &Call<'_>) -> Result<Reply> {
         revision = page.revision;
         let exhausted = page.next_key.is_none();
         after = page.next_key.clone();
-        for s in page.items {
+        for mut s in page.items {
             if sel.matches(&s.object) {
+                present(&call.resource, &mut s.object);
                 items.push(s.object);
             }
         }
@@ -537,12 +561,7 @@ async fn write(call: &Call<'_>, change: Change) -> Result<Reply> {
     let status_only = call.path.subresource.as_deref() == Some("status");
     let finalize = call.path.subresource.as_deref() == Some("finalize");
     for _ in 0..MAX_RETRIES {
-        let current = call
-            .api
-            .storage
-            .get(&key)
-            .await?
-            .ok_or_else(|| call.not_found())?;
+        let current = call.read(&key).await?.ok_or_else(|| call.not_found())?;
         let mut new = match &change {
             Change::Replace(v) => v.clone(),
             Change::Patch(pt, body) => apply_patch(call, &current.object, *pt, body)?,
@@ -629,6 +648,7 @@ async fn write(call: &Call<'_>, change: Change) -> Result<Reply> {
         {
             Written::Done(rev) => {
                 super::storage::set_resource_version(&mut new, rev);
+                super::admission::after_write(call, &new).await;
                 return Ok(Reply::object(StatusCode::OK, new));
             }
             Written::Conflict if client_rv.is_some() => return Err(call.conflict()),
@@ -749,9 +769,7 @@ fn scale_of(obj: &Value) -> Value {
 /// GET of the scale subresource.
 pub async fn scale_get(call: &Call<'_>) -> Result<Reply> {
     let stored = call
-        .api
-        .storage
-        .get(&call.key())
+        .read(&call.key())
         .await?
         .ok_or_else(|| call.not_found())?;
     Ok(Reply::object(StatusCode::OK, scale_of(&stored.object)))
@@ -761,12 +779,7 @@ pub async fn scale_get(call: &Call<'_>) -> Result<Reply> {
 async fn scale_write(call: &Call<'_>, change: Change) -> Result<Reply> {
     let key = call.key();
     for _ in 0..MAX_RETRIES {
-        let current: Stored = call
-            .api
-            .storage
-            .get(&key)
-            .await?
-            .ok_or_else(|| call.not_found())?;
+        let current: Stored = call.read(&key).await?.ok_or_else(|| call.not_found())?;
         let scale = scale_of(&current.object);
         let new_scale = match &change {
             Change::Replace(v) => v.clone(),
@@ -994,12 +1007,7 @@ pub async fn delete(call: &Call<'_>) -> Result<Reply> {
     let opts = delete_options(call)?;
     let key = call.key();
     for _ in 0..MAX_RETRIES {
-        let current = call
-            .api
-            .storage
-            .get(&key)
-            .await?
-            .ok_or_else(|| call.not_found())?;
+        let current = call.read(&key).await?.ok_or_else(|| call.not_found())?;
         match delete_one(call, &key, current, &opts).await? {
             Some(reply) => return Ok(reply),
             None => continue,
@@ -1174,7 +1182,7 @@ pub async fn delete_collection(call: &Call<'_>) -> Result<Reply> {
                     deleted.push(reply.body);
                     break;
                 }
-                None => current = call.api.storage.get(&key).await?,
+                None => current = call.read(&key).await?,
             }
         }
     }
@@ -1212,14 +1220,23 @@ pub fn as_table(resource: &Resource, body: &Value, query: &Query) -> Result<Valu
         Some(items) => items.clone(),
         None => vec![body.clone()],
     };
-    let mut t = table::table(
-        &resource.group,
-        &resource.plural,
-        &items,
-        include,
-        meta::now_unix(),
-        true,
-    );
+    let mut t = match &resource.crd {
+        Some(info) if !info.printer_columns.is_empty() => table::custom_table(
+            &info.printer_columns,
+            &items,
+            include,
+            meta::now_unix(),
+            true,
+        ),
+        _ => table::table(
+            &resource.group,
+            &resource.plural,
+            &items,
+            include,
+            meta::now_unix(),
+            true,
+        ),
+    };
     if let Some(m) = body.get("metadata") {
         if body.get("items").is_some() {
             t["metadata"] = m.clone();

@@ -8,6 +8,7 @@
 
 pub mod admission;
 mod api;
+pub mod crd;
 pub use api::*;
 pub mod defaults;
 pub mod discovery;

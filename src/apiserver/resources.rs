@@ -85,6 +85,8 @@ pub struct Resource {
     pub has_status: bool,
     /// Virtual resources (reviews) are never stored: create answers from the request.
     pub virtual_only: bool,
+    /// The schema and printer columns of a custom resource.
+    pub crd: Option<std::sync::Arc<super::crd::CrdInfo>>,
 }
 
 impl Resource {
@@ -181,6 +183,7 @@ where
         storage: spec.storage.map(str::to_string).unwrap_or(plural.clone()),
         plural,
         virtual_only: spec.virtual_only,
+        crd: None,
     }
 }
 

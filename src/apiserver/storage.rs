@@ -223,6 +223,19 @@ impl Storage {
         })
     }
 
+    /// Deletes every key under `prefix` in one revision.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<i64> {
+        let resp = self
+            .store
+            .delete_range(PbDeleteRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix),
+                ..Default::default()
+            })
+            .await?;
+        Ok(resp.deleted)
+    }
+
     /// Watches every key under `prefix` from `start` (inclusive), with previous values.
     pub fn watch(&self, prefix: &str, start: i64) -> Watch {
         self.store.watch(

@@ -94,7 +94,10 @@ struct Watcher {
 struct Gone;
 
 impl Watcher {
-    async fn send(&mut self, kind: &str, object: Value) -> std::result::Result<(), Gone> {
+    async fn send(&mut self, kind: &str, mut object: Value) -> std::result::Result<(), Gone> {
+        if kind != "ERROR" && kind != "BOOKMARK" {
+            super::handlers::present(&self.resource, &mut object);
+        }
         let object = if self.table && kind != "ERROR" && kind != "BOOKMARK" {
             let mut t = as_table(&self.resource, &object, &self.query).map_err(|_| Gone)?;
             if !self.first_table {

@@ -3,4 +3,7 @@
 mod arch;
 mod cli;
 mod etcdctl;
+mod install;
+mod kube_rs;
+mod kubectl;
 mod support;
