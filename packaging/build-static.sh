@@ -100,7 +100,7 @@ mkdir -p "$DIST"
 declare -A seconds=()
 for a in "${arches[@]}"; do
   t=$(triple "$a")
-  log "building $t (release profile: opt-level s, fat LTO, stripped)"
+  log "building $t (release profile: opt-level 3, fat LTO, stripped)"
   start=$(date +%s)
   case "$a" in
     amd64)

@@ -12,6 +12,21 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+# The Python client test (tests/it/python.rs) runs in a venv at target/pyenv holding the
+# `kubernetes` package of Kubernetes 1.33, the newest kubectl the suite drives.
+py_kubernetes=33.1.0
+if ! target/pyenv/bin/python -c "import sys, kubernetes; sys.exit(kubernetes.__version__ != '$py_kubernetes')" 2>/dev/null; then
+  echo "tests/run.sh: setting up target/pyenv with kubernetes==$py_kubernetes"
+  rm -rf target/pyenv
+  mkdir -p target
+  if ! python3 -m venv target/pyenv >/dev/null 2>&1; then
+    rm -rf target/pyenv
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+    /usr/bin/python3 -m venv target/pyenv
+  fi
+  target/pyenv/bin/pip install -q --disable-pip-version-check "kubernetes==$py_kubernetes"
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "tests/run.sh: installing cargo-nextest"
   cargo install cargo-nextest --locked

@@ -285,6 +285,15 @@ fn is(call: &Call<'_>, group: &str, plural: &str) -> bool {
 
 /// Defaults and validates `obj` (`old` on updates), and runs the registry's own steps.
 pub async fn admit(call: &Call<'_>, obj: &mut Value, old: Option<&Value>) -> Result<()> {
+    // Namespace lifecycle comes first, as upstream's NamespaceLifecycle plugin runs before
+    // defaulting and validation: content for a missing namespace is NotFound, for a
+    // terminating one Forbidden, whatever else is wrong with it.
+    if old.is_none()
+        && call.resource.namespaced
+        && let Some(ns) = call.path.namespace.as_deref()
+    {
+        namespace_accepts(call, ns, obj).await?;
+    }
     let (group, plural) = (call.resource.group.as_str(), call.resource.plural.as_str());
     defaults::apply(group, plural, obj);
     if is(call, "", "services") {
@@ -306,6 +315,17 @@ pub async fn admit(call: &Call<'_>, obj: &mut Value, old: Option<&Value>) -> Res
         }
     }
     let mut causes = validation::validate(group, plural, obj, old);
+    if plural == "events" && matches!(group, "" | "events.k8s.io") {
+        // Both Event versions are checked on the stored (core/v1) form, as upstream checks
+        // the internal one; the rules differ by the request's version.
+        let core = super::convert::to_storage(&call.resource, obj);
+        let old_core = old.map(|o| super::convert::to_storage(&call.resource, o));
+        causes.extend(validation::event(
+            &core,
+            old_core.as_ref(),
+            group == "events.k8s.io",
+        ));
+    }
     if is(call, "apiextensions.k8s.io", "customresourcedefinitions") {
         causes.extend(super::crd::validate(obj));
         if causes.is_empty() {
@@ -326,7 +346,11 @@ pub async fn admit(call: &Call<'_>, obj: &mut Value, old: Option<&Value>) -> Res
 }
 
 /// Namespace lifecycle admission: nothing is created in a missing or terminating namespace.
-pub async fn namespace_accepts(api: &Api, ns: &str) -> Result<()> {
+/// The refusal names the object as upstream's `admission.NewForbidden` does:
+/// `configmaps "x" is forbidden: unable to create new content in namespace ns because it is
+/// being terminated`, with the `NamespaceTerminating` cause clients look for.
+async fn namespace_accepts(call: &Call<'_>, ns: &str, obj: &Value) -> Result<()> {
+    let api: &Api = call.api;
     let namespaces = api
         .resource("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
@@ -337,9 +361,19 @@ pub async fn namespace_accepts(api: &Api, ns: &str) -> Result<()> {
                 || s.object.pointer("/status/phase").and_then(Value::as_str)
                     == Some("Terminating") =>
         {
-            let mut e = ApiError::forbidden(format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            ));
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let mut e = ApiError::forbidden_object(
+                &call.resource.group,
+                &call.resource.plural,
+                &call.resource.qualified(),
+                name,
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            );
             e.causes = vec![Cause {
                 reason: "NamespaceTerminating",
                 message: format!("namespace {ns} is being terminated"),

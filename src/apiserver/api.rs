@@ -341,6 +341,7 @@ impl Api {
         let format = request::negotiate(accept.as_deref(), table_ok)
             .ok_or_else(|| ApiError::not_acceptable(accept.as_deref().unwrap_or_default()))?;
         let content_type = header_str(&req, header::CONTENT_TYPE);
+        let user_agent = header_str(&req, header::USER_AGENT);
         let body = axum::body::to_bytes(req.into_body(), handlers::MAX_BODY)
             .await
             .map_err(|_| ApiError::too_large("Request entity too large: limit is 3145728"))?;
@@ -353,6 +354,7 @@ impl Api {
             content_type,
             body,
             user: &user,
+            user_agent,
             warnings: Default::default(),
         };
         if verb == "watch" {

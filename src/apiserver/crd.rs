@@ -113,6 +113,7 @@ pub fn resources(crd: &Value) -> Vec<Resource> {
             storage: format!("{group}/{plural}"),
             has_status,
             virtual_only: false,
+            conversion: None,
             crd: Some(Arc::new(CrdInfo {
                 schema: v.pointer("/schema/openAPIV3Schema").cloned().unwrap_or(
                     json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
@@ -229,6 +230,15 @@ fn structural(schema: &Value, path: &str, causes: &mut Vec<Cause>, depth: usize)
         || schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
     if schema.get("type").is_none() && !free {
         causes.push(Cause::required(format!("{path}.type")));
+    }
+    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+        && let Some(err) = pattern_error(pattern)
+    {
+        causes.push(Cause::invalid(
+            format!("{path}.pattern"),
+            &Value::String(pattern.to_string()),
+            &format!("must be a valid regular expression, but isn't: {err}"),
+        ));
     }
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (k, v) in props {
@@ -476,28 +486,91 @@ fn kind_name(v: &Value) -> &'static str {
     }
 }
 
-/// minimum/maximum, minLength/maxLength, minItems/maxItems, minProperties/maxProperties.
+/// A compiled `pattern`, cached: schemas are checked on every write.
+fn pattern_regex(pattern: &str) -> Option<regex::Regex> {
+    static CACHE: std::sync::Mutex<Option<std::collections::HashMap<String, regex::Regex>>> =
+        std::sync::Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let map = cache.get_or_insert_with(Default::default);
+    if let Some(r) = map.get(pattern) {
+        return Some(r.clone());
+    }
+    let r = regex::Regex::new(pattern).ok()?;
+    if map.len() > 1024 {
+        map.clear();
+    }
+    map.insert(pattern.to_string(), r.clone());
+    Some(r)
+}
+
+/// Why `pattern` is not a regular expression upstream accepts, if it is not.
+pub fn pattern_error(pattern: &str) -> Option<String> {
+    regex::Regex::new(pattern).err().map(|e| {
+        e.to_string()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    })
+}
+
+/// minimum/maximum (and their exclusive forms), multipleOf, minLength/maxLength, pattern,
+/// minItems/maxItems, minProperties/maxProperties.
 fn bounds(value: &Value, schema: &Value, field: &str, causes: &mut Vec<Cause>) {
     let num = |k: &str| schema.get(k).and_then(Value::as_f64);
+    let flag = |k: &str| schema.get(k).and_then(Value::as_bool).unwrap_or(false);
     if let Some(x) = value.as_f64() {
-        if let Some(min) = num("minimum")
-            && x < min
+        if let Some(min) = num("minimum") {
+            let (bad, how) = if flag("exclusiveMinimum") {
+                (x <= min, "greater than")
+            } else {
+                (x < min, "greater than or equal to")
+            };
+            if bad {
+                causes.push(Cause::invalid(
+                    field,
+                    value,
+                    &format!("{field} in body should be {how} {min}"),
+                ));
+            }
+        }
+        if let Some(max) = num("maximum") {
+            let (bad, how) = if flag("exclusiveMaximum") {
+                (x >= max, "less than")
+            } else {
+                (x > max, "less than or equal to")
+            };
+            if bad {
+                causes.push(Cause::invalid(
+                    field,
+                    value,
+                    &format!("{field} in body should be {how} {max}"),
+                ));
+            }
+        }
+        if let Some(m) = num("multipleOf")
+            && m > 0.0
+            && (x / m).fract().abs() > 1e-9
         {
             causes.push(Cause::invalid(
                 field,
                 value,
-                &format!("{field} in body should be greater than or equal to {min}"),
+                &format!("{field} in body should be a multiple of {m}"),
             ));
         }
-        if let Some(max) = num("maximum")
-            && x > max
-        {
-            causes.push(Cause::invalid(
-                field,
-                value,
-                &format!("{field} in body should be less than or equal to {max}"),
-            ));
-        }
+    }
+    if let (Some(text), Some(pattern)) = (
+        value.as_str(),
+        schema.get("pattern").and_then(Value::as_str),
+    ) && let Some(re) = pattern_regex(pattern)
+        && !re.is_match(text)
+    {
+        causes.push(Cause::invalid(
+            field,
+            value,
+            &format!("{field} in body should match '{pattern}'"),
+        ));
     }
     let len = match value {
         Value::String(s) => Some((
@@ -575,6 +648,7 @@ mod tests {
                             "size": {"type": "integer", "minimum": 1},
                             "color": {"type": "string", "enum": ["red", "blue"], "default": "red"},
                             "replicas": {"type": "integer"},
+                            "name": {"type": "string", "pattern": "^[a-z0-9-]+$"},
                             "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}},
                         "status": {"type": "object", "properties": {"replicas": {"type": "integer"}}}}}}},
                     {"name": "v1beta1", "served": true, "storage": false,
@@ -608,10 +682,18 @@ mod tests {
         let mut c = crd();
         c["metadata"]["name"] = json!("wrong");
         c["spec"]["versions"][1]["storage"] = json!(true);
+        c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["name"]["pattern"] = json!("([a-z");
         let causes = validate(&c);
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
         assert!(fields.contains(&"metadata.name"), "{causes:?}");
         assert!(fields.contains(&"spec.versions"), "{causes:?}");
+        assert!(
+            fields.contains(
+                &"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[name].pattern"
+            ),
+            "{causes:?}"
+        );
     }
 
     #[test]
@@ -621,6 +703,14 @@ mod tests {
             "spec": {"size": 3, "junk": 1, "extra": {"any": {"thing": true}}}});
         let (causes, unknown) = check_object(&mut ok, &schema);
         assert!(causes.is_empty(), "{causes:?}");
+        let mut named = json!({"spec": {"size": 3, "name": "x-1"}});
+        assert!(check_object(&mut named, &schema).0.is_empty());
+        let mut misnamed = json!({"spec": {"size": 3, "name": "X_1"}});
+        let (causes, _) = check_object(&mut misnamed, &schema);
+        assert_eq!(
+            causes[0].message,
+            "Invalid value: \"X_1\": spec.name in body should match '^[a-z0-9-]+$'"
+        );
         assert_eq!(unknown, ["spec.junk"]);
         assert_eq!(ok["spec"]["color"], "red");
         assert_eq!(ok["spec"]["extra"]["any"]["thing"], true);

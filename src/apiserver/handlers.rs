@@ -30,16 +30,35 @@ pub struct Call<'a> {
     pub content_type: Option<String>,
     pub body: Bytes,
     pub user: &'a User,
+    /// The `User-Agent` header: the field manager of writes that name none.
+    pub user_agent: Option<String>,
     /// `Warning` headers for the response (fieldValidation=Warn, …).
     pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
-/// A custom resource read through one version shows that version (`None` conversion: the
-/// stored object is the same for every version).
+/// A stored object as `resource`'s version shows it: converted when another version is the
+/// storage version (`convert`); a custom resource read through one version shows that version
+/// (`None` conversion: the stored object is the same for every version).
 pub fn present(resource: &Resource, obj: &mut Value) {
-    if resource.crd.is_some() && obj.is_object() {
+    if resource.conversion.is_some() {
+        *obj = super::convert::from_storage(resource, obj);
+    } else if resource.crd.is_some() && obj.is_object() {
         obj["apiVersion"] = json!(resource.api_version());
     }
+}
+
+/// `obj` (in the request's version) as the store keeps it.
+fn stored_form(resource: &Resource, obj: &Value) -> Value {
+    super::convert::to_storage(resource, obj)
+}
+
+/// What a write answers: the object as it was stored, read back in the request's version
+/// (upstream answers with the decoded storage object, so the conversion round trip shows).
+fn written(resource: &Resource, stored: &Value, rev: i64) -> Value {
+    let mut obj = stored.clone();
+    super::storage::set_resource_version(&mut obj, rev);
+    present(resource, &mut obj);
+    obj
 }
 
 impl Call<'_> {
@@ -196,7 +215,7 @@ impl Call<'_> {
 
     /// Drops fields the kind does not declare, as upstream's decoding does, and applies
     /// `fieldValidation`: Strict fails (400), Warn (the default) warns, Ignore is silent.
-    fn check_fields(&self, obj: &mut Value) -> Result<()> {
+    pub(super) fn check_fields(&self, obj: &mut Value) -> Result<()> {
         let mode = self.query.get("fieldValidation").unwrap_or("Warn");
         if !matches!(mode, "Strict" | "Warn" | "Ignore" | "") {
             return Err(ApiError::bad_request(format!(
@@ -356,8 +375,9 @@ pub async fn list(call: &Call<'_>) -> Result<Reply> {
         let exhausted = page.next_key.is_none();
         after = page.next_key.clone();
         for mut s in page.items {
+            // Selectors see the request's version (field names differ between versions).
+            present(&call.resource, &mut s.object);
             if sel.matches(&s.object) {
-                present(&call.resource, &mut s.object);
                 items.push(s.object);
             }
         }
@@ -441,7 +461,17 @@ fn list_revision(call: &Call<'_>) -> Result<i64> {
 
 /// POST: create an object (or a virtual review).
 pub async fn create(call: &Call<'_>) -> Result<Reply> {
-    let mut obj = call.body_object()?;
+    let obj = call.body_object()?;
+    create_object(call, obj, None).await
+}
+
+/// Creates `obj`: the shared path of POST and of an apply that creates (`applied` carries the
+/// managedFields the apply computed).
+pub(super) async fn create_object(
+    call: &Call<'_>,
+    mut obj: Value,
+    applied: Option<&Value>,
+) -> Result<Reply> {
     let (kind, av) = (call.resource.kind.clone(), call.resource.api_version());
     call.check_type(&mut obj, &kind, &av)?;
     if call.resource.virtual_only {
@@ -473,20 +503,23 @@ pub async fn create(call: &Call<'_>) -> Result<Reply> {
         o.remove("status");
     }
     super::admission::admit(call, &mut obj, None).await?;
-    if let Some(ns) = call.ns() {
-        super::admission::namespace_accepts(call.api, ns).await?;
-    }
+    super::apply::record(call, None, &mut obj, applied)?;
     let name = obj["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let stored = stored_form(&call.resource, &obj);
     if call.dry_run()? {
+        if call.resource.conversion.is_some() {
+            obj = stored.clone();
+            present(&call.resource, &mut obj);
+        }
         return Ok(Reply::object(StatusCode::CREATED, obj));
     }
     let key = call.resource.key(call.ns(), &name);
-    match call.api.storage.create(&key, &obj).await? {
+    match call.api.storage.create(&key, &stored).await? {
         Written::Done(rev) => {
-            super::storage::set_resource_version(&mut obj, rev);
+            let obj = written(&call.resource, &stored, rev);
             super::admission::after_write(call, &obj).await;
             Ok(Reply::object(StatusCode::CREATED, obj))
         }
@@ -503,11 +536,13 @@ pub async fn create(call: &Call<'_>) -> Result<Reply> {
 }
 
 /// What a write does to the current object.
-enum Change {
+pub(super) enum Change {
     /// PUT of the whole object (or of its status).
     Replace(Value),
     /// A patch, applied to the current object each attempt.
     Patch(patch::PatchType, Bytes),
+    /// A server-side apply of this configuration.
+    Apply(Value),
 }
 
 /// PUT.
@@ -532,21 +567,16 @@ pub async fn patch(call: &Call<'_>) -> Result<Reply> {
                 "application/json-patch+json",
                 "application/merge-patch+json",
                 "application/strategic-merge-patch+json",
+                "application/apply-patch+yaml",
             ],
         ));
     };
-    if matches!(pt, patch::PatchType::Apply) {
-        return Err(ApiError::unsupported_media_type(
-            ct,
-            &[
-                "application/json-patch+json",
-                "application/merge-patch+json",
-                "application/strategic-merge-patch+json",
-            ],
-        ));
-    }
+    super::apply::check_patch_options(call, pt)?;
     if call.body.len() > MAX_BODY {
         return Err(ApiError::too_large("Request entity too large"));
+    }
+    if matches!(pt, patch::PatchType::Apply) {
+        return super::apply::apply(call).await;
     }
     let change = Change::Patch(pt, call.body.clone());
     if call.path.subresource.as_deref() == Some("scale") {
@@ -556,15 +586,22 @@ pub async fn patch(call: &Call<'_>) -> Result<Reply> {
 }
 
 /// Applies `change` to the current object: the shared path of PUT and PATCH.
-async fn write(call: &Call<'_>, change: Change) -> Result<Reply> {
+pub(super) async fn write(call: &Call<'_>, change: Change) -> Result<Reply> {
     let key = call.key();
     let status_only = call.path.subresource.as_deref() == Some("status");
     let finalize = call.path.subresource.as_deref() == Some("finalize");
     for _ in 0..MAX_RETRIES {
         let current = call.read(&key).await?.ok_or_else(|| call.not_found())?;
+        let mut applied = None;
         let mut new = match &change {
             Change::Replace(v) => v.clone(),
             Change::Patch(pt, body) => apply_patch(call, &current.object, *pt, body)?,
+            Change::Apply(config) => {
+                let (new, entries) =
+                    super::apply::merge_applied(call, Some(&current.object), config)?;
+                applied = Some(entries);
+                new
+            }
         };
         // A precondition from the client: the resourceVersion it read.
         let client_rv = new
@@ -612,20 +649,31 @@ async fn write(call: &Call<'_>, change: Change) -> Result<Reply> {
         let mut causes = Vec::new();
         meta::prepare_update(&mut new, &current.object, &mut causes);
         if status_only {
-            // A status write never moves the generation.
-            new["metadata"]["generation"] = current.object["metadata"]["generation"].clone();
+            // A status write never moves the generation (nor adds one).
+            if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                match current.object.pointer("/metadata/generation") {
+                    Some(g) => meta.insert("generation".into(), g.clone()),
+                    None => meta.remove("generation"),
+                };
+            }
         }
         if !causes.is_empty() {
             return Err(call.invalid(&new, causes));
         }
         super::admission::admit(call, &mut new, Some(&current.object)).await?;
+        super::apply::record(call, Some(&current.object), &mut new, applied.as_ref())?;
         // Nothing changed: answer with the current object, write nothing (as upstream).
         let mut unchanged = new.clone();
         super::storage::set_resource_version(&mut unchanged, current.revision);
         if unchanged == current.object {
             return Ok(Reply::object(StatusCode::OK, current.object));
         }
+        let stored = stored_form(&call.resource, &new);
         if call.dry_run()? {
+            if call.resource.conversion.is_some() {
+                new = stored.clone();
+                present(&call.resource, &mut new);
+            }
             return Ok(Reply::object(StatusCode::OK, new));
         }
         // A deleting object whose last finalizer went is deleted now.
@@ -643,11 +691,11 @@ async fn write(call: &Call<'_>, change: Change) -> Result<Reply> {
         match call
             .api
             .storage
-            .update(&key, &new, current.revision)
+            .update(&key, &stored, current.revision)
             .await?
         {
             Written::Done(rev) => {
-                super::storage::set_resource_version(&mut new, rev);
+                let new = written(&call.resource, &stored, rev);
                 super::admission::after_write(call, &new).await;
                 return Ok(Reply::object(StatusCode::OK, new));
             }
@@ -717,19 +765,85 @@ fn is_deleting(obj: &Value) -> bool {
         .is_some_and(|v| !v.is_null())
 }
 
+/// Whether nothing holds a deleting object back. A namespace also waits for its own
+/// `spec.finalizers` (upstream's `ShouldDeleteNamespaceDuringUpdate`): an update to a
+/// terminating namespace must not delete it while its content is still being removed.
 fn finalizers_empty(obj: &Value) -> bool {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_none_or(|a| a.is_empty())
+    let empty = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty())
+    };
+    let namespace = obj["kind"] == "Namespace" && obj["apiVersion"] == "v1";
+    empty("/metadata/finalizers") && (!namespace || empty("/spec/finalizers"))
+}
+
+/// Where a scalable kind keeps its replicas and selector: JSON pointers to spec replicas and
+/// status replicas, and to a label selector string (CRDs' `labelSelectorPath`), `None` for the
+/// built-ins, whose selector is computed from `spec.selector`.
+struct ScalePaths {
+    spec: String,
+    status: String,
+    selector: Option<String>,
+}
+
+fn scale_paths(resource: &Resource) -> ScalePaths {
+    if let Some((spec, status, selector)) = resource.crd.as_ref().and_then(|c| c.scale.as_ref()) {
+        let ptr = |p: &str| super::crd::json_path_pointer(p).unwrap_or_default();
+        return ScalePaths {
+            spec: ptr(spec),
+            status: ptr(status),
+            selector: Some(selector.as_deref().map(ptr).unwrap_or_default()),
+        };
+    }
+    ScalePaths {
+        spec: "/spec/replicas".into(),
+        status: "/status/replicas".into(),
+        selector: None,
+    }
 }
 
 /// The Scale of a scalable object (`status.selector` as a string, as upstream prints it).
-fn scale_of(obj: &Value) -> Value {
+fn scale_of(resource: &Resource, obj: &Value) -> Value {
+    let paths = scale_paths(resource);
+    let selector_text = match &paths.selector {
+        Some(p) if p.is_empty() => String::new(),
+        Some(p) => obj
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        None => builtin_selector_text(obj),
+    };
+    // Replicas default to 1 on every built-in scalable kind; a custom resource without the
+    // field scales from 0, as upstream reports it.
+    let default_replicas = if paths.selector.is_some() { 0 } else { 1 };
+    let meta = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": obj.pointer(&paths.spec).cloned().unwrap_or(json!(default_replicas))},
+        "status": {
+            "replicas": obj.pointer(&paths.status).cloned().unwrap_or(json!(0)),
+            "selector": selector_text,
+        },
+    })
+}
+
+/// `spec.selector` of a built-in scalable kind as selector text.
+fn builtin_selector_text(obj: &Value) -> String {
     let selector = obj
         .pointer("/spec/selector")
         .cloned()
         .unwrap_or(Value::Null);
-    let selector_text = match &selector {
+    match &selector {
         Value::Object(o) if o.contains_key("matchLabels") || o.contains_key("matchExpressions") => {
             LabelSelector::from_label_selector_json(&selector)
                 .map(|s| s.to_string())
@@ -745,25 +859,24 @@ fn scale_of(obj: &Value) -> Value {
             parts.join(",")
         }
         _ => String::new(),
-    };
-    let meta = &obj["metadata"];
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta["uid"],
-            "resourceVersion": meta["resourceVersion"],
-            "creationTimestamp": meta["creationTimestamp"],
-        },
-        // Replicas default to 1 on every scalable kind.
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
-        "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": selector_text,
-        },
-    })
+    }
+}
+
+/// Sets the value at a JSON pointer, creating the objects on the way.
+fn set_pointer(obj: &mut Value, pointer: &str, value: Value) {
+    let mut cur = obj;
+    let parts: Vec<&str> = pointer.split('/').skip(1).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let map = cur.as_object_mut().expect("made an object above");
+        if i + 1 == parts.len() {
+            map.insert((*part).to_string(), value);
+            return;
+        }
+        cur = map.entry((*part).to_string()).or_insert_with(|| json!({}));
+    }
 }
 
 /// GET of the scale subresource.
@@ -772,7 +885,10 @@ pub async fn scale_get(call: &Call<'_>) -> Result<Reply> {
         .read(&call.key())
         .await?
         .ok_or_else(|| call.not_found())?;
-    Ok(Reply::object(StatusCode::OK, scale_of(&stored.object)))
+    Ok(Reply::object(
+        StatusCode::OK,
+        scale_of(&call.resource, &stored.object),
+    ))
 }
 
 /// PUT/PATCH of the scale subresource: only `spec.replicas` moves.
@@ -780,9 +896,10 @@ async fn scale_write(call: &Call<'_>, change: Change) -> Result<Reply> {
     let key = call.key();
     for _ in 0..MAX_RETRIES {
         let current: Stored = call.read(&key).await?.ok_or_else(|| call.not_found())?;
-        let scale = scale_of(&current.object);
+        let scale = scale_of(&call.resource, &current.object);
         let new_scale = match &change {
-            Change::Replace(v) => v.clone(),
+            // Applies never reach the scale subresource (`apply::apply` refuses them).
+            Change::Replace(v) | Change::Apply(v) => v.clone(),
             Change::Patch(pt, body) => match pt {
                 patch::PatchType::Json => patch::json_patch(&scale, body)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?,
@@ -820,21 +937,28 @@ async fn scale_write(call: &Call<'_>, change: Change) -> Result<Reply> {
             ));
         }
         let mut new = current.object.clone();
-        new["spec"]["replicas"] = replicas;
+        set_pointer(&mut new, &scale_paths(&call.resource).spec, replicas);
         let mut causes = Vec::new();
         meta::prepare_update(&mut new, &current.object, &mut causes);
+        super::apply::record(call, Some(&current.object), &mut new, None)?;
         if call.dry_run()? {
-            return Ok(Reply::object(StatusCode::OK, scale_of(&new)));
+            return Ok(Reply::object(
+                StatusCode::OK,
+                scale_of(&call.resource, &new),
+            ));
         }
         match call
             .api
             .storage
-            .update(&key, &new, current.revision)
+            .update(&key, &stored_form(&call.resource, &new), current.revision)
             .await?
         {
             Written::Done(rev) => {
                 super::storage::set_resource_version(&mut new, rev);
-                return Ok(Reply::object(StatusCode::OK, scale_of(&new)));
+                return Ok(Reply::object(
+                    StatusCode::OK,
+                    scale_of(&call.resource, &new),
+                ));
             }
             Written::Conflict if client_rv.is_some() => return Err(call.conflict()),
             Written::Conflict => continue,
@@ -1078,7 +1202,25 @@ async fn delete_one(
         }
     }
     let namespace = call.resource.group.is_empty() && call.resource.plural == "namespaces";
-    if grace.is_some() || !finalizers.is_empty() || namespace {
+    // Upstream's namespace registry: the first delete only starts termination; deleting again
+    // while the namespace finalizers (`spec.finalizers`, the namespace controller's) remain is
+    // a Conflict; once they are gone the namespace is deleted like any object.
+    let namespace_finalized = namespace
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+    if namespace && is_deleting(obj) && !namespace_finalized {
+        return Err(ApiError::conflict_message(
+            &call.resource.group,
+            &call.resource.plural,
+            &call.resource.qualified(),
+            obj["metadata"]["name"].as_str().unwrap_or_default(),
+            "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+        ));
+    }
+    let namespace_terminates = namespace && !(is_deleting(obj) && namespace_finalized);
+    if grace.is_some() || !finalizers.is_empty() || namespace_terminates {
         if is_deleting(obj) && grace.is_none() {
             // Already being deleted: deleting again changes nothing.
             return Ok(Some(Reply::object(StatusCode::OK, current.object)));
@@ -1087,7 +1229,10 @@ async fn delete_one(
         let deadline = meta::now_unix() + grace.unwrap_or(0);
         if !is_deleting(obj) {
             new["metadata"]["deletionTimestamp"] = json!(meta::rfc3339(deadline));
-            new["metadata"]["deletionGracePeriodSeconds"] = json!(grace.unwrap_or(0));
+            // Upstream's namespace Delete sets only the timestamp.
+            if !namespace {
+                new["metadata"]["deletionGracePeriodSeconds"] = json!(grace.unwrap_or(0));
+            }
         } else if let Some(g) = grace {
             // A shorter grace period may replace a longer one (kubectl delete --grace-period).
             let old = obj["metadata"]["deletionGracePeriodSeconds"]
@@ -1107,11 +1252,17 @@ async fn delete_one(
         if dry {
             return Ok(Some(Reply::object(StatusCode::OK, new)));
         }
-        return match call.api.storage.update(key, &new, current.revision).await? {
-            Written::Done(rev) => {
-                super::storage::set_resource_version(&mut new, rev);
-                Ok(Some(Reply::object(StatusCode::OK, new)))
-            }
+        let stored = stored_form(&call.resource, &new);
+        return match call
+            .api
+            .storage
+            .update(key, &stored, current.revision)
+            .await?
+        {
+            Written::Done(rev) => Ok(Some(Reply::object(
+                StatusCode::OK,
+                written(&call.resource, &stored, rev),
+            ))),
             Written::Conflict => Ok(None),
         };
     }
@@ -1161,7 +1312,8 @@ pub async fn delete_collection(call: &Call<'_>) -> Result<Reply> {
     let prefix = call.resource.key_prefix(call.path.namespace.as_deref());
     let page = call.api.storage.list(&prefix, 0, None, 0).await?;
     let mut deleted = Vec::new();
-    for item in page.items {
+    for mut item in page.items {
+        present(&call.resource, &mut item.object);
         if !sel.matches(&item.object) {
             continue;
         }

@@ -156,7 +156,7 @@ pub fn validate_name(resource: &str, group: &str, name: &str) -> Option<String> 
     }
 }
 
-fn qualified_name_error(key: &str) -> Option<String> {
+pub(super) fn qualified_name_error(key: &str) -> Option<String> {
     let (prefix, name) = match key.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
@@ -284,8 +284,47 @@ pub fn prepare_create(obj: &mut Value, group: &str, resource: &str, causes: &mut
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
     meta.remove("selfLink");
-    meta.insert("generation".into(), json!(1));
+    if tracks_generation(group, resource) {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
     validate_labels_annotations(meta, causes);
+}
+
+/// Whether upstream keeps `metadata.generation` for a kind. Its registries set it only for
+/// kinds with a desired state (workloads, CRDs and custom resources, …); plain data kinds
+/// (ConfigMaps, Secrets, RBAC, Leases, Events, …) have none, so `kubectl diff` and `-o yaml`
+/// show none either.
+fn tracks_generation(group: &str, resource: &str) -> bool {
+    !matches!(
+        (group, resource),
+        (
+            "",
+            "configmaps"
+                | "secrets"
+                | "serviceaccounts"
+                | "events"
+                | "endpoints"
+                | "limitranges"
+                | "podtemplates"
+                | "services"
+                | "namespaces"
+                | "nodes"
+                | "persistentvolumeclaims"
+                | "persistentvolumes"
+        ) | ("events.k8s.io", "events")
+            | ("discovery.k8s.io", "endpointslices")
+            | ("rbac.authorization.k8s.io", _)
+            | ("coordination.k8s.io", "leases")
+            | ("scheduling.k8s.io", "priorityclasses")
+            | (
+                "storage.k8s.io",
+                "storageclasses" | "csidrivers" | "csinodes"
+            )
+            | ("node.k8s.io", "runtimeclasses")
+            | ("apps", "controllerrevisions")
+    )
 }
 
 /// Carries over what an update may not change (uid, creationTimestamp, deletion fields,
@@ -322,18 +361,22 @@ pub fn prepare_update(new: &mut Value, old: &Value, causes: &mut Vec<Cause>) {
             }
         }
     }
-    let generation = old_meta
-        .get("generation")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    meta.insert(
-        "generation".into(),
-        json!(if spec_changed {
-            generation + 1
-        } else {
-            generation
-        }),
-    );
+    // A kind without a generation (see `tracks_generation`) was created without one.
+    match old_meta.get("generation").and_then(Value::as_i64) {
+        Some(generation) => {
+            meta.insert(
+                "generation".into(),
+                json!(if spec_changed {
+                    generation + 1
+                } else {
+                    generation
+                }),
+            );
+        }
+        None => {
+            meta.remove("generation");
+        }
+    }
     meta.remove("selfLink");
     validate_labels_annotations(meta, causes);
     // A deleting object may lose finalizers but not gain new ones (upstream ValidateObjectMetaUpdate).
@@ -400,6 +443,22 @@ mod tests {
         let mut causes = vec![];
         prepare_create(&mut o, "", "configmaps", &mut causes);
         assert_eq!(causes.len(), 2, "{causes:?}");
+    }
+
+    #[test]
+    fn data_kinds_have_no_generation() {
+        let mut o = json!({"metadata": {"name": "x", "generation": 7}, "data": {"a": "b"}});
+        prepare_create(&mut o, "", "configmaps", &mut vec![]);
+        assert!(o["metadata"].get("generation").is_none(), "{o}");
+        let mut changed = json!({"metadata": {"name": "x", "generation": 2}, "data": {"a": "c"}});
+        prepare_update(&mut changed, &o, &mut vec![]);
+        assert!(changed["metadata"].get("generation").is_none(), "{changed}");
+        let mut d = json!({"metadata": {"name": "d"}, "spec": {"replicas": 1}});
+        prepare_create(&mut d, "apps", "deployments", &mut vec![]);
+        assert_eq!(d["metadata"]["generation"], 1);
+        let mut cr = json!({"metadata": {"name": "w"}, "spec": {"size": 1}});
+        prepare_create(&mut cr, "example.com", "widgets", &mut vec![]);
+        assert_eq!(cr["metadata"]["generation"], 1);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 pub mod admission;
 mod api;
+pub mod apply;
+pub mod convert;
 pub mod crd;
 pub use api::*;
 pub mod defaults;

@@ -18,6 +18,11 @@ pub const ALL_VERBS: &[&str] = &[
     "update",
     "watch",
 ];
+/// Namespaces: upstream's namespace registry has no DeleteCollection (each goes through the
+/// termination its Delete starts).
+const NO_DELETECOLLECTION: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 const CREATE_ONLY: &[&str] = &["create"];
 const READ_ONLY: &[&str] = &["get", "list"];
 
@@ -47,6 +52,12 @@ const SCALE: Subresource = Subresource {
     version: "v1",
     kind: "Scale",
     verbs: &["get", "patch", "update"],
+};
+/// `namespaces/finalize`: the namespace controller's update of `spec.finalizers`.
+const FINALIZE: Subresource = Subresource {
+    name: "finalize",
+    verbs: &["update"],
+    ..STATUS
 };
 const BINDING: Subresource = Subresource {
     name: "binding",
@@ -87,6 +98,9 @@ pub struct Resource {
     pub virtual_only: bool,
     /// The schema and printer columns of a custom resource.
     pub crd: Option<std::sync::Arc<super::crd::CrdInfo>>,
+    /// How this version converts to the version its `storage` holds, when another version of
+    /// the same resource is the storage version (`None`: objects are stored as served).
+    pub conversion: Option<super::convert::Conversion>,
 }
 
 impl Resource {
@@ -148,6 +162,7 @@ struct Spec {
     /// Storage name when it differs from the plural (two versions or groups of one name).
     storage: Option<&'static str>,
     virtual_only: bool,
+    conversion: Option<super::convert::Conversion>,
 }
 
 const DEFAULT: Spec = Spec {
@@ -157,6 +172,7 @@ const DEFAULT: Spec = Spec {
     verbs: ALL_VERBS,
     storage: None,
     virtual_only: false,
+    conversion: None,
 };
 
 fn entry<T>(spec: Spec) -> Resource
@@ -184,6 +200,7 @@ where
         plural,
         virtual_only: spec.virtual_only,
         crd: None,
+        conversion: spec.conversion,
     }
 }
 
@@ -201,6 +218,7 @@ pub fn built_in() -> &'static [Resource] {
 }
 
 fn table() -> Vec<Resource> {
+    use super::convert;
     use api::{
         admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authn,
         authorization::v1 as authz, autoscaling::v1 as autoscaling1,
@@ -219,7 +237,11 @@ fn table() -> Vec<Resource> {
         entry::<core::Endpoints>(spec!(short: &["ep"])),
         entry::<core::Event>(spec!(short: &["ev"])),
         entry::<core::LimitRange>(spec!(short: &["limits"])),
-        entry::<core::Namespace>(spec!(short: &["ns"], subresources: &[STATUS])),
+        entry::<core::Namespace>(spec!(
+            short: &["ns"],
+            verbs: NO_DELETECOLLECTION,
+            subresources: &[FINALIZE, STATUS]
+        )),
         entry::<core::Node>(spec!(short: &["no"], subresources: &[STATUS])),
         entry::<core::PersistentVolumeClaim>(spec!(short: &["pvc"], subresources: &[STATUS])),
         entry::<core::PersistentVolume>(spec!(short: &["pv"], subresources: &[STATUS])),
@@ -256,8 +278,8 @@ fn table() -> Vec<Resource> {
             categories: ALL,
             subresources: &[SCALE, STATUS]
         )),
-        // events.k8s.io/v1 (stored apart from core events: no conversion between the two yet)
-        entry::<events::Event>(spec!(short: &["ev"], storage: Some("events.k8s.io/events"))),
+        // events.k8s.io/v1: the core events, stored as core/v1 and converted (upstream's layout)
+        entry::<events::Event>(spec!(short: &["ev"], conversion: Some(convert::EVENTS_V1))),
         // authentication.k8s.io/v1, authorization.k8s.io/v1: reviews, answered, never stored
         entry::<authn::SelfSubjectReview>(spec!(verbs: CREATE_ONLY, virtual_only: true)),
         entry::<authn::TokenReview>(spec!(verbs: CREATE_ONLY, virtual_only: true)),
@@ -271,7 +293,7 @@ fn table() -> Vec<Resource> {
         entry::<authz::SelfSubjectAccessReview>(spec!(verbs: CREATE_ONLY, virtual_only: true)),
         entry::<authz::SelfSubjectRulesReview>(spec!(verbs: CREATE_ONLY, virtual_only: true)),
         entry::<authz::SubjectAccessReview>(spec!(verbs: CREATE_ONLY, virtual_only: true)),
-        // autoscaling: v2 is preferred; v1 is stored apart (no conversion between the two yet)
+        // autoscaling: v2 is preferred and the storage version; v1 converts to it
         entry::<autoscaling2::HorizontalPodAutoscaler>(spec!(
             short: &["hpa"],
             categories: ALL,
@@ -281,7 +303,7 @@ fn table() -> Vec<Resource> {
             short: &["hpa"],
             categories: ALL,
             subresources: &[STATUS],
-            storage: Some("autoscaling.v1/horizontalpodautoscalers")
+            conversion: Some(convert::AUTOSCALING_V1)
         )),
         // batch/v1
         entry::<batch::CronJob>(spec!(short: &["cj"], categories: ALL, subresources: &[STATUS])),
@@ -353,6 +375,28 @@ mod tests {
         assert!(!ns.namespaced);
         assert_eq!(ns.key(Some("x"), "x"), "/registry/namespaces/x");
         let stored: Vec<&Resource> = t.iter().filter(|r| !r.virtual_only).collect();
+        // Versions with a conversion share their storage version's prefix (upstream's etcd
+        // layout): one of a kind and plural is stored as served, and the prefix is the plural.
+        for r in stored.iter().filter(|r| r.conversion.is_some()) {
+            let owners: Vec<&&Resource> = stored
+                .iter()
+                .filter(|o| o.storage == r.storage && o.conversion.is_none())
+                .collect();
+            assert_eq!(owners.len(), 1, "{} has no storage version", r.qualified());
+            assert_eq!((&owners[0].kind, &owners[0].plural), (&r.kind, &r.plural));
+            assert_eq!(r.storage, r.plural);
+        }
+        let events = t.iter().filter(|r| r.plural == "events");
+        assert!(
+            events.clone().count() == 2
+                && events
+                    .clone()
+                    .all(|r| r.key(Some("ns"), "e") == "/registry/events/ns/e")
+        );
+        let stored: Vec<&Resource> = stored
+            .into_iter()
+            .filter(|r| r.conversion.is_none())
+            .collect();
         let mut storages: Vec<&str> = stored.iter().map(|r| r.storage.as_str()).collect();
         storages.sort();
         let before = storages.len();

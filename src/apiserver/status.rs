@@ -139,6 +139,23 @@ impl ApiError {
         ApiError::new(403, "Forbidden", message)
     }
 
+    /// A refusal about one object, worded as upstream's `NewForbidden`:
+    /// `configmaps "x" is forbidden: <why>`, or `configmaps is forbidden: <why>` without a name.
+    pub fn forbidden_object(
+        group: &str,
+        plural: &str,
+        qualified: &str,
+        name: &str,
+        why: &str,
+    ) -> ApiError {
+        let message = if name.is_empty() {
+            format!("{qualified} is forbidden: {why}")
+        } else {
+            format!("{qualified} \"{name}\" is forbidden: {why}")
+        };
+        ApiError::new(403, "Forbidden", message).details(name, group, plural)
+    }
+
     /// `pods "web" not found`; `plural` is the qualified resource (`deployments.apps`).
     pub fn not_found(group: &str, plural: &str, qualified: &str, name: &str) -> ApiError {
         ApiError::new(404, "NotFound", format!("{qualified} \"{name}\" not found"))
@@ -374,5 +391,17 @@ mod tests {
         let e = ApiError::not_found("apps", "deployments", "deployments.apps", "web");
         assert_eq!(e.message, "deployments.apps \"web\" not found");
         assert_eq!(e.to_status()["details"]["group"], "apps");
+    }
+
+    #[test]
+    fn forbidden_object_names_the_object_when_it_has_a_name() {
+        let e = ApiError::forbidden_object("", "configmaps", "configmaps", "x", "no room");
+        assert_eq!(e.code, 403);
+        assert_eq!(e.message, "configmaps \"x\" is forbidden: no room");
+        let s = e.to_status();
+        assert_eq!(s["details"]["kind"], "configmaps");
+        assert_eq!(s["details"]["name"], "x");
+        let e = ApiError::forbidden_object("apps", "deployments", "deployments.apps", "", "no");
+        assert_eq!(e.message, "deployments.apps is forbidden: no");
     }
 }

@@ -2722,6 +2722,152 @@ fn path_segment_error(name: &str) -> Option<&'static str> {
 // ---------------------------------------------------------------------------------------------
 // Policy, autoscaling, networking, scheduling.
 
+/// Events, checked on their core/v1 form (upstream's `ValidateEventCreate` and
+/// `ValidateEventUpdate` check the internal type, whose field names are core's, whichever
+/// version the request used). Writes through core/v1 get only the legacy checks; writes
+/// through events.k8s.io/v1 (`strict`) also the new API's rules: `eventTime`, `Normal` or
+/// `Warning`, the deprecated fields unset, a sane series, and immutability on update.
+pub fn event(obj: &Value, old: Option<&Value>, strict: bool) -> Vec<Cause> {
+    let mut c = Vec::new();
+    let text = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let set = |v: &Value, k: &str| v.get(k).is_some_and(|x| !x.is_null());
+    let ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let involved_ns = obj
+        .pointer("/involvedObject/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mismatch = |c: &mut Vec<Cause>| {
+        c.push(Cause::invalid(
+            "involvedObject.namespace",
+            &json!(involved_ns),
+            "does not match event.namespace",
+        ))
+    };
+    let reporting_field = if strict {
+        "reportingController"
+    } else {
+        "reportingComponent"
+    };
+    let too_long = |c: &mut Vec<Cause>, path: &str, value: &str, max: usize| {
+        if value.len() > max {
+            c.push(Cause::invalid(
+                path,
+                &json!(""),
+                &format!("can have at most {max} characters"),
+            ));
+        }
+    };
+    if !set(obj, "eventTime") {
+        // An old-style event: its namespace must agree with the involved object's (or be
+        // `default`, for old clients).
+        if involved_ns.is_empty() {
+            if !ns.is_empty() && ns != "default" {
+                mismatch(&mut c);
+            }
+        } else if ns != involved_ns {
+            mismatch(&mut c);
+        }
+    } else {
+        if involved_ns.is_empty() && ns != "default" && ns != "kube-system" {
+            mismatch(&mut c);
+        }
+        let controller = text(obj, "reportingComponent");
+        if controller.is_empty() {
+            c.push(Cause::required(reporting_field));
+        } else if let Some(e) = super::meta::qualified_name_error(&controller) {
+            c.push(Cause::invalid(reporting_field, &json!(controller), &e));
+        }
+        for (key, max) in [("reportingInstance", 128), ("action", 128), ("reason", 128)] {
+            let v = text(obj, key);
+            if v.is_empty() {
+                c.push(Cause::required(key));
+            }
+            too_long(&mut c, key, &v, max);
+        }
+        too_long(&mut c, "message", &text(obj, "message"), 1024);
+    }
+    if !strict {
+        return c;
+    }
+    let series_changed = old.is_none_or(|o| o.get("series") != obj.get("series"));
+    if series_changed && let Some(series) = obj.get("series").filter(|s| !s.is_null()) {
+        if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
+            c.push(Cause::invalid(
+                "series.count",
+                &json!(""),
+                "should be at least 2",
+            ));
+        }
+        if !set(series, "lastObservedTime") {
+            c.push(Cause::required("series.lastObservedTime"));
+        }
+    }
+    match old {
+        None => {
+            if !set(obj, "eventTime") {
+                c.push(Cause::required("eventTime"));
+            }
+            let kind = text(obj, "type");
+            if kind != "Normal" && kind != "Warning" {
+                c.push(Cause::invalid(
+                    "type",
+                    &json!(""),
+                    &format!("has invalid value: {kind}"),
+                ));
+            }
+            for key in ["firstTimestamp", "lastTimestamp"] {
+                if set(obj, key) {
+                    c.push(Cause::invalid(key, &json!(""), "needs to be unset"));
+                }
+            }
+            if obj.get("count").and_then(Value::as_i64).unwrap_or(0) != 0 {
+                c.push(Cause::invalid("count", &json!(""), "needs to be unset"));
+            }
+            let source = obj.get("source").cloned().unwrap_or(Value::Null);
+            if !text(&source, "component").is_empty() || !text(&source, "host").is_empty() {
+                c.push(Cause::invalid("source", &json!(""), "needs to be unset"));
+            }
+        }
+        Some(old) => {
+            // Upstream's list; `reportingController` is the internal name of core's
+            // `reportingComponent`.
+            for (key, path) in [
+                ("involvedObject", "involvedObject"),
+                ("reason", "reason"),
+                ("message", "message"),
+                ("source", "source"),
+                ("firstTimestamp", "firstTimestamp"),
+                ("lastTimestamp", "lastTimestamp"),
+                ("count", "count"),
+                ("type", "type"),
+                ("eventTime", "eventTime"),
+                ("action", "action"),
+                ("related", "related"),
+                ("reportingComponent", "reportingController"),
+                ("reportingInstance", "reportingInstance"),
+            ] {
+                let new_value = obj.get(key).filter(|v| !v.is_null());
+                if new_value != old.get(key).filter(|v| !v.is_null()) {
+                    c.push(Cause::invalid(
+                        path,
+                        new_value.unwrap_or(&Value::Null),
+                        "field is immutable",
+                    ));
+                }
+            }
+        }
+    }
+    c
+}
+
 fn pod_disruption_budget(o: &Object, c: &mut Vec<Cause>) {
     let spec = spec_of(o, c);
     let min = spec.get("minAvailable").filter(|v| !v.is_null());

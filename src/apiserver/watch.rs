@@ -94,10 +94,14 @@ struct Watcher {
 struct Gone;
 
 impl Watcher {
-    async fn send(&mut self, kind: &str, mut object: Value) -> std::result::Result<(), Gone> {
-        if kind != "ERROR" && kind != "BOOKMARK" {
-            super::handlers::present(&self.resource, &mut object);
-        }
+    /// A stored object in the watched version: selectors and tables work on that version.
+    fn present(&self, mut object: Value) -> Value {
+        super::handlers::present(&self.resource, &mut object);
+        object
+    }
+
+    /// Sends one event; objects are already presented in the watched version.
+    async fn send(&mut self, kind: &str, object: Value) -> std::result::Result<(), Gone> {
         let object = if self.table && kind != "ERROR" && kind != "BOOKMARK" {
             let mut t = as_table(&self.resource, &object, &self.query).map_err(|_| Gone)?;
             if !self.first_table {
@@ -129,9 +133,8 @@ impl Watcher {
                     Err(e) => return self.error(e).await,
                 };
                 for item in page.items {
-                    if self.sel.matches(&item.object)
-                        && self.send("ADDED", item.object).await.is_err()
-                    {
+                    let object = self.present(item.object);
+                    if self.sel.matches(&object) && self.send("ADDED", object).await.is_err() {
                         return;
                     }
                 }
@@ -185,8 +188,10 @@ impl Watcher {
                 let Ok(Some(ev)) = decode_event(e) else {
                     continue;
                 };
-                let now = !ev.deleted && self.sel.matches(&ev.object);
-                let before = ev.previous.as_ref().is_some_and(|p| self.sel.matches(p));
+                let object = self.present(ev.object);
+                let previous = ev.previous.map(|p| self.present(p));
+                let now = !ev.deleted && self.sel.matches(&object);
+                let before = previous.as_ref().is_some_and(|p| self.sel.matches(p));
                 let kind = match (before, now, ev.deleted) {
                     (true, _, true) => "DELETED",
                     (false, true, _) => "ADDED",
@@ -195,7 +200,7 @@ impl Watcher {
                     (true, false, false) => "DELETED",
                     _ => continue,
                 };
-                if self.send(kind, ev.object).await.is_err() {
+                if self.send(kind, object).await.is_err() {
                     return;
                 }
             }

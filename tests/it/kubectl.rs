@@ -23,7 +23,7 @@ fn kubectl_bin(minor: u32) -> Option<PathBuf> {
 }
 
 /// A running server and one kubectl to drive it.
-struct Cluster {
+pub(crate) struct Cluster {
     _dir: tempfile::TempDir,
     _server: Process,
     kubeconfig: PathBuf,
@@ -32,7 +32,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(minor: u32) -> Option<Cluster> {
+    pub(crate) fn start(minor: u32) -> Option<Cluster> {
         let kubectl = kubectl_bin(minor)?;
         if !have_etcdctl() {
             return None;
@@ -76,7 +76,7 @@ impl Cluster {
         cmd
     }
 
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+    pub(crate) fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = self.command(args);
         match stdin {
             None => cmd.stdin(Stdio::null()).output().expect("run kubectl"),
@@ -95,11 +95,11 @@ impl Cluster {
     }
 
     /// Runs kubectl, failing the test on a non-zero exit or any warning on stderr.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         self.ok_in(args, None)
     }
 
-    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+    pub(crate) fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.run(args, stdin);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -115,7 +115,7 @@ impl Cluster {
     }
 
     /// Runs kubectl expecting failure; returns stderr.
-    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+    pub(crate) fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.run(args, stdin);
         assert!(
             !out.status.success(),
@@ -125,7 +125,7 @@ impl Cluster {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         let out = self.ok(&all);
@@ -420,4 +420,1255 @@ fn explain_uses_the_openapi_documents(c: &Cluster) {
     assert!(out.contains("maxSurge"), "{out}");
     let out = c.ok(&["explain", "pods.spec.containers.image"]);
     assert!(out.contains("image"), "{out}");
+}
+
+/// Runs kubectl expecting success and nothing at all on stderr.
+fn quiet(c: &Cluster, args: &[&str], stdin: Option<&str>) -> String {
+    let out = c.run(args, stdin);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "kubectl {args:?}: {stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The managedFields entry of `manager` with `operation`, if any.
+fn managed_entry(obj: &serde_json::Value, manager: &str, operation: &str) -> serde_json::Value {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|entries| {
+            entries
+                .iter()
+                .find(|e| e["manager"] == manager && e["operation"] == operation)
+        })
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+const SSA_APP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: ssa-config
+data:
+  greeting: hello
+  extra: x
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ssa-web
+  labels: {app: ssa-web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: ssa-web}
+  template:
+    metadata:
+      labels: {app: ssa-web}
+    spec:
+      containers:
+      - name: httpd
+        image: busybox:1.36
+        ports:
+        - containerPort: 8080
+"#;
+
+both_versions!(server_side_apply_tracks_field_owners);
+fn server_side_apply_tracks_field_owners(c: &Cluster) {
+    let out = quiet(c, &["apply", "--server-side", "-f", "-"], Some(SSA_APP));
+    assert!(
+        out.contains("configmap/ssa-config serverside-applied"),
+        "{out}"
+    );
+    assert!(
+        out.contains("deployment.apps/ssa-web serverside-applied"),
+        "{out}"
+    );
+    let shown = [
+        "get",
+        "deploy",
+        "ssa-web",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ];
+    let d: serde_json::Value = serde_json::from_str(&quiet(c, &shown, None)).unwrap();
+    let kubectl = managed_entry(&d, "kubectl", "Apply");
+    assert_eq!(kubectl["apiVersion"], "apps/v1", "{d}");
+    assert_eq!(kubectl["fieldsType"], "FieldsV1");
+    assert_eq!(
+        kubectl["fieldsV1"]["f:spec"]["f:replicas"],
+        serde_json::json!({})
+    );
+    let container = &kubectl["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"httpd\"}"];
+    assert_eq!(container["f:image"], serde_json::json!({}), "{kubectl}");
+    // Hidden unless asked for.
+    let plain = c.json(&["get", "deploy", "ssa-web"]);
+    assert!(plain["metadata"].get("managedFields").is_none(), "{plain}");
+
+    // Applying again: a changed field changes, a field left out goes.
+    let changed = SSA_APP
+        .replace("greeting: hello", "greeting: hi")
+        .replace("  extra: x\n", "");
+    let out = quiet(c, &["apply", "--server-side", "-f", "-"], Some(&changed));
+    assert!(
+        out.contains("configmap/ssa-config serverside-applied"),
+        "{out}"
+    );
+    let cm = c.json(&["get", "cm", "ssa-config"]);
+    assert_eq!(cm["data"], serde_json::json!({"greeting": "hi"}), "{cm}");
+
+    // Another manager changing replicas conflicts with kubectl's ownership...
+    let replicas =
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ssa-web\nspec:\n  replicas: 3\n";
+    let other = ["apply", "--server-side", "--field-manager=other", "-f", "-"];
+    let err = c.fails(&other, Some(replicas));
+    assert!(
+        err.contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
+        "{err}"
+    );
+    // ...a server-side dry run with force changes nothing...
+    let dry = [
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "--dry-run=server",
+        "-f",
+        "-",
+    ];
+    quiet(c, &dry, Some(replicas));
+    let d = c.json(&["get", "deploy", "ssa-web"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    // ...and forcing takes the field over.
+    let forced = [
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        "-",
+    ];
+    quiet(c, &forced, Some(replicas));
+    let d: serde_json::Value = serde_json::from_str(&quiet(c, &shown, None)).unwrap();
+    assert_eq!(d["spec"]["replicas"], 3);
+    let other = managed_entry(&d, "other", "Apply");
+    assert_eq!(
+        other["fieldsV1"]["f:spec"]["f:replicas"],
+        serde_json::json!({}),
+        "{d}"
+    );
+    let kubectl = managed_entry(&d, "kubectl", "Apply");
+    assert!(
+        kubectl["fieldsV1"]["f:spec"].get("f:replicas").is_none(),
+        "{d}"
+    );
+
+    // Non-apply writes record Update entries under their manager.
+    quiet(c, &["label", "cm", "ssa-config", "tier=web"], None);
+    let cm: serde_json::Value = serde_json::from_str(&quiet(
+        c,
+        &[
+            "get",
+            "cm",
+            "ssa-config",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+        None,
+    ))
+    .unwrap();
+    let label = managed_entry(&cm, "kubectl-label", "Update");
+    assert_eq!(
+        label["fieldsV1"]["f:metadata"]["f:labels"]["f:tier"],
+        serde_json::json!({}),
+        "{cm}"
+    );
+    quiet(c, &["delete", "-f", "-"], Some(SSA_APP));
+}
+
+both_versions!(client_side_apply_moves_to_server_side_apply);
+fn client_side_apply_moves_to_server_side_apply(c: &Cluster) {
+    let config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: moved\ndata:\n  a: \"1\"\n  b: \"2\"\n";
+    let out = quiet(c, &["apply", "-f", "-"], Some(config));
+    assert!(out.contains("configmap/moved created"), "{out}");
+    let shown = ["get", "cm", "moved", "-o", "json", "--show-managed-fields"];
+    let cm: serde_json::Value = serde_json::from_str(&quiet(c, &shown, None)).unwrap();
+    let csa = managed_entry(&cm, "kubectl-client-side-apply", "Update");
+    assert_eq!(
+        csa["fieldsV1"]["f:data"]["f:a"],
+        serde_json::json!({}),
+        "{cm}"
+    );
+    // The same configuration with a changed value, now applied server-side: the fields
+    // client-side apply owned move to kubectl's apply.
+    let changed = config.replace("a: \"1\"", "a: \"3\"");
+    let out = quiet(c, &["apply", "--server-side", "-f", "-"], Some(&changed));
+    assert!(out.contains("configmap/moved serverside-applied"), "{out}");
+    let cm: serde_json::Value = serde_json::from_str(&quiet(c, &shown, None)).unwrap();
+    assert_eq!(cm["data"], serde_json::json!({"a": "3", "b": "2"}), "{cm}");
+    let ssa = managed_entry(&cm, "kubectl", "Apply");
+    assert_eq!(
+        ssa["fieldsV1"]["f:data"]["f:a"],
+        serde_json::json!({}),
+        "{cm}"
+    );
+    let csa = managed_entry(&cm, "kubectl-client-side-apply", "Update");
+    assert!(csa["fieldsV1"]["f:data"].get("f:a").is_none(), "{cm}");
+    // Leaving a field out now removes it, as for any server-side apply.
+    let fewer = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: moved\ndata:\n  a: \"3\"\n";
+    quiet(c, &["apply", "--server-side", "-f", "-"], Some(fewer));
+    let cm = c.json(&["get", "cm", "moved"]);
+    assert_eq!(cm["data"], serde_json::json!({"a": "3"}), "{cm}");
+}
+
+// Everyday flows from files and terminals: multi-document create and apply, output formats,
+// describe, edit, label/annotate, delete and wait, watches as tables, namespace termination.
+// Every kubectl run here that should succeed must print nothing at all on stderr (no warning
+// about OpenAPI, validation or deprecated APIs).
+
+impl Cluster {
+    /// Runs kubectl expecting success and an empty stderr; returns stdout.
+    fn clean(&self, args: &[&str]) -> String {
+        self.clean_in(args, None)
+    }
+
+    fn clean_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        expect_clean(args, &out)
+    }
+
+    /// Runs kubectl with extra environment (EDITOR, TMPDIR) and no input.
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied()).stdin(Stdio::null());
+        cmd.output().expect("run kubectl")
+    }
+
+    /// `-o json` of what `args` names, with nothing on stderr.
+    fn clean_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.clean(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// Writes `contents` to `name` in the test's home directory and returns its path.
+    fn write(&self, name: &str, contents: &str) -> String {
+        let path = self.home.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    /// An executable `sh` script in the home directory (an EDITOR for `kubectl edit`).
+    fn script(&self, name: &str, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.write(name, &format!("#!/bin/sh\nset -e\n{body}"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+}
+
+fn expect_clean(args: &[&str], out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {stderr}\n{stdout}"
+    );
+    assert!(
+        stderr.is_empty(),
+        "kubectl {args:?} printed on stderr: {stderr}"
+    );
+    stdout
+}
+
+/// `s` with `from` replaced by `to`; `from` must occur (so a test edit never silently misses).
+fn changed(s: &str, from: &str, to: &str) -> String {
+    assert!(s.contains(from), "{from:?} is not in the manifest");
+    s.replace(from, to)
+}
+
+/// The value of the first top-level `Key:` line of `kubectl describe` output, with runs of
+/// spaces collapsed.
+fn described(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| panic!("no {key:?} line in:\n{out}"))
+}
+
+/// The whitespace-separated cells of each line of a table.
+fn cells(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+const SHOP: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: shop-config
+  labels: {app: shop}
+data:
+  color: blue
+  size: large
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: shop-secret
+  labels: {app: shop}
+type: Opaque
+stringData:
+  password: first
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop
+  labels: {app: shop, tier: front}
+spec:
+  selector: {app: shop}
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+  labels: {app: shop}
+  annotations: {team: blue}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: shop}
+  template:
+    metadata:
+      labels: {app: shop}
+    spec:
+      containers:
+      - name: app
+        image: busybox:1.36
+        command: [sleep, "3600"]
+        env:
+        - {name: MODE, value: debug}
+"#;
+
+both_versions!(multi_document_file_create_then_apply_changes_and_removals);
+fn multi_document_file_create_then_apply_changes_and_removals(c: &Cluster) {
+    let v1 = c.write("shop.yaml", SHOP);
+    let out = c.clean(&["create", "--save-config", "-f", &v1]);
+    assert_eq!(
+        out,
+        "configmap/shop-config created\nsecret/shop-secret created\nservice/shop created\ndeployment.apps/shop created\n"
+    );
+    let secret = c.clean_json(&["get", "secret", "shop-secret"]);
+    assert_eq!(secret["data"]["password"], "Zmlyc3Q=", "{secret}");
+    assert!(secret.get("stringData").is_none(), "{secret}");
+
+    // The next version changes one field and drops another in each object.
+    let mut v2 = changed(SHOP, "  color: blue\n  size: large\n", "  color: red\n");
+    v2 = changed(&v2, "password: first", "password: second");
+    v2 = changed(
+        &v2,
+        "labels: {app: shop, tier: front}",
+        "labels: {app: shop}",
+    );
+    v2 = changed(&v2, "    port: 80\n", "    port: 81\n");
+    v2 = changed(&v2, "  annotations: {team: blue}\n", "");
+    v2 = changed(&v2, "  replicas: 2\n", "  replicas: 3\n");
+    v2 = changed(
+        &v2,
+        "        env:\n        - {name: MODE, value: debug}\n",
+        "",
+    );
+    let v2 = c.write("shop-v2.yaml", &v2);
+    let out = c.clean(&["apply", "-f", &v2]);
+    for line in [
+        "configmap/shop-config configured",
+        "secret/shop-secret configured",
+        "service/shop configured",
+        "deployment.apps/shop configured",
+    ] {
+        assert!(out.contains(line), "{line} missing in {out}");
+    }
+    let cm = c.clean_json(&["get", "cm", "shop-config"]);
+    assert_eq!(cm["data"], serde_json::json!({"color": "red"}), "{cm}");
+    let secret = c.clean_json(&["get", "secret", "shop-secret"]);
+    assert_eq!(secret["data"]["password"], "c2Vjb25k", "{secret}");
+    let svc = c.clean_json(&["get", "svc", "shop"]);
+    assert_eq!(
+        svc["metadata"]["labels"],
+        serde_json::json!({"app": "shop"})
+    );
+    let ports = svc["spec"]["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1, "the port of the old version is gone: {svc}");
+    assert_eq!(ports[0]["port"], 81);
+    assert_eq!(ports[0]["name"], "http");
+    let d = c.clean_json(&["get", "deploy", "shop"]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert!(container.get("env").is_none(), "{container}");
+    assert_eq!(container["command"], serde_json::json!(["sleep", "3600"]));
+    let annotations = d["metadata"]["annotations"].as_object().unwrap();
+    assert!(!annotations.contains_key("team"), "{annotations:?}");
+    assert!(annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+    assert_eq!(d["metadata"]["generation"], 2);
+
+    // Applying the same file again finds nothing to change: server defaults never show up
+    // as differences (the Secret's stringData is write-only, so upstream patches it again).
+    let out = c.clean(&["apply", "-f", &v2]);
+    for line in [
+        "configmap/shop-config unchanged",
+        "service/shop unchanged",
+        "deployment.apps/shop unchanged",
+    ] {
+        assert!(out.contains(line), "{line} missing in {out}");
+    }
+    assert_eq!(
+        c.clean_json(&["get", "deploy", "shop"])["metadata"]["generation"],
+        2
+    );
+    let cm = c.clean_json(&["get", "cm", "shop-config"]);
+    assert!(
+        cm["metadata"].get("generation").is_none(),
+        "ConfigMaps have no generation upstream: {cm}"
+    );
+    c.clean(&["delete", "-f", &v2]);
+}
+
+both_versions!(get_prints_wide_json_jsonpath_and_custom_columns);
+fn get_prints_wide_json_jsonpath_and_custom_columns(c: &Cluster) {
+    c.clean_in(&["create", "-f", "-"], Some(SHOP));
+    c.clean(&[
+        "run",
+        "shop-debug",
+        "--image=busybox:1.36",
+        "--labels=app=shop",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+
+    let wide = cells(&c.clean(&["get", "deploy", "shop", "-o", "wide"]));
+    let header = [
+        "NAME",
+        "READY",
+        "UP-TO-DATE",
+        "AVAILABLE",
+        "AGE",
+        "CONTAINERS",
+        "IMAGES",
+        "SELECTOR",
+    ];
+    assert_eq!(wide[0], header, "{wide:?}");
+    let row = &wide[1];
+    assert_eq!(
+        (&row[0], &row[1], &row[2], &row[3]),
+        (&"shop".into(), &"0/2".into(), &"0".into(), &"0".into()),
+        "{wide:?}"
+    );
+    assert_eq!(row[5..], ["app", "busybox:1.36", "app=shop"], "{wide:?}");
+    let wide = cells(&c.clean(&["get", "pods", "-o", "wide"]));
+    let header = [
+        "NAME",
+        "READY",
+        "STATUS",
+        "RESTARTS",
+        "AGE",
+        "IP",
+        "NODE",
+        "NOMINATED",
+        "NODE",
+        "READINESS",
+        "GATES",
+    ];
+    assert_eq!(wide[0], header, "{wide:?}");
+    assert_eq!(
+        wide[1][..4],
+        ["shop-debug", "0/1", "Pending", "0"],
+        "{wide:?}"
+    );
+    assert_eq!(wide[1][5..], ["<none>"; 4], "{wide:?}");
+
+    // JSON: one object, or a List of several kinds.
+    let d = c.clean_json(&["get", "deploy", "shop"]);
+    assert_eq!(
+        (&d["kind"], &d["apiVersion"]),
+        (&"Deployment".into(), &"apps/v1".into())
+    );
+    let list = c.clean_json(&["get", "cm,secret", "-l", "app=shop"]);
+    assert_eq!(list["kind"], "List", "{list}");
+    let kinds: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ConfigMap", "Secret"], "{list}");
+    let yaml = c.clean(&["get", "svc", "-l", "app=shop", "-o", "yaml"]);
+    assert!(
+        yaml.contains("kind: List") && yaml.contains("  kind: Service"),
+        "{yaml}"
+    );
+
+    // jsonpath, custom columns and go templates, on objects and lists.
+    let jp = c.clean(&[
+        "get",
+        "deploy,svc,pods",
+        "-l",
+        "app=shop",
+        "-o",
+        r#"jsonpath={range .items[*]}{.kind}/{.metadata.name}{"\n"}{end}"#,
+    ]);
+    assert_eq!(jp, "Deployment/shop\nService/shop\nPod/shop-debug\n");
+    assert_eq!(
+        c.clean(&["get", "cm", "shop-config", "-o", "jsonpath={.data}"]),
+        r#"{"color":"blue","size":"large"}"#
+    );
+    assert_eq!(
+        c.clean(&[
+            "get",
+            "svc",
+            "shop",
+            "-o",
+            "jsonpath={.spec.ports[0].targetPort}"
+        ]),
+        "8080"
+    );
+    let columns = c.clean(&[
+        "get",
+        "deploy",
+        "-o",
+        "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas,IMAGE:.spec.template.spec.containers[*].image,MISSING:.status.nothing",
+    ]);
+    assert_eq!(
+        cells(&columns),
+        [
+            ["NAME", "REPLICAS", "IMAGE", "MISSING"],
+            ["shop", "2", "busybox:1.36", "<none>"]
+        ],
+        "{columns}"
+    );
+    assert_eq!(
+        c.clean(&[
+            "get",
+            "pod",
+            "shop-debug",
+            "-o",
+            "go-template={{.spec.containers | len}} {{.status.phase}}"
+        ]),
+        "1 Pending"
+    );
+
+    // Table options: labels as columns, sorting, no headers, the `all` category.
+    let labels = cells(&c.clean(&["get", "cm", "shop-config", "--show-labels"]));
+    assert_eq!(labels[0].last().unwrap(), "LABELS");
+    assert_eq!(labels[1].last().unwrap(), "app=shop");
+    let with_l = cells(&c.clean(&["get", "pods", "-L", "app", "--no-headers"]));
+    assert_eq!(with_l.len(), 1, "{with_l:?}");
+    assert_eq!(with_l[0].last().unwrap(), "shop");
+    c.clean(&["create", "configmap", "zeta"]);
+    c.clean(&["create", "configmap", "alpha"]);
+    let sorted = c.clean(&["get", "cm", "-o", "name", "--sort-by=.metadata.name"]);
+    let names: Vec<&str> = sorted.lines().collect();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(names, expected);
+    assert!(names.contains(&"configmap/alpha") && names.contains(&"configmap/zeta"));
+    let all = c.clean(&["get", "all", "-o", "name"]);
+    for n in [
+        "pod/shop-debug",
+        "service/shop",
+        "service/kubernetes",
+        "deployment.apps/shop",
+    ] {
+        assert!(all.lines().any(|l| l == n), "{n} missing in {all}");
+    }
+    assert!(
+        !all.contains("configmap/"),
+        "ConfigMaps are not in `all`: {all}"
+    );
+}
+
+both_versions!(describe_shows_sections_and_each_objects_events);
+fn describe_shows_sections_and_each_objects_events(c: &Cluster) {
+    c.clean_in(&["create", "-f", "-"], Some(SHOP));
+    c.clean(&[
+        "run",
+        "shop-debug",
+        "--image=busybox:1.36",
+        "--labels=app=shop",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    // One event about each object. The Deployment and the Service share a name, so only the
+    // field selector's involvedObject.kind/uid keeps their events apart.
+    let mut events = String::new();
+    for (i, (kind, api_version, name, reason, message)) in [
+        (
+            "Pod",
+            "v1",
+            "shop-debug",
+            "Scheduled",
+            "assigned default/shop-debug to node-a",
+        ),
+        (
+            "Deployment",
+            "apps/v1",
+            "shop",
+            "ScalingReplicaSet",
+            "scaled up replica set shop-abc to 2",
+        ),
+        (
+            "Service",
+            "v1",
+            "shop",
+            "Allocated",
+            "service shop got its cluster IP",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let resource = format!("{}/{name}", kind.to_lowercase());
+        let uid = c.clean(&["get", &resource, "-o", "jsonpath={.metadata.uid}"]);
+        events.push_str(&format!(
+            "---\napiVersion: v1\nkind: Event\nmetadata:\n  name: {name}.event{i}\n\
+             involvedObject:\n  apiVersion: {api_version}\n  kind: {kind}\n  name: {name}\n  \
+             namespace: default\n  uid: {uid}\nreason: {reason}\nmessage: {message}\n\
+             type: Normal\nsource:\n  component: rk3s-test\ncount: 1\n\
+             firstTimestamp: \"2025-01-01T00:00:00Z\"\nlastTimestamp: \"2025-01-01T00:00:00Z\"\n"
+        ));
+    }
+    c.clean_in(&["create", "-f", "-"], Some(&events));
+    let got = c.clean(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Service,involvedObject.name=shop",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(got, "event/shop.event2\n");
+
+    let pod = c.clean(&["describe", "pod", "shop-debug"]);
+    assert_eq!(described(&pod, "Name:"), "shop-debug");
+    assert_eq!(described(&pod, "Namespace:"), "default");
+    assert_eq!(described(&pod, "Labels:"), "app=shop");
+    assert_eq!(described(&pod, "Status:"), "Pending");
+    for section in [
+        "Containers:",
+        "  shop-debug:",
+        "    Image:",
+        "QoS Class:",
+        "Events:",
+    ] {
+        assert!(pod.contains(section), "{section} missing in:\n{pod}");
+    }
+    assert!(
+        pod.contains("assigned default/shop-debug to node-a"),
+        "{pod}"
+    );
+    assert!(!pod.contains("ScalingReplicaSet"), "{pod}");
+
+    let deploy = c.clean(&["describe", "deployment", "shop"]);
+    assert_eq!(described(&deploy, "Name:"), "shop");
+    assert_eq!(described(&deploy, "Namespace:"), "default");
+    assert_eq!(described(&deploy, "Labels:"), "app=shop");
+    assert_eq!(described(&deploy, "Selector:"), "app=shop");
+    assert!(
+        described(&deploy, "Replicas:").starts_with("2 desired | 0 updated | 0 total"),
+        "{deploy}"
+    );
+    assert_eq!(described(&deploy, "StrategyType:"), "RollingUpdate");
+    for section in ["Pod Template:", "    Image:", "Events:"] {
+        assert!(deploy.contains(section), "{section} missing in:\n{deploy}");
+    }
+    assert!(
+        deploy.contains("scaled up replica set shop-abc to 2"),
+        "{deploy}"
+    );
+    assert!(!deploy.contains("got its cluster IP"), "{deploy}");
+
+    let svc = c.clean(&["describe", "service", "shop"]);
+    let ip = c.clean(&["get", "svc", "shop", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert_eq!(described(&svc, "Name:"), "shop");
+    assert_eq!(described(&svc, "Selector:"), "app=shop");
+    assert_eq!(described(&svc, "Type:"), "ClusterIP");
+    assert_eq!(described(&svc, "IP:"), ip);
+    assert_eq!(described(&svc, "Port:"), "http 80/TCP");
+    assert_eq!(described(&svc, "TargetPort:"), "8080/TCP");
+    assert!(svc.contains("service shop got its cluster IP"), "{svc}");
+    assert!(!svc.contains("ScalingReplicaSet"), "{svc}");
+
+    let cm = c.clean(&["describe", "configmap", "shop-config"]);
+    assert_eq!(described(&cm, "Name:"), "shop-config");
+    assert_eq!(described(&cm, "Labels:"), "app=shop");
+    for section in [
+        "Data\n====\n",
+        "color:\n----\nblue\n",
+        "size:\n----\nlarge\n",
+    ] {
+        assert!(cm.contains(section), "{section:?} missing in:\n{cm}");
+    }
+    assert_eq!(described(&cm, "Events:"), "<none>");
+
+    let ns = c.clean(&["describe", "namespace", "default"]);
+    assert_eq!(described(&ns, "Name:"), "default");
+    assert_eq!(
+        described(&ns, "Labels:"),
+        "kubernetes.io/metadata.name=default"
+    );
+    assert_eq!(described(&ns, "Status:"), "Active");
+    assert!(ns.contains("No resource quota."), "{ns}");
+    assert!(ns.contains("No LimitRange resource."), "{ns}");
+
+    // Describing by selector describes each match.
+    let many = c.clean(&["describe", "pods,deploy", "-l", "app=shop"]);
+    assert_eq!(many.matches("\nEvents:").count(), 2, "{many}");
+    let err = c.fails(&["describe", "deploy", "missing"], None);
+    assert!(
+        err.contains("deployments.apps \"missing\" not found"),
+        "{err}"
+    );
+}
+
+both_versions!(edit_with_a_scripted_editor);
+fn edit_with_a_scripted_editor(c: &Cluster) {
+    c.clean_in(&["create", "-f", "-"], Some(SHOP));
+    let tmp = c.home.to_str().unwrap().to_string();
+    let edit =
+        |args: &[&str], editor: &str| c.run_env(args, &[("EDITOR", editor), ("TMPDIR", &tmp)]);
+
+    let to_green = c.script(
+        "to-green.sh",
+        "sed -i 's/^  color: blue$/  color: green/' \"$1\"\n",
+    );
+    let out = edit(&["edit", "configmap", "shop-config"], &to_green);
+    assert_eq!(
+        expect_clean(&["edit", "configmap"], &out),
+        "configmap/shop-config edited\n"
+    );
+    let cm = c.clean_json(&["get", "cm", "shop-config"]);
+    assert_eq!(
+        cm["data"],
+        serde_json::json!({"color": "green", "size": "large"})
+    );
+
+    let to_four = c.script(
+        "to-four.sh",
+        "sed -i 's/^  replicas: 2$/  replicas: 4/' \"$1\"\n",
+    );
+    let out = edit(&["edit", "deployment", "shop"], &to_four);
+    assert_eq!(
+        expect_clean(&["edit", "deployment"], &out),
+        "deployment.apps/shop edited\n"
+    );
+    let d = c.clean_json(&["get", "deploy", "shop"]);
+    assert_eq!(d["spec"]["replicas"], 4);
+    assert_eq!(d["metadata"]["generation"], 2);
+
+    // An edit that makes the object invalid: kubectl reopens the file with the server's error
+    // at the top; the editor gives up the second time, so kubectl fails and nothing changes.
+    let marker = c.home.join("edited-once");
+    let reopened = c.home.join("reopened.yaml");
+    let breaks = c.script(
+        "breaks.sh",
+        &format!(
+            "if [ -e {m} ]; then cp \"$1\" {r}; exit 1; fi\ntouch {m}\n\
+             sed -i 's/^  replicas: 4$/  replicas: -3/' \"$1\"\n",
+            m = marker.display(),
+            r = reopened.display()
+        ),
+    );
+    let out = edit(&["edit", "deployment", "shop"], &breaks);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the edit should fail: {stderr}");
+    assert!(
+        stderr.contains("deployments.apps \"shop\" is invalid"),
+        "{stderr}"
+    );
+    let shown = std::fs::read_to_string(&reopened).expect("kubectl reopened the file");
+    assert!(
+        shown.contains("# deployments.apps \"shop\" was not valid:"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("spec.replicas: Invalid value: -3: must be greater than or equal to 0"),
+        "{shown}"
+    );
+    let after = c.clean_json(&["get", "deploy", "shop"]);
+    assert_eq!(after["spec"]["replicas"], 4);
+    assert_eq!(
+        after["metadata"]["resourceVersion"], d["metadata"]["resourceVersion"],
+        "nothing was written"
+    );
+}
+
+both_versions!(label_annotate_and_patch_keep_their_rules);
+fn label_annotate_and_patch_keep_their_rules(c: &Cluster) {
+    c.clean_in(&["create", "-f", "-"], Some(SHOP));
+    assert_eq!(
+        c.clean(&["label", "deploy", "shop", "tier=web"]),
+        "deployment.apps/shop labeled\n"
+    );
+    let err = c.fails(&["label", "deploy", "shop", "tier=db"], None);
+    assert!(
+        err.contains("'tier' already has a value (web), and --overwrite is false"),
+        "{err}"
+    );
+    c.clean(&["label", "deploy", "shop", "tier=db", "--overwrite"]);
+    assert_eq!(
+        c.clean(&["get", "deploy", "-l", "tier=db", "-o", "name"]),
+        "deployment.apps/shop\n"
+    );
+    assert_eq!(
+        c.clean(&["label", "deploy", "shop", "tier-"]),
+        "deployment.apps/shop unlabeled\n"
+    );
+    // kubectl 1.27 says "annotate", later ones "annotated".
+    let out = c.clean(&["annotate", "deploy", "shop", "owner=alice"]);
+    assert!(out.starts_with("deployment.apps/shop annotate"), "{out}");
+    let err = c.fails(&["annotate", "deploy", "shop", "owner=bob"], None);
+    assert!(
+        err.contains("--overwrite is false but found the following declared annotation(s): 'owner' already has a value (alice)"),
+        "{err}"
+    );
+    c.clean(&["annotate", "deploy", "shop", "owner=bob", "--overwrite"]);
+    let d = c.clean_json(&["get", "deploy", "shop"]);
+    assert_eq!(d["metadata"]["annotations"]["owner"], "bob");
+    assert!(d["metadata"]["labels"].get("tier").is_none(), "{d}");
+    c.clean(&["annotate", "deploy", "shop", "owner-"]);
+    let d = c.clean_json(&["get", "deploy", "shop"]);
+    assert!(d["metadata"]["annotations"].get("owner").is_none(), "{d}");
+    assert_eq!(
+        d["metadata"]["generation"], 1,
+        "metadata changes keep the generation"
+    );
+
+    // Several objects at once, by selector and with --all.
+    let out = c.clean(&["label", "cm,svc", "-l", "app=shop", "release=v1"]);
+    assert_eq!(out, "configmap/shop-config labeled\nservice/shop labeled\n");
+    c.clean(&["annotate", "cm", "--all", "audited=yes"]);
+    assert_eq!(
+        c.clean(&[
+            "get",
+            "cm",
+            "shop-config",
+            "-o",
+            "jsonpath={.metadata.annotations.audited}"
+        ]),
+        "yes"
+    );
+    // A stale --resource-version is a conflict; nothing is written.
+    let err = c.fails(
+        &["label", "svc", "shop", "stale=yes", "--resource-version=1"],
+        None,
+    );
+    assert!(err.contains("the object has been modified"), "{err}");
+
+    // Patches of each type on the Service; a failing JSON-patch test changes nothing.
+    c.clean(&[
+        "patch",
+        "svc",
+        "shop",
+        "-p",
+        r#"{"spec":{"ports":[{"port":80,"name":"web"}]}}"#,
+    ]);
+    let svc = c.clean_json(&["get", "svc", "shop"]);
+    assert_eq!(
+        svc["spec"]["ports"][0]["name"], "web",
+        "merged by port: {svc}"
+    );
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080, "{svc}");
+    c.clean(&[
+        "patch",
+        "svc",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"release":null}}}"#,
+    ]);
+    c.clean(&[
+        "patch",
+        "svc",
+        "shop",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/spec/ports/0/name","value":"web"},{"op":"replace","path":"/spec/ports/0/name","value":"www"}]"#,
+    ]);
+    c.fails(
+        &[
+            "patch",
+            "svc",
+            "shop",
+            "--type=json",
+            "-p",
+            r#"[{"op":"test","path":"/spec/ports/0/name","value":"web"},{"op":"replace","path":"/spec/ports/0/name","value":"x"}]"#,
+        ],
+        None,
+    );
+    let svc = c.clean_json(&["get", "svc", "shop"]);
+    assert_eq!(svc["spec"]["ports"][0]["name"], "www", "{svc}");
+    assert!(svc["metadata"]["labels"].get("release").is_none(), "{svc}");
+}
+
+both_versions!(delete_all_by_label_and_wait_for_deletion_and_conditions);
+fn delete_all_by_label_and_wait_for_deletion_and_conditions(c: &Cluster) {
+    c.clean(&["create", "namespace", "batch"]);
+    for n in ["a", "b", "c"] {
+        c.clean(&["create", "configmap", n, "-n", "batch"]);
+    }
+    c.clean(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "--from-literal=k=v",
+        "-n",
+        "batch",
+    ]);
+    c.clean(&[
+        "create",
+        "secret",
+        "generic",
+        "s2",
+        "--from-literal=k=v",
+        "-n",
+        "batch",
+    ]);
+    c.clean(&["label", "secret", "s1", "role=temp", "-n", "batch"]);
+    c.clean(&["create", "configmap", "elsewhere"]);
+
+    let out = c.clean(&["delete", "configmap", "--all", "-n", "batch"]);
+    assert_eq!(
+        out,
+        "configmap \"a\" deleted\nconfigmap \"b\" deleted\nconfigmap \"c\" deleted\n"
+    );
+    let left = c.clean_json(&["get", "configmaps", "-n", "batch"]);
+    assert_eq!(left["items"], serde_json::json!([]), "{left}");
+    c.clean(&["get", "configmap", "elsewhere", "-n", "default"]);
+    assert_eq!(
+        c.clean(&["delete", "secret", "-l", "role=temp", "-n", "batch"]),
+        "secret \"s1\" deleted\n"
+    );
+    assert_eq!(
+        c.clean(&["get", "secrets", "-n", "batch", "-o", "name"]),
+        "secret/s2\n"
+    );
+
+    // wait --for=delete on an object a finalizer holds: it must not return while the object
+    // is only being deleted, and must return once the finalizer goes.
+    let held = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: batch\n  finalizers: [example.com/hold]\n";
+    c.clean_in(&["create", "-f", "-"], Some(held));
+    c.clean(&["delete", "configmap", "held", "-n", "batch", "--wait=false"]);
+    let cm = c.clean_json(&["get", "configmap", "held", "-n", "batch"]);
+    assert!(cm["metadata"]["deletionTimestamp"].is_string(), "{cm}");
+    let err = c.fails(
+        &[
+            "wait",
+            "--for=delete",
+            "configmap/held",
+            "-n",
+            "batch",
+            "--timeout=1s",
+        ],
+        None,
+    );
+    assert!(err.contains("timed out waiting for the condition"), "{err}");
+    let waiter = c
+        .command(&[
+            "wait",
+            "--for=delete",
+            "configmap/held",
+            "-n",
+            "batch",
+            "--timeout=60s",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.clean(&[
+        "patch",
+        "configmap",
+        "held",
+        "-n",
+        "batch",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    let out = waiter.wait_with_output().unwrap();
+    expect_clean(&["wait", "--for=delete"], &out);
+    let err = c.fails(&["get", "configmap", "held", "-n", "batch"], None);
+    assert!(err.contains("configmaps \"held\" not found"), "{err}");
+
+    // wait --for=condition on something whose conditions need no controller: a CRD.
+    let crd = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+"#;
+    c.clean_in(&["create", "-f", "-"], Some(crd));
+    let out = c.clean(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=30s",
+    ]);
+    assert_eq!(
+        out,
+        "customresourcedefinition.apiextensions.k8s.io/widgets.example.com condition met\n"
+    );
+    c.clean(&[
+        "wait",
+        "--for=condition=NamesAccepted=True",
+        "crd/widgets.example.com",
+        "--timeout=30s",
+    ]);
+    let out = c.clean(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Active",
+        "namespace/batch",
+        "--timeout=30s",
+    ]);
+    assert_eq!(out, "namespace/batch condition met\n");
+    c.clean_in(
+        &["create", "-n", "batch", "-f", "-"],
+        Some("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n"),
+    );
+    assert_eq!(
+        c.clean(&["delete", "widgets", "--all", "-n", "batch"]),
+        "widget.example.com \"w1\" deleted\n"
+    );
+}
+
+/// A `kubectl get -w` running in the background, its stdout lines collected by a thread.
+struct Watching {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watching {
+    fn start(c: &Cluster, args: &[&str]) -> Watching {
+        let mut child = c.command(args).stdin(Stdio::null()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watching { child, lines }
+    }
+
+    /// The cells of the next line (a hang guard, not a timing check).
+    fn next(&self) -> Vec<String> {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("kubectl get -w printed a line");
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// Stops kubectl and returns what it printed on stderr.
+    fn stop(mut self) -> String {
+        use std::io::Read;
+        let _ = self.child.kill();
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let _ = self.child.wait();
+        stderr
+    }
+}
+
+both_versions!(get_watch_prints_table_rows_as_events_arrive);
+fn get_watch_prints_table_rows_as_events_arrive(c: &Cluster) {
+    c.clean(&["run", "first", "--image=busybox:1.36"]);
+    let w = Watching::start(c, &["get", "pods", "-w"]);
+    assert_eq!(w.next(), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    assert_eq!(w.next()[..4], ["first", "0/1", "Pending", "0"]);
+    c.clean(&["run", "second", "--image=busybox:1.36"]);
+    assert_eq!(w.next()[..4], ["second", "0/1", "Pending", "0"]);
+    c.clean(&["label", "pod", "second", "seen=yes"]);
+    assert_eq!(w.next()[..3], ["second", "0/1", "Pending"]);
+    // Not on a node: deleted at once, and the watch prints its last row.
+    c.clean(&["delete", "pod", "second"]);
+    assert_eq!(w.next()[..3], ["second", "0/1", "Pending"]);
+    let stderr = w.stop();
+    assert!(
+        stderr.is_empty(),
+        "kubectl get -w printed on stderr: {stderr}"
+    );
+
+    c.clean(&["create", "configmap", "one", "--from-literal=a=1"]);
+    let w = Watching::start(
+        c,
+        &[
+            "get",
+            "configmaps",
+            "-w",
+            "--output-watch-events",
+            "-l",
+            "watched=yes",
+        ],
+    );
+    c.clean(&["label", "configmap", "one", "watched=yes"]);
+    assert_eq!(w.next(), ["EVENT", "NAME", "DATA", "AGE"]);
+    assert_eq!(w.next()[..3], ["ADDED", "one", "1"]);
+    c.clean(&[
+        "patch",
+        "configmap",
+        "one",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"b":"2"}}"#,
+    ]);
+    assert_eq!(w.next()[..3], ["MODIFIED", "one", "2"]);
+    // Leaving the selector is a deletion for this watch.
+    c.clean(&["label", "configmap", "one", "watched-"]);
+    assert_eq!(w.next()[..3], ["DELETED", "one", "2"]);
+    let stderr = w.stop();
+    assert!(
+        stderr.is_empty(),
+        "kubectl get -w printed on stderr: {stderr}"
+    );
+}
+
+both_versions!(deleting_a_namespace_refuses_new_content);
+fn deleting_a_namespace_refuses_new_content(c: &Cluster) {
+    assert_eq!(
+        c.clean(&["create", "namespace", "shop-ns"]),
+        "namespace/shop-ns created\n"
+    );
+    c.clean(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=a=1",
+        "-n",
+        "shop-ns",
+    ]);
+    c.clean(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox:1.36",
+        "-n",
+        "shop-ns",
+    ]);
+    assert_eq!(
+        c.clean(&["get", "ns", "shop-ns", "-o", "jsonpath={.status.phase}"]),
+        "Active"
+    );
+    // No namespace controller empties it yet, so kubectl must not wait for it to go.
+    assert_eq!(
+        c.clean(&["delete", "namespace", "shop-ns", "--wait=false"]),
+        "namespace \"shop-ns\" deleted\n"
+    );
+    let ns = c.clean_json(&["get", "namespace", "shop-ns"]);
+    assert_eq!(ns["status"]["phase"], "Terminating", "{ns}");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string(), "{ns}");
+    let table = cells(&c.clean(&["get", "ns", "shop-ns"]));
+    assert_eq!(table[1][..2], ["shop-ns", "Terminating"]);
+
+    let refused =
+        "unable to create new content in namespace shop-ns because it is being terminated";
+    let err = c.fails(&["create", "configmap", "late", "-n", "shop-ns"], None);
+    assert!(
+        err.contains(&format!("configmaps \"late\" is forbidden: {refused}")),
+        "{err}"
+    );
+    let late = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: late\n  namespace: shop-ns\nspec:\n  selector:\n    matchLabels: {app: late}\n  template:\n    metadata:\n      labels: {app: late}\n    spec:\n      containers:\n      - {name: app, image: busybox:1.36}\n";
+    let err = c.fails(&["apply", "-f", "-"], Some(late));
+    assert!(err.contains("Error from server (Forbidden)"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "deployments.apps \"late\" is forbidden: {refused}"
+        )),
+        "{err}"
+    );
+
+    // What is there can still be read and changed, the namespace included, and it stays.
+    c.clean(&[
+        "label",
+        "configmap",
+        "settings",
+        "-n",
+        "shop-ns",
+        "kept=yes",
+    ]);
+    c.clean(&["get", "deployment", "web", "-n", "shop-ns"]);
+    c.clean(&["label", "namespace", "shop-ns", "note=closing"]);
+    assert_eq!(
+        c.clean(&["get", "ns", "shop-ns", "-o", "jsonpath={.status.phase}"]),
+        "Terminating"
+    );
+    // Deleting again while its content is removed is upstream's Conflict.
+    let err = c.fails(&["delete", "namespace", "shop-ns", "--wait=false"], None);
+    assert!(
+        err.contains("Operation cannot be fulfilled on namespaces \"shop-ns\": The system is ensuring all content is removed from this namespace."),
+        "{err}"
+    );
+    // What the namespace controller does once the content is gone: it empties spec.finalizers
+    // through the finalize subresource, and the namespace goes.
+    let mut ns = c.clean_json(&["get", "namespace", "shop-ns"]);
+    ns["spec"]["finalizers"] = serde_json::json!([]);
+    c.clean_in(
+        &[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/shop-ns/finalize",
+            "-f",
+            "-",
+        ],
+        Some(&ns.to_string()),
+    );
+    let err = c.fails(&["get", "namespace", "shop-ns"], None);
+    assert!(err.contains("namespaces \"shop-ns\" not found"), "{err}");
+    // Namespaces are deleted one by one (no deletecollection verb, as upstream).
+    let resources = c.clean(&["api-resources", "--api-group=", "-o", "wide"]);
+    let line = resources
+        .lines()
+        .find(|l| l.starts_with("namespaces "))
+        .unwrap_or_else(|| panic!("{resources}"));
+    // kubectl 1.27 prints `[create delete …]`, 1.33 `create,delete,…`.
+    let verbs = line.replace(['[', ']', ','], " ");
+    assert!(
+        verbs.contains("create delete get list patch update watch"),
+        "{line}"
+    );
+    assert!(!line.contains("deletecollection"), "{line}");
 }

@@ -2,8 +2,11 @@
 
 mod arch;
 mod cli;
+mod convert;
+mod crd;
 mod etcdctl;
 mod install;
 mod kube_rs;
 mod kubectl;
+mod python;
 mod support;

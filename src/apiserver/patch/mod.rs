@@ -4,7 +4,7 @@
 //! Everything here is pure: the REST handler decodes the current object, picks the function by
 //! [`PatchType::from_content_type`], and maps [`Error`] to a `Status` with
 //! [`Error::http_code`]. Server-side apply (`application/apply-patch+yaml`) is recognised here but
-//! implemented elsewhere.
+//! implemented in `apiserver::apply`.
 //!
 //! Hostile bodies are bounded: patches may nest at most [`MAX_PATCH_DEPTH`] levels, a JSON patch
 //! may hold at most [`MAX_JSON_PATCH_OPERATIONS`] operations (upstream's limit), and its `copy`
