@@ -112,6 +112,9 @@ fn text_response(status: StatusCode, text: String) -> Response<Body> {
     bytes_response(status, "text/plain; charset=utf-8", Bytes::from(text))
 }
 
+/// The resource table the served OpenAPI documents were built from, and the documents.
+type ServedOpenApi = (Arc<Vec<Resource>>, Arc<openapi::OpenApi>);
+
 /// The API server's shared state.
 pub struct Api {
     pub storage: Storage,
@@ -123,8 +126,12 @@ pub struct Api {
     pub garbage_collector: bool,
     /// `host:port` clients are told to use (`/api`'s serverAddressByClientCIDRs).
     pub server_address: String,
-    /// Built on first use from the built-in resources.
-    openapi: OnceLock<openapi::OpenApi>,
+    /// The documents of the built-in resources: built on first use, never rebuilt.
+    openapi_built_in: OnceLock<openapi::OpenApi>,
+    /// The served documents (built-in plus CRDs) and the resource table they were built from;
+    /// rebuilt on the first request after the table changed (`reload_crds`), reusing the
+    /// built-in documents.
+    openapi: std::sync::RwLock<Option<ServedOpenApi>>,
     /// Serializes CRD registry reloads.
     crd_reload: tokio::sync::Mutex<()>,
 }
@@ -137,7 +144,8 @@ impl Api {
             allocators: Allocators::new(config.service_cidr),
             garbage_collector: false,
             server_address: format!("{}:{}", config.bind_address, config.https_port),
-            openapi: OnceLock::new(),
+            openapi_built_in: OnceLock::new(),
+            openapi: std::sync::RwLock::new(None),
             crd_reload: tokio::sync::Mutex::new(()),
         }
     }
@@ -184,9 +192,31 @@ impl Api {
         Ok(())
     }
 
-    fn openapi(&self) -> &openapi::OpenApi {
-        self.openapi
-            .get_or_init(|| openapi::OpenApi::new(resources::built_in()))
+    /// The OpenAPI documents of what is served now: those of the built-in resources (built
+    /// once) and one per group-version of the established CRDs, rebuilt after `reload_crds`
+    /// replaced the resource table.
+    fn openapi(&self) -> Arc<openapi::OpenApi> {
+        let table = self.resources();
+        {
+            let cached = self.openapi.read().unwrap_or_else(|p| p.into_inner());
+            if let Some((built_from, served)) = cached.as_ref()
+                && Arc::ptr_eq(built_from, &table)
+            {
+                return Arc::clone(served);
+            }
+        }
+        let built_in = self
+            .openapi_built_in
+            .get_or_init(|| openapi::OpenApi::new(resources::built_in()));
+        let custom: Vec<Resource> = table.iter().filter(|r| r.crd.is_some()).cloned().collect();
+        let served = Arc::new(built_in.with_custom(&custom));
+        let mut cached = self.openapi.write().unwrap_or_else(|p| p.into_inner());
+        // A concurrent reload may have replaced the table meanwhile: keep what matches the
+        // newest table.
+        if Arc::ptr_eq(&self.resources(), &table) {
+            *cached = Some((table, Arc::clone(&served)));
+        }
+        served
     }
 
     /// Creates what every cluster has: the four namespaces and the `kubernetes` Service with

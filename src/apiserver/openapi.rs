@@ -17,7 +17,7 @@
 //! the v2 protobuf ~25 ms and ~3 MB (release build). [`OpenApi`] says what it keeps.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -105,7 +105,14 @@ pub fn v2_protobuf(resources: &[Resource]) -> Vec<u8> {
 /// - the v2 protobuf once asked for: kubectl up to 1.27 downloads it on every `apply`;
 /// - nothing of the v2 JSON, which only old or unusual clients read: it is rebuilt (~50 ms)
 ///   per request.
+///
+/// Custom resources: [`OpenApi::with_custom`] adds one v3 document per served CRD version's
+/// group-version (its schema named `<reversed group>.<version>.<Kind>` with `apiVersion`,
+/// `kind` and `metadata` added, the list kind, the paths) and puts the same into v2, sharing
+/// the built-in documents' hashes and bytes; the API server calls it again whenever the CRDs
+/// change, so hashes and ETags follow them.
 pub struct OpenApi {
+    /// Every served resource, built-in and custom: the v2 document is built from all of them.
     resources: Vec<Resource>,
     v3_root: Served,
     /// Keyed by document path without a leading slash (`apis/apps/v1`).
@@ -113,10 +120,17 @@ pub struct OpenApi {
     v2_protobuf: OnceLock<Served>,
 }
 
+/// One v3 document: what it is built from, its hash, its bytes once asked for. Cloning shares
+/// the bytes, so the built-in documents survive CRD changes without being rebuilt.
+#[derive(Clone)]
 struct V3Entry {
+    /// The resources whose builder writes the document: the whole built-in table for the
+    /// built-in documents, the custom resources of the group-version for a CRD document (as
+    /// upstream, which builds each CRD group-version's document on its own).
+    resources: Arc<Vec<Resource>>,
     doc: Doc,
     etag: String,
-    body: OnceLock<Bytes>,
+    body: Arc<OnceLock<Bytes>>,
 }
 
 struct Served {
@@ -141,22 +155,68 @@ impl Served {
 impl OpenApi {
     /// Builds every v3 document once for its hash and the root; keeps the hashes.
     pub fn new(resources: &[Resource]) -> OpenApi {
+        let shared = Arc::new(resources.to_vec());
         let builder = Builder::new(resources);
         let mut v3 = BTreeMap::new();
-        let mut hashes = Vec::new();
         for doc in builder.documents() {
             let hash = content_hash(&builder.v3_bytes(&doc));
             let entry = V3Entry {
+                resources: Arc::clone(&shared),
                 doc: doc.clone(),
                 etag: format!("\"{hash}\""),
-                body: OnceLock::new(),
+                body: Arc::new(OnceLock::new()),
             };
-            hashes.push((doc.path(), hash));
             v3.insert(doc.path(), entry);
         }
+        OpenApi::assemble(resources.to_vec(), v3)
+    }
+
+    /// These documents plus those of the custom resources `custom` (the served versions of
+    /// the established CRDs): one v3 document per custom group-version, listed in the root
+    /// with its own hash, and their definitions and paths in v2. The documents already here
+    /// are kept as they are (bytes included); a custom group-version that collides with one
+    /// of them is only served in v2.
+    pub fn with_custom(&self, custom: &[Resource]) -> OpenApi {
+        let mut v3 = self.v3.clone();
+        let mut group_versions: Vec<(String, String)> = Vec::new();
+        for resource in custom {
+            let gv = (resource.group.clone(), resource.version.clone());
+            if !group_versions.contains(&gv) {
+                group_versions.push(gv);
+            }
+        }
+        for (group, version) in group_versions {
+            let doc = Doc::GroupVersion(group.clone(), version.clone());
+            if v3.contains_key(&doc.path()) {
+                continue;
+            }
+            let resources: Vec<Resource> = custom
+                .iter()
+                .filter(|r| r.group == group && r.version == version)
+                .cloned()
+                .collect();
+            let hash = content_hash(&Builder::new(&resources).v3_bytes(&doc));
+            let entry = V3Entry {
+                resources: Arc::new(resources),
+                doc: doc.clone(),
+                etag: format!("\"{hash}\""),
+                body: Arc::new(OnceLock::new()),
+            };
+            v3.insert(doc.path(), entry);
+        }
+        let mut resources = self.resources.clone();
+        resources.extend(custom.iter().cloned());
+        OpenApi::assemble(resources, v3)
+    }
+
+    fn assemble(resources: Vec<Resource>, v3: BTreeMap<String, V3Entry>) -> OpenApi {
+        let hashes: Vec<(String, String)> = v3
+            .iter()
+            .map(|(path, entry)| (path.clone(), entry.etag.trim_matches('"').to_string()))
+            .collect();
         let v3_root = Served::new(root_json(&hashes).to_string().into_bytes());
         OpenApi {
-            resources: resources.to_vec(),
+            resources,
             v3_root,
             v3,
             v2_protobuf: OnceLock::new(),
@@ -187,7 +247,7 @@ impl OpenApi {
         let entry = self.v3.get(gv_path.trim_matches('/'))?;
         let body = entry
             .body
-            .get_or_init(|| Bytes::from(Builder::new(&self.resources).v3_bytes(&entry.doc)));
+            .get_or_init(|| Bytes::from(Builder::new(&entry.resources).v3_bytes(&entry.doc)));
         Some((body.clone(), entry.etag.clone()))
     }
 
@@ -581,6 +641,8 @@ struct Builder<'a> {
     /// The definitions that are structs (have properties): list elements and map values of
     /// these types get upstream's `"default": {}`.
     structs: BTreeSet<String>,
+    /// The definitions of custom resources (from CRD schemas, in [`Builder::extra`]).
+    custom: BTreeSet<String>,
 }
 
 impl<'a> Builder<'a> {
@@ -591,6 +653,7 @@ impl<'a> Builder<'a> {
             extra: Map::new(),
             kinds: BTreeMap::new(),
             structs: BTreeSet::new(),
+            custom: BTreeSet::new(),
         };
         builder.add_kinds();
         builder.structs = builder
@@ -670,6 +733,15 @@ impl<'a> Builder<'a> {
         let mut kinds: Vec<(String, Gvk)> = Vec::new();
         for resource in resources {
             let gvk = Gvk::of(resource);
+            if let Some(info) = &resource.crd
+                && !self.contains(&resource.schema_name)
+            {
+                self.extra.insert(
+                    resource.schema_name.clone(),
+                    custom_resource_schema(&info.schema),
+                );
+                self.custom.insert(resource.schema_name.clone());
+            }
             kinds.push((resource.schema_name.clone(), gvk.clone()));
             if resource.supports("list") {
                 let list = Gvk {
@@ -801,7 +873,7 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        self.normalize_v3(&mut definition);
+        self.normalize_v3(&mut definition, self.custom.contains(name));
         Some(definition)
     }
 
@@ -809,11 +881,14 @@ impl<'a> Builder<'a> {
     /// or extensions becomes `{"allOf": [{"$ref": …}], …}`, as upstream writes it. Elements of
     /// lists and values of maps that are structs get upstream's `"default": {}`. `oneOf`s are
     /// dropped: upstream publishes those few types (`JSONSchemaPropsOrBool` and friends)
-    /// untyped.
-    fn normalize_v3(&self, definition: &mut Value) {
+    /// untyped. A custom resource's schema keeps them (`keep_alternatives`), as upstream
+    /// publishes CRD schemas in v3 with their value validations.
+    fn normalize_v3(&self, definition: &mut Value, keep_alternatives: bool) {
         visit_schemas_mut(definition, &mut |schema| {
-            schema.remove("oneOf");
-            schema.remove("anyOf");
+            if !keep_alternatives {
+                schema.remove("oneOf");
+                schema.remove("anyOf");
+            }
             for key in ["items", "additionalProperties"] {
                 if let Some(Value::Object(child)) = schema.get_mut(key) {
                     let struct_ref = child.len() == 1
@@ -838,6 +913,9 @@ impl<'a> Builder<'a> {
     /// One definition in the v2 dialect.
     fn v2_definition(&self, name: &str) -> Option<Value> {
         let mut schema = self.definition(name)?;
+        if self.custom.contains(name) {
+            custom_resource_v2(&mut schema);
+        }
         to_v2_schema(&mut schema);
         if name == QUANTITY {
             // Upstream's Quantity is a plain string in v2.
@@ -1494,6 +1572,136 @@ fn list_schema(resource: &Resource, item: &Gvk) -> Value {
         },
         "required": ["items"],
     })
+}
+
+/// The definition of a custom resource from its CRD version's `openAPIV3Schema`, as upstream
+/// publishes it: the schema with `apiVersion`, `kind` and `metadata` (a reference to
+/// `ObjectMeta`) added to its properties, also when it only preserves unknown fields.
+fn custom_resource_schema(schema: &Value) -> Value {
+    let mut schema = match schema {
+        Value::Object(object) => object.clone(),
+        _ => Map::new(),
+    };
+    schema
+        .entry("type")
+        .or_insert_with(|| Value::from("object"));
+    let properties = schema
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !properties.is_object() {
+        *properties = Value::Object(Map::new());
+    }
+    if let Value::Object(properties) = properties {
+        properties.insert(
+            "apiVersion".into(),
+            json!({
+                "description": "APIVersion defines the versioned schema of this representation \
+                                of an object. Servers should convert recognized schemas to the \
+                                latest internal value, and may reject unrecognized values. More \
+                                info: https://git.k8s.io/community/contributors/devel/\
+                                sig-architecture/api-conventions.md#resources",
+                "type": "string",
+            }),
+        );
+        properties.insert(
+            "kind".into(),
+            json!({
+                "description": "Kind is a string value representing the REST resource this \
+                                object represents. Servers may infer this from the endpoint the \
+                                client submits requests to. Cannot be updated. In CamelCase. \
+                                More info: https://git.k8s.io/community/contributors/devel/\
+                                sig-architecture/api-conventions.md#types-kinds",
+                "type": "string",
+            }),
+        );
+        properties.insert(
+            "metadata".into(),
+            json!({
+                "$ref": format!("{REF_V3}{META}ObjectMeta"),
+                "description": "Standard object's metadata. More info: \
+                                https://git.k8s.io/community/contributors/devel/\
+                                sig-architecture/api-conventions.md#metadata",
+            }),
+        );
+    }
+    Value::Object(schema)
+}
+
+/// What Swagger 2.0 cannot say is dropped from a custom resource's schema, as upstream does
+/// for v2: defaults and value validations (patterns, bounds, enums, `required`, the
+/// alternatives, CEL rules); nullable fields lose their type; fields that preserve unknown
+/// fields or embed resources lose their properties and items, so that clients validating
+/// with v2 accept what the server accepts. `apiVersion`, `kind` and `metadata` are kept.
+fn custom_resource_v2(definition: &mut Value) {
+    const DROPPED: [&str; 22] = [
+        "default",
+        "format",
+        "maximum",
+        "exclusiveMaximum",
+        "minimum",
+        "exclusiveMinimum",
+        "maxLength",
+        "minLength",
+        "pattern",
+        "maxItems",
+        "minItems",
+        "uniqueItems",
+        "multipleOf",
+        "enum",
+        "maxProperties",
+        "minProperties",
+        "required",
+        "allOf",
+        "oneOf",
+        "anyOf",
+        "not",
+        "x-kubernetes-validations",
+    ];
+    let Value::Object(root) = definition else {
+        return;
+    };
+    let mut type_meta = Map::new();
+    if let Some(Value::Object(properties)) = root.get_mut("properties") {
+        for field in ["apiVersion", "kind", "metadata"] {
+            if let Some(schema) = properties.remove(field) {
+                type_meta.insert(field.into(), schema);
+            }
+        }
+    }
+    let gvk = root.remove("x-kubernetes-group-version-kind");
+    visit_schemas_mut(definition, &mut |schema| {
+        for key in DROPPED {
+            schema.remove(key);
+        }
+        let flag = |schema: &Map<String, Value>, key: &str| {
+            schema.get(key).and_then(Value::as_bool).unwrap_or(false)
+        };
+        if schema.remove("nullable").and_then(|v| v.as_bool()) == Some(true) {
+            schema.remove("type");
+            schema.remove("items");
+            schema.remove("properties");
+        }
+        if flag(schema, "x-kubernetes-preserve-unknown-fields")
+            || flag(schema, "x-kubernetes-embedded-resource")
+        {
+            schema.remove("items");
+            schema.remove("properties");
+        }
+    });
+    let Value::Object(root) = definition else {
+        return;
+    };
+    if let Some(gvk) = gvk {
+        root.insert("x-kubernetes-group-version-kind".into(), gvk);
+    }
+    if !type_meta.is_empty() {
+        let properties = root
+            .entry("properties")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(properties) = properties {
+            properties.extend(type_meta);
+        }
+    }
 }
 
 fn watch_event_schema() -> Value {
@@ -3075,6 +3283,264 @@ mod tests {
         assert_eq!(
             op["operationId"],
             "createAuthorizationV1SelfSubjectAccessReview"
+        );
+    }
+
+    const CRONTAB_CRD: &str = r#"{
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "crontabs.stable.example.com"},
+        "spec": {
+            "group": "stable.example.com", "scope": "Namespaced",
+            "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}, "scale": {
+                    "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
+                "schema": {"openAPIV3Schema": {
+                    "type": "object", "description": "A periodic job.",
+                    "properties": {
+                        "spec": {"type": "object", "description": "What to run.",
+                            "required": ["cronSpec"],
+                            "properties": {
+                                "cronSpec": {"type": "string", "pattern": "^.+$",
+                                    "description": "When to run."},
+                                "replicas": {"type": "integer", "minimum": 1, "default": 1},
+                                "port": {"x-kubernetes-int-or-string": true,
+                                    "anyOf": [{"type": "integer"}, {"type": "string"}]},
+                                "extra": {"type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": true,
+                                    "properties": {"known": {"type": "string"}}},
+                                "note": {"type": "string", "nullable": true}
+                            }},
+                        "status": {"type": "object",
+                            "properties": {"replicas": {"type": "integer"}}}
+                    }}}
+            }, {
+                "name": "v1beta1", "served": true, "storage": false,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+            }]
+        }
+    }"#;
+
+    fn with_crontabs(crd: &str) -> OpenApi {
+        let crd: Value = serde_json::from_str(crd).expect("CRD is JSON");
+        openapi().with_custom(&crate::apiserver::crd::resources(&crd))
+    }
+
+    fn cluster_scoped(crd: &str) -> String {
+        crd.replace("\"Namespaced\"", "\"Cluster\"")
+    }
+
+    #[test]
+    fn crd_versions_get_their_own_v3_documents() {
+        let served = with_crontabs(CRONTAB_CRD);
+        let (body, _) = served.v3_root();
+        let root: Value = serde_json::from_slice(&body).expect("root is JSON");
+        for gv in [
+            "apis/stable.example.com/v1",
+            "apis/stable.example.com/v1beta1",
+        ] {
+            let hash = served.v3_hash(gv).expect("listed");
+            assert_eq!(
+                root["paths"][gv]["serverRelativeURL"],
+                format!("/openapi/v3/{gv}?hash={hash}")
+            );
+        }
+        // The built-in documents are untouched and keep their hashes.
+        assert_eq!(
+            served.v3_hash("apis/apps/v1"),
+            openapi().v3_hash("apis/apps/v1")
+        );
+        assert!(openapi().v3_hash("apis/stable.example.com/v1").is_none());
+
+        let (body, etag) = served
+            .v3_document("apis/stable.example.com/v1")
+            .expect("served");
+        assert_eq!(
+            etag.trim_matches('"'),
+            served.v3_hash("apis/stable.example.com/v1").unwrap()
+        );
+        assert_eq!(format!("\"{}\"", content_hash(&body)), etag);
+        let doc: Value = serde_json::from_slice(&body).expect("JSON");
+        let schemas = &doc["components"]["schemas"];
+        let crontab = &schemas["com.example.stable.v1.CronTab"];
+        assert_eq!(
+            crontab["x-kubernetes-group-version-kind"],
+            json!([{"group": "stable.example.com", "kind": "CronTab", "version": "v1"}])
+        );
+        assert_eq!(crontab["description"], "A periodic job.");
+        assert_eq!(crontab["properties"]["apiVersion"]["type"], "string");
+        assert_eq!(crontab["properties"]["kind"]["type"], "string");
+        assert_eq!(
+            crontab["properties"]["metadata"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        let spec = &crontab["properties"]["spec"];
+        assert_eq!(spec["description"], "What to run.");
+        assert_eq!(spec["required"], json!(["cronSpec"]));
+        assert_eq!(spec["properties"]["cronSpec"]["pattern"], "^.+$");
+        assert_eq!(spec["properties"]["replicas"]["default"], 1);
+        assert!(spec["properties"]["port"]["anyOf"].is_array());
+        let list = &schemas["com.example.stable.v1.CronTabList"];
+        assert_eq!(
+            list["x-kubernetes-group-version-kind"],
+            json!([{"group": "stable.example.com", "kind": "CronTabList", "version": "v1"}])
+        );
+        assert_eq!(
+            list["properties"]["items"]["items"]["allOf"][0]["$ref"],
+            "#/components/schemas/com.example.stable.v1.CronTab"
+        );
+        assert_eq!(
+            list["properties"]["metadata"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
+        );
+        for name in [
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta",
+            "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+            "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
+            "io.k8s.api.autoscaling.v1.Scale",
+        ] {
+            assert!(schemas[name].is_object(), "{name} is missing");
+        }
+        // Only this group-version's kinds.
+        assert!(schemas["io.k8s.api.apps.v1.Deployment"].is_null());
+        assert!(schemas["com.example.stable.v1beta1.CronTab"].is_null());
+
+        let paths = doc["paths"].as_object().expect("paths");
+        let base = "/apis/stable.example.com/v1";
+        for path in [
+            format!("{base}/namespaces/{{namespace}}/crontabs"),
+            format!("{base}/namespaces/{{namespace}}/crontabs/{{name}}"),
+            format!("{base}/namespaces/{{namespace}}/crontabs/{{name}}/status"),
+            format!("{base}/namespaces/{{namespace}}/crontabs/{{name}}/scale"),
+            format!("{base}/crontabs"),
+        ] {
+            assert!(
+                paths.contains_key(&path),
+                "{path} missing: {:?}",
+                paths.keys()
+            );
+        }
+        let item = &paths[&format!("{base}/namespaces/{{namespace}}/crontabs/{{name}}")];
+        for verb in ["get", "put", "patch", "delete"] {
+            assert!(item[verb].is_object(), "{verb}");
+        }
+        let patch = &item["patch"];
+        assert_eq!(
+            patch["operationId"],
+            "patchStableExampleComV1NamespacedCronTab"
+        );
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"],
+            json!({"group": "stable.example.com", "kind": "CronTab", "version": "v1"})
+        );
+        assert!(parameter_names(patch).contains(&"fieldValidation"));
+        let scale = &paths[&format!("{base}/namespaces/{{namespace}}/crontabs/{{name}}/scale")];
+        assert_eq!(
+            scale["get"]["x-kubernetes-group-version-kind"]["kind"],
+            "Scale"
+        );
+
+        // The version that only preserves unknown fields still gets the type meta.
+        let (body, _) = served
+            .v3_document("apis/stable.example.com/v1beta1")
+            .expect("served");
+        let doc: Value = serde_json::from_slice(&body).expect("JSON");
+        let beta = &doc["components"]["schemas"]["com.example.stable.v1beta1.CronTab"];
+        assert_eq!(beta["x-kubernetes-preserve-unknown-fields"], true);
+        assert!(beta["properties"]["metadata"].is_object());
+    }
+
+    #[test]
+    fn crd_documents_follow_scope_and_changes() {
+        let namespaced = with_crontabs(CRONTAB_CRD);
+        let cluster = with_crontabs(&cluster_scoped(CRONTAB_CRD));
+        let gv = "apis/stable.example.com/v1";
+        assert_ne!(namespaced.v3_hash(gv), cluster.v3_hash(gv));
+        assert_ne!(namespaced.v3_root().1, cluster.v3_root().1);
+        let (body, _) = cluster.v3_document(gv).expect("served");
+        let doc: Value = serde_json::from_slice(&body).expect("JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        assert!(paths.contains_key("/apis/stable.example.com/v1/crontabs/{name}"));
+        assert!(
+            !paths
+                .keys()
+                .any(|path| path.contains("/namespaces/{namespace}/"))
+        );
+        let op = &paths["/apis/stable.example.com/v1/crontabs/{name}"]["get"];
+        assert_eq!(op["operationId"], "readStableExampleComV1CronTab");
+        // Same input, same hash; a CRD removed is no longer listed.
+        assert_eq!(
+            with_crontabs(CRONTAB_CRD).v3_hash(gv),
+            namespaced.v3_hash(gv)
+        );
+        let removed = openapi().with_custom(&[]);
+        assert!(removed.v3_hash(gv).is_none());
+        assert_eq!(removed.v3_root().1, openapi().v3_root().1);
+        assert_ne!(removed.v2_protobuf().1, namespaced.v2_protobuf().1);
+    }
+
+    #[test]
+    fn crd_schemas_in_v2_drop_what_swagger_cannot_say() {
+        let served = with_crontabs(CRONTAB_CRD);
+        let (body, _) = served.v2_json();
+        let doc: Value = serde_json::from_slice(&body).expect("JSON");
+        let crontab = &doc["definitions"]["com.example.stable.v1.CronTab"];
+        assert_eq!(
+            crontab["properties"]["metadata"]["$ref"],
+            "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        assert_eq!(
+            crontab["x-kubernetes-group-version-kind"][0]["kind"],
+            "CronTab"
+        );
+        let spec = &crontab["properties"]["spec"];
+        assert_eq!(
+            spec["properties"]["cronSpec"]["description"],
+            "When to run."
+        );
+        assert!(spec["required"].is_null());
+        assert!(spec["properties"]["cronSpec"]["pattern"].is_null());
+        assert!(spec["properties"]["replicas"]["default"].is_null());
+        assert!(spec["properties"]["replicas"]["minimum"].is_null());
+        assert!(spec["properties"]["port"]["anyOf"].is_null());
+        assert!(spec["properties"]["note"]["type"].is_null());
+        let extra = &spec["properties"]["extra"];
+        assert_eq!(extra["x-kubernetes-preserve-unknown-fields"], true);
+        assert!(extra["properties"].is_null());
+        let beta = &doc["definitions"]["com.example.stable.v1beta1.CronTab"];
+        assert_eq!(beta["x-kubernetes-preserve-unknown-fields"], true);
+        assert!(beta["properties"]["kind"].is_object());
+        let list = &doc["definitions"]["com.example.stable.v1.CronTabList"];
+        assert_eq!(
+            list["properties"]["items"]["items"]["$ref"],
+            "#/definitions/com.example.stable.v1.CronTab"
+        );
+        let paths = doc["paths"].as_object().expect("paths");
+        let item = "/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}";
+        assert_eq!(
+            paths[item]["patch"]["x-kubernetes-group-version-kind"]["kind"],
+            "CronTab"
+        );
+        assert!(paths.contains_key(&format!("{item}/status")));
+        // The protobuf form carries the same definitions.
+        let (proto_body, _) = served.v2_protobuf();
+        let decoded =
+            <proto::Document as prost::Message>::decode(proto_body).expect("protobuf decodes");
+        let names: Vec<String> = decoded
+            .definitions
+            .expect("definitions")
+            .additional_properties
+            .into_iter()
+            .map(|named| named.name)
+            .collect();
+        assert!(names.iter().any(|n| n == "com.example.stable.v1.CronTab"));
+        // Built-in definitions stay as they were.
+        assert_eq!(
+            doc["definitions"]["io.k8s.api.apps.v1.Deployment"],
+            v2()["definitions"]["io.k8s.api.apps.v1.Deployment"]
         );
     }
 }

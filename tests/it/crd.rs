@@ -28,9 +28,11 @@ spec:
         properties:
           spec:
             type: object
+            description: What the job runs and when.
             properties:
               cronSpec:
                 type: string
+                description: When to run, in cron format.
                 pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'
               image:
                 type: string
@@ -111,6 +113,8 @@ fn crd_flow(c: &Cluster) {
         "{resources}"
     );
 
+    explain(c, "When to run, in cron format.");
+
     // Create one; the default fills spec.replicas; the table has the printer columns.
     c.ok_in(&["apply", "-f", "-"], Some(CRONTAB));
     let obj = c.json(&["get", "ct", "nightly"]);
@@ -124,6 +128,20 @@ fn crd_flow(c: &Cluster) {
         row.starts_with("nightly") && row.contains("0 3 * * *"),
         "{table}"
     );
+    // Server-side apply of a custom resource.
+    let weekly = CRONTAB
+        .replace("name: nightly", "name: weekly")
+        .replace("0 3 * * *", "0 4 * * 0");
+    c.ok_in(&["apply", "--server-side", "-f", "-"], Some(&weekly));
+    c.ok_in(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&weekly.replace("backup:1.0", "backup:1.1")),
+    );
+    assert_eq!(
+        c.ok(&["get", "ct", "weekly", "-o", "jsonpath={.spec.image}"]),
+        "backup:1.1"
+    );
+    c.ok(&["delete", "ct", "weekly"]);
     assert_eq!(
         c.ok(&["get", "ct", "-l", "team=ops", "-o", "name"]).trim(),
         "crontab.stable.example.com/nightly"
@@ -217,7 +235,11 @@ fn crd_flow(c: &Cluster) {
         "crd/crontabs.stable.example.com",
         "--timeout=20s",
     ]);
-    c.ok_in(&["apply", "-f", "-"], Some(CRD));
+    c.fails(&["explain", "crontab"], None);
+    // Re-created with a changed schema: the documents change, and kubectl (whose cache is
+    // keyed by the documents' hashes) shows the new one.
+    let changed = CRD.replace("When to run, in cron format.", "The schedule.");
+    c.ok_in(&["apply", "-f", "-"], Some(&changed));
     c.ok(&[
         "wait",
         "--for=condition=Established",
@@ -225,6 +247,38 @@ fn crd_flow(c: &Cluster) {
         "--timeout=20s",
     ]);
     assert_eq!(c.ok(&["get", "crontabs", "-o", "name"]).trim(), "");
+    explain(c, "The schedule.");
+    c.ok_in(&["apply", "-f", "-"], Some(CRONTAB));
+}
+
+/// `kubectl explain` finds the CronTab schema in the OpenAPI documents.
+fn explain(c: &Cluster, cron_spec_description: &str) {
+    let kind = c.ok(&["explain", "crontab"]);
+    assert!(
+        kind.contains("CronTab") && kind.contains("stable.example.com"),
+        "{kind}"
+    );
+    for field in ["apiVersion", "kind", "metadata", "spec", "status"] {
+        assert!(kind.contains(field), "{field} missing: {kind}");
+    }
+    assert!(kind.contains("ObjectMeta"), "{kind}");
+    let spec = c.ok(&["explain", "crontab.spec"]);
+    assert!(spec.contains("What the job runs and when."), "{spec}");
+    assert!(
+        spec.contains("cronSpec") && spec.contains("<string>"),
+        "{spec}"
+    );
+    assert!(
+        spec.contains("replicas") && spec.contains("<integer>"),
+        "{spec}"
+    );
+    assert!(spec.contains(cron_spec_description), "{spec}");
+    let recursive = c.ok(&["explain", "crontab.spec", "--recursive"]);
+    for field in ["cronSpec", "image", "replicas"] {
+        assert!(recursive.contains(field), "{field} missing: {recursive}");
+    }
+    let field = c.ok(&["explain", "crontab.spec.cronSpec"]);
+    assert!(field.contains(cron_spec_description), "{field}");
 }
 
 #[test]
