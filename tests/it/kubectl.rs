@@ -1672,3 +1672,132 @@ fn deleting_a_namespace_refuses_new_content(c: &Cluster) {
     );
     assert!(!line.contains("deletecollection"), "{line}");
 }
+
+both_versions!(bad_bodies_get_upstreams_status_and_store_nothing);
+fn bad_bodies_get_upstreams_status_and_store_nothing(c: &Cluster) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let cms = "/api/v1/namespaces/default/configmaps";
+
+    // Malformed JSON: 400, nothing stored.
+    let bad = file(
+        "bad.json",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"#,
+    );
+    let err = c.fails(&["create", "--raw", cms, "-f", &bad], None);
+    assert!(err.contains("BadRequest"), "{err}");
+
+    // The wrong kind for the endpoint: 400.
+    let wrong = file(
+        "wrong.json",
+        r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wrong-kind"}}"#,
+    );
+    let err = c.fails(&["create", "--raw", cms, "-f", &wrong], None);
+    assert!(err.contains("BadRequest"), "{err}");
+
+    // The wrong apiVersion for the endpoint: 400.
+    let wrong = file(
+        "wrong-version.json",
+        r#"{"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "wrong-version"}}"#,
+    );
+    let err = c.fails(&["create", "--raw", cms, "-f", &wrong], None);
+    assert!(err.contains("BadRequest"), "{err}");
+
+    // More than 3 MiB: 413.
+    let big = format!(
+        r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "big"}}, "data": {{"a": "{}"}}}}"#,
+        "x".repeat(4 << 20)
+    );
+    let big = file("big.json", &big);
+    let err = c.fails(&["create", "--raw", cms, "-f", &big], None);
+    assert!(err.contains("RequestEntityTooLarge"), "{err}");
+
+    let left = c.ok(&["get", "cm", "-o", "name"]);
+    for name in ["wrong-kind", "wrong-version", "big"] {
+        assert!(!left.contains(name), "{name} was stored: {left}");
+    }
+    assert!(
+        c.ok(&["get", "secrets", "-o", "name"]).trim().is_empty(),
+        "a secret was stored"
+    );
+
+    // Immutable fields: 422 naming the field; the object keeps its value.
+    c.ok_in(
+        &["create", "-f", "-"],
+        Some(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frozen}\nimmutable: true\ndata: {a: '1'}\n",
+        ),
+    );
+    let err = c.fails(
+        &[
+            "patch",
+            "cm",
+            "frozen",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"a":"2"}}"#,
+        ],
+        None,
+    );
+    assert!(
+        err.contains("The ConfigMap \"frozen\" is invalid: data: Forbidden: field is immutable"),
+        "{err}"
+    );
+    assert_eq!(
+        c.ok(&["get", "cm", "frozen", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
+    c.ok_in(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: Service\nmetadata: {name: fixed}\nspec:\n  ports: [{port: 80}]\n"),
+    );
+    let ip = c.ok(&["get", "svc", "fixed", "-o", "jsonpath={.spec.clusterIP}"]);
+    let err = c.fails(
+        &[
+            "patch",
+            "svc",
+            "fixed",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"clusterIP":"10.43.99.99","clusterIPs":["10.43.99.99"]}}"#,
+        ],
+        None,
+    );
+    assert!(
+        err.contains("The Service \"fixed\" is invalid")
+            && err.contains("spec.clusterIP: Invalid value: \"10.43.99.99\": field is immutable"),
+        "{err}"
+    );
+    assert_eq!(
+        c.ok(&["get", "svc", "fixed", "-o", "jsonpath={.spec.clusterIP}"]),
+        ip
+    );
+
+    // A stale resourceVersion: 409 with upstream's message; the newer value stays.
+    let old = c.ok(&["get", "cm", "frozen", "-o", "json"]);
+    c.ok(&["label", "cm", "frozen", "touched=yes"]);
+    let stale = old.replace("\"a\": \"1\"", "\"a\": \"1\", \"b\": \"2\"");
+    let stale = file("stale.json", &stale);
+    let err = c.fails(&["replace", "-f", &stale], None);
+    assert!(
+        err.contains("(Conflict)")
+            && err.contains(
+                "the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        "{err}"
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "cm",
+            "frozen",
+            "-o",
+            "jsonpath={.metadata.labels.touched}"
+        ]),
+        "yes"
+    );
+}
