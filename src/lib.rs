@@ -4,7 +4,9 @@
 
 pub mod apiserver;
 pub mod cli;
+pub mod controllers;
 pub mod data_dir;
 pub mod pki;
+pub mod scheduler;
 pub mod server;
 pub mod store;

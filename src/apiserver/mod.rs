@@ -16,6 +16,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod fields;
 pub mod handlers;
+pub mod local;
 pub mod meta;
 pub mod openapi;
 pub mod patch;

@@ -12,7 +12,10 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 
 use crate::data_dir::DataDir;
 use crate::store::{self, grpc};
-use crate::{apiserver, data_dir, server};
+use crate::{apiserver, controllers, data_dir, server};
+
+/// How often controllers reconcile everything without watch events.
+const CONTROLLER_RESYNC: Duration = Duration::from_secs(30);
 
 mod check_config;
 mod config;
@@ -132,6 +135,9 @@ struct ServerArgs {
     /// The cluster's DNS domain.
     #[arg(long, env = "RK3S_CLUSTER_DOMAIN", default_value = "cluster.local")]
     cluster_domain: String,
+    /// Do not run the controller-manager (its controllers and its leader election).
+    #[arg(long, env = "RK3S_DISABLE_CONTROLLER_MANAGER")]
+    disable_controller_manager: bool,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -365,6 +371,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .store
                     .config(args.datastore_endpoint.unwrap_or_else(default_endpoint)),
                 etcd_listen: args.etcd_listen,
+                controllers: (!args.disable_controller_manager).then(|| controllers::Config {
+                    identity: server::hostname(),
+                    resync: CONTROLLER_RESYNC,
+                }),
                 data_dir: data_dir.clone(),
                 node_ip,
                 apiserver: apiserver::Config {

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::apiserver::{self, Api};
+use crate::controllers;
 use crate::data_dir::DataDir;
 use crate::pki::{self, Pki};
 use crate::store::{self, Store, grpc};
@@ -22,6 +23,8 @@ pub struct Config {
     /// This node's address (the `kubernetes` Service endpoint).
     pub node_ip: IpAddr,
     pub apiserver: apiserver::Config,
+    /// The controller-manager's settings; `None` with `--disable-controller-manager`.
+    pub controllers: Option<controllers::Config>,
 }
 
 /// Everything `rk3s datastore` needs: the store alone, served on one endpoint (like kine).
@@ -42,8 +45,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.store)?;
     let mut listens = vec![grpc::Listen::Unix(config.data_dir.etcd_socket())];
     listens.extend(config.etcd_listen.clone());
-    let api_task = start_apiserver(&config, store.clone()).await?;
-    let result = serve_until_signal(store, listens).await;
+    let (api, api_task) = start_apiserver(&config, store.clone()).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // The controllers talk to the API in-process, as the controller-manager's user.
+    let controllers_task = config.controllers.clone().map(|c| {
+        let client = apiserver::local::client(api, apiserver::local::controller_manager());
+        tokio::spawn(controllers::run(client, c, stop_rx))
+    });
+    let result = serve_until_signal(store, listens, stop_tx).await;
+    if let Some(task) = controllers_task {
+        task.abort();
+    }
     api_task.abort();
     result
 }
@@ -53,7 +65,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 async fn start_apiserver(
     config: &Config,
     store: Store,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(Arc<Api>, tokio::task::JoinHandle<()>)> {
     let a = &config.apiserver;
     let service_ip = IpAddr::V4(a.service_cidr.nth(1));
     let sans = pki::Sans::standard(&a.cluster_domain, service_ip, &a.tls_sans);
@@ -71,7 +83,7 @@ async fn start_apiserver(
     let addr = std::net::SocketAddr::new(a.bind_address, a.https_port);
     let listener = apiserver::serve::bind(addr).await?;
     tracing::info!(%addr, "Kubernetes API listening");
-    let task = tokio::spawn(apiserver::serve::serve(api, listener, tls));
+    let task = tokio::spawn(apiserver::serve::serve(api.clone(), listener, tls));
     if let Some(path) = &a.write_kubeconfig {
         let host = if a.bind_address.is_unspecified() {
             "127.0.0.1".to_string()
@@ -85,7 +97,7 @@ async fn start_apiserver(
             .with_context(|| format!("writing the kubeconfig {}", path.display()))?;
         tracing::info!(path = %path.display(), "wrote kubeconfig");
     }
-    Ok(task)
+    Ok((api, task))
 }
 
 /// The address of the interface that holds the default route (IPv4), else 127.0.0.1.
@@ -103,7 +115,7 @@ pub fn default_node_ip() -> IpAddr {
 /// Runs `rk3s datastore` until SIGINT/SIGTERM.
 pub async fn run_datastore(config: DatastoreConfig) -> anyhow::Result<()> {
     let store = Store::open(&config.store)?;
-    serve_until_signal(store, vec![config.listen]).await
+    serve_until_signal(store, vec![config.listen], watch::channel(false).0).await
 }
 
 fn url(listen: &grpc::Listen) -> String {
@@ -113,12 +125,18 @@ fn url(listen: &grpc::Listen) -> String {
     }
 }
 
-async fn serve_until_signal(store: Store, listens: Vec<grpc::Listen>) -> anyhow::Result<()> {
+/// Serves the etcd endpoints until a signal; `stop_tx` turns true at shutdown, for the listeners
+/// and whatever else the caller subscribed (the controllers).
+async fn serve_until_signal(
+    store: Store,
+    listens: Vec<grpc::Listen>,
+    stop_tx: watch::Sender<bool>,
+) -> anyhow::Result<()> {
     let member = grpc::Member {
         name: hostname(),
         client_urls: listens.iter().map(url).collect(),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx = stop_tx.subscribe();
     let mut tasks = tokio::task::JoinSet::new();
     for listen in listens {
         let mut rx = stop_rx.clone();

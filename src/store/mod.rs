@@ -247,10 +247,13 @@ impl Shared {
     /// so a watcher that subscribes sees each revision exactly once (from history or live).
     fn publish(&self, revision: i64, changes: Vec<Change>) {
         let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
+        // Reads see the revision before watchers hear of it, so a client reacting to a watch
+        // event reads at least that revision (as etcd guarantees). New watchers subscribe
+        // under the same lock, so none misses these changes.
+        self.revision.store(revision, Ordering::Release);
         for change in changes {
             hub.push(Arc::new(change));
         }
-        self.revision.store(revision, Ordering::Release);
     }
 
     fn load_leases(&self, conn: &Connection) -> Result<(), Error> {

@@ -16,12 +16,16 @@ fn on_rk3s_datastore(scenario: fn(&Process)) {
     scenario(&Process::datastore(dir.path(), &[]));
 }
 
+/// `rk3s server` without the controller-manager, whose Lease renewals would move the revision
+/// under scenarios that expect only their own writes to.
+const STORE_ONLY: &[&str] = &["--disable-controller-manager"];
+
 fn on_rk3s_server_socket(scenario: fn(&Process)) {
     if !have_etcdctl() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let p = Process::server(dir.path(), &[]);
+    let p = Process::server(dir.path(), STORE_ONLY);
     assert!(p.endpoint.starts_with("unix:///"), "{}", p.endpoint);
     scenario(&p);
 }
@@ -350,7 +354,7 @@ fn etcdctl_snapshot_save_points_to_rk3s_etcd_snapshot() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let p = Process::server(dir.path(), &[]);
+    let p = Process::server(dir.path(), STORE_ONLY);
     let target = dir.path().join("x.db").display().to_string();
     let err = p.fails(&["snapshot", "save", &target]);
     assert!(err.contains("rk3s etcd-snapshot save"), "{err}");
@@ -489,7 +493,7 @@ fn snapshot_save_ls_restore_with_the_cli() {
         all.extend_from_slice(args);
         rk3s(dir.path(), &all)
     };
-    let p = Process::server(dir.path(), &[]);
+    let p = Process::server(dir.path(), STORE_ONLY);
     p.put("snap", "before");
     let rev = p.put("other", "before");
     let out = cli(&["etcd-snapshot", "save", "--name", "test"]);
@@ -535,7 +539,7 @@ fn snapshot_save_ls_restore_with_the_cli() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let p = Process::server(dir.path(), &[]);
+    let p = Process::server(dir.path(), STORE_ONLY);
     assert_eq!(p.ok(&["get", "snap", "--print-value-only"]), "before\n");
     assert_eq!(p.ok(&["get", "other", "--print-value-only"]), "before\n");
     let out = p.ok(&["get", "snap", "-w", "json"]);
@@ -581,5 +585,6 @@ fn sigterm_stops_despite_open_watches_and_leaves_only_the_database() {
     assert_eq!(left, ["state.db", "state.db.lock"], "the WAL was folded in");
     let p = Process::server(dir.path(), &[]);
     assert_eq!(p.ok(&["get", "k", "--print-value-only"]), "seen\n");
-    assert_eq!(p.put("k", "next"), rev + 2);
+    // The revision carries on (the controller-manager's Lease renewals also move it).
+    assert!(p.put("k", "next") >= rev + 2);
 }

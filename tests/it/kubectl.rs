@@ -125,6 +125,11 @@ impl Cluster {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// What the server logged so far (for failure messages).
+    pub(crate) fn server_log(&self) -> String {
+        self._server.log()
+    }
+
     pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
@@ -1593,7 +1598,19 @@ fn deleting_a_namespace_refuses_new_content(c: &Cluster) {
         c.clean(&["get", "ns", "shop-ns", "-o", "jsonpath={.status.phase}"]),
         "Active"
     );
-    // No namespace controller empties it yet, so kubectl must not wait for it to go.
+    // Finalizers on its content hold the namespace in Terminating while the namespace
+    // controller empties it; kubectl must not wait for it to go.
+    for kind in ["configmap/settings", "deployment/web"] {
+        c.clean(&[
+            "patch",
+            kind,
+            "-n",
+            "shop-ns",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+        ]);
+    }
     assert_eq!(
         c.clean(&["delete", "namespace", "shop-ns", "--wait=false"]),
         "namespace \"shop-ns\" deleted\n"
@@ -1642,20 +1659,31 @@ fn deleting_a_namespace_refuses_new_content(c: &Cluster) {
         err.contains("Operation cannot be fulfilled on namespaces \"shop-ns\": The system is ensuring all content is removed from this namespace."),
         "{err}"
     );
-    // What the namespace controller does once the content is gone: it empties spec.finalizers
-    // through the finalize subresource, and the namespace goes.
-    let mut ns = c.clean_json(&["get", "namespace", "shop-ns"]);
-    ns["spec"]["finalizers"] = serde_json::json!([]);
-    c.clean_in(
-        &[
-            "replace",
-            "--raw",
-            "/api/v1/namespaces/shop-ns/finalize",
-            "-f",
-            "-",
-        ],
-        Some(&ns.to_string()),
-    );
+    // Once the finalizers go, the namespace controller finishes: the content goes, then
+    // `kubernetes` leaves spec.finalizers through the finalize subresource and the namespace goes.
+    for kind in ["configmap/settings", "deployment/web"] {
+        c.clean(&[
+            "patch",
+            kind,
+            "-n",
+            "shop-ns",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c
+        .run(&["get", "namespace", "shop-ns"], None)
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "namespace shop-ns was never removed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let err = c.fails(&["get", "namespace", "shop-ns"], None);
     assert!(err.contains("namespaces \"shop-ns\" not found"), "{err}");
     // Namespaces are deleted one by one (no deletecollection verb, as upstream).

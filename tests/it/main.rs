@@ -2,6 +2,7 @@
 
 mod arch;
 mod cli;
+mod controllers;
 mod convert;
 mod crd;
 mod etcdctl;
