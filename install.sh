@@ -104,15 +104,17 @@ if [ -z "$CONFIG" ]; then
         set -- "$@" "--config=$CONFIG"
     fi
 fi
-file_data_dir=
-if [ -f "$CONFIG" ]; then
-    # `data-dir: /srv/rk3s` (optionally quoted, optionally followed by a comment).
-    file_data_dir=$(sed -n \
-        -e "s/^data-dir:[[:space:]]*\"\([^\"]*\)\".*/\1/p" \
-        -e "s/^data-dir:[[:space:]]*'\([^']*\)'.*/\1/p" \
-        -e "s/^data-dir:[[:space:]]*\([^\"'#[:space:]][^#[:space:]]*\).*/\1/p" \
-        "$CONFIG" | tail -n 1)
-fi
+# The value of a top-level `KEY: value` in the config file (optionally quoted, optionally
+# followed by a comment), empty when the file or the key is missing.
+config_value() {
+    [ -f "$CONFIG" ] || return 0
+    sed -n \
+        -e "s/^$1:[[:space:]]*\"\([^\"]*\)\".*/\1/p" \
+        -e "s/^$1:[[:space:]]*'\([^']*\)'.*/\1/p" \
+        -e "s/^$1:[[:space:]]*\([^\"'#[:space:]][^#[:space:]]*\).*/\1/p" \
+        "$CONFIG" | tail -n 1
+}
+file_data_dir=$(config_value data-dir)
 DATA_DIR=${flag_data_dir:-${RK3S_DATA_DIR:-$file_data_dir}}
 if [ -z "$DATA_DIR" ]; then
     DATA_DIR=$R/var/lib/rk3s
@@ -126,14 +128,7 @@ SOCKET=$DATA_DIR/server/etcd.sock
 
 # Where the server writes the kubeconfig: the flag, RK3S_KUBECONFIG_OUTPUT, the config file's
 # write-kubeconfig, else /etc/rk3s/rk3s.yaml (below INSTALL_RK3S_ROOT when it is set).
-file_kubeconfig=
-if [ -f "$CONFIG" ]; then
-    file_kubeconfig=$(sed -n \
-        -e "s/^write-kubeconfig:[[:space:]]*\"\([^\"]*\)\".*/\1/p" \
-        -e "s/^write-kubeconfig:[[:space:]]*'\([^']*\)'.*/\1/p" \
-        -e "s/^write-kubeconfig:[[:space:]]*\([^\"'#[:space:]][^#[:space:]]*\).*/\1/p" \
-        "$CONFIG" | tail -n 1)
-fi
+file_kubeconfig=$(config_value write-kubeconfig)
 KUBECONFIG_OUT=${flag_kubeconfig:-${RK3S_KUBECONFIG_OUTPUT:-$file_kubeconfig}}
 if [ -z "$KUBECONFIG_OUT" ]; then
     KUBECONFIG_OUT=$KUBECONFIG_FILE

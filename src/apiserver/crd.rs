@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::resources::{ALL_VERBS, Resource, Subresource};
+use super::resources::{ALL_VERBS, Resource, SCALE, STATUS};
 use super::status::Cause;
 
 /// What a custom resource needs beyond the common resource fields.
@@ -19,21 +19,6 @@ pub struct CrdInfo {
     /// JSON paths of the scale subresource: spec replicas, status replicas, label selector.
     pub scale: Option<(String, String, Option<String>)>,
 }
-
-const STATUS: Subresource = Subresource {
-    name: "status",
-    group: "",
-    version: "",
-    kind: "",
-    verbs: &["get", "patch", "update"],
-};
-const SCALE: Subresource = Subresource {
-    name: "scale",
-    group: "autoscaling",
-    version: "v1",
-    kind: "Scale",
-    verbs: &["get", "patch", "update"],
-};
 
 fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)

@@ -363,42 +363,13 @@ fn image_pull_policy(image: &str) -> &'static str {
     }
 }
 
-const VOLUME_SOURCES: [&str; 29] = [
-    "hostPath",
-    "emptyDir",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "gitRepo",
-    "secret",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "persistentVolumeClaim",
-    "rbd",
-    "flexVolume",
-    "cinder",
-    "cephfs",
-    "flocker",
-    "downwardAPI",
-    "fc",
-    "azureFile",
-    "configMap",
-    "vsphereVolume",
-    "quobyte",
-    "azureDisk",
-    "photonPersistentDisk",
-    "projected",
-    "portworxVolume",
-    "scaleIO",
-    "storageos",
-    "csi",
-    "ephemeral",
-];
-
 /// SetDefaults_Volume and the defaults of the volume sources.
 fn volume(v: &mut Object) {
     const MODE: i64 = 0o644;
-    if VOLUME_SOURCES.iter().all(|k| unset(v, k)) && unset(v, "image") {
+    if super::validation::VOLUME_SOURCES
+        .iter()
+        .all(|k| unset(v, k))
+    {
         v.insert("emptyDir".into(), json!({}));
     }
     for key in ["secret", "configMap", "downwardAPI", "projected"] {

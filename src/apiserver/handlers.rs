@@ -778,13 +778,13 @@ fn finalizers_empty(obj: &Value) -> bool {
     empty("/metadata/finalizers") && (!namespace || empty("/spec/finalizers"))
 }
 
-/// Where a scalable kind keeps its replicas and selector: JSON pointers to spec replicas and
-/// status replicas, and to a label selector string (CRDs' `labelSelectorPath`), `None` for the
-/// built-ins, whose selector is computed from `spec.selector`.
+/// Where a scalable kind keeps its replicas and selector: JSON pointers to spec and status
+/// replicas; for a custom resource also to its label selector string (`labelSelectorPath`,
+/// `None` when the CRD names none), while the built-ins compute it from `spec.selector`.
 struct ScalePaths {
     spec: String,
     status: String,
-    selector: Option<String>,
+    custom_selector: Option<Option<String>>,
 }
 
 fn scale_paths(resource: &Resource) -> ScalePaths {
@@ -793,31 +793,33 @@ fn scale_paths(resource: &Resource) -> ScalePaths {
         return ScalePaths {
             spec: ptr(spec),
             status: ptr(status),
-            selector: Some(selector.as_deref().map(ptr).unwrap_or_default()),
+            custom_selector: Some(selector.as_deref().map(ptr)),
         };
     }
     ScalePaths {
         spec: "/spec/replicas".into(),
         status: "/status/replicas".into(),
-        selector: None,
+        custom_selector: None,
     }
 }
 
 /// The Scale of a scalable object (`status.selector` as a string, as upstream prints it).
 fn scale_of(resource: &Resource, obj: &Value) -> Value {
     let paths = scale_paths(resource);
-    let selector_text = match &paths.selector {
-        Some(p) if p.is_empty() => String::new(),
-        Some(p) => obj
-            .pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        None => builtin_selector_text(obj),
+    let (selector_text, default_replicas) = match &paths.custom_selector {
+        // A custom resource without the field scales from 0, as upstream reports it.
+        Some(pointer) => (
+            pointer
+                .as_deref()
+                .and_then(|p| obj.pointer(p))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            0,
+        ),
+        // Replicas default to 1 on every built-in scalable kind.
+        None => (builtin_selector_text(obj), 1),
     };
-    // Replicas default to 1 on every built-in scalable kind; a custom resource without the
-    // field scales from 0, as upstream reports it.
-    let default_replicas = if paths.selector.is_some() { 0 } else { 1 };
     let meta = &obj["metadata"];
     json!({
         "kind": "Scale",

@@ -38,7 +38,7 @@ pub struct Subresource {
 }
 
 /// A status subresource: the parent's kind, get/patch/update.
-const STATUS: Subresource = Subresource {
+pub(super) const STATUS: Subresource = Subresource {
     name: "status",
     group: "",
     version: "",
@@ -46,7 +46,7 @@ const STATUS: Subresource = Subresource {
     verbs: &["get", "patch", "update"],
 };
 /// A scale subresource: autoscaling/v1 Scale.
-const SCALE: Subresource = Subresource {
+pub(super) const SCALE: Subresource = Subresource {
     name: "scale",
     group: "autoscaling",
     version: "v1",

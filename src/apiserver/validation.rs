@@ -530,40 +530,42 @@ fn pod_spec(spec: &Object, path: &str, is_pod: bool, c: &mut Vec<Cause>) {
     }
 }
 
+/// Every volume source of `core/v1.Volume`: a volume names exactly one.
+pub const VOLUME_SOURCES: [&str; 30] = [
+    "hostPath",
+    "emptyDir",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "gitRepo",
+    "secret",
+    "nfs",
+    "iscsi",
+    "glusterfs",
+    "persistentVolumeClaim",
+    "rbd",
+    "flexVolume",
+    "cinder",
+    "cephfs",
+    "flocker",
+    "downwardAPI",
+    "fc",
+    "azureFile",
+    "configMap",
+    "vsphereVolume",
+    "quobyte",
+    "azureDisk",
+    "photonPersistentDisk",
+    "projected",
+    "portworxVolume",
+    "scaleIO",
+    "storageos",
+    "csi",
+    "ephemeral",
+    "image",
+];
+
 /// Volumes: unique DNS-label names and exactly one source each. Returns the names.
 fn volumes(spec: &Object, path: &str, c: &mut Vec<Cause>) -> BTreeSet<String> {
-    const SOURCES: [&str; 30] = [
-        "hostPath",
-        "emptyDir",
-        "gcePersistentDisk",
-        "awsElasticBlockStore",
-        "gitRepo",
-        "secret",
-        "nfs",
-        "iscsi",
-        "glusterfs",
-        "persistentVolumeClaim",
-        "rbd",
-        "flexVolume",
-        "cinder",
-        "cephfs",
-        "flocker",
-        "downwardAPI",
-        "fc",
-        "azureFile",
-        "configMap",
-        "vsphereVolume",
-        "quobyte",
-        "azureDisk",
-        "photonPersistentDisk",
-        "projected",
-        "portworxVolume",
-        "scaleIO",
-        "storageos",
-        "csi",
-        "ephemeral",
-        "image",
-    ];
     const FILE_MODE: &str = "must be a number between 0 and 0777 (octal), both inclusive";
     let mut names = BTreeSet::new();
     let vpath = at(path, "volumes");
@@ -580,7 +582,7 @@ fn volumes(spec: &Object, path: &str, c: &mut Vec<Cause>) -> BTreeSet<String> {
         } else if !names.insert(name.to_string()) {
             c.push(Cause::duplicate(at(&p, "name"), &json!(name)));
         }
-        let given: Vec<&str> = SOURCES
+        let given: Vec<&str> = VOLUME_SOURCES
             .iter()
             .copied()
             .filter(|k| v.get(*k).is_some_and(|s| !s.is_null()))

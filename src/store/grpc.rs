@@ -202,64 +202,18 @@ pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 's
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Conn for T {}
 
 /// What tonic serves: a client connection read through the `:authority` filter.
-pub struct Incoming(super::authority::Filtered<Box<dyn Conn>>);
+type Incoming = super::authority::Filtered<Box<dyn Conn>>;
 
 impl tonic::transport::server::Connected for Incoming {
     type ConnectInfo = ();
     fn connect_info(&self) -> Self::ConnectInfo {}
 }
 
-impl tokio::io::AsyncRead for Incoming {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Incoming {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-}
-
 /// Gives tonic the connection `sock`, read through the `:authority` filter. False when the
 /// server is gone.
 async fn hand_over(sock: impl Conn, tx: &mpsc::Sender<std::io::Result<Incoming>>) -> bool {
     let conn: Box<dyn Conn> = Box::new(sock);
-    tx.send(Ok(Incoming(super::authority::Filtered::new(conn))))
+    tx.send(Ok(super::authority::Filtered::new(conn)))
         .await
         .is_ok()
 }

@@ -197,14 +197,10 @@ impl Install {
         std::fs::read_to_string(self.log_file()).unwrap_or_default()
     }
 
-    /// kubectl (the newest installed) with the kubeconfig the server wrote, failing the test
-    /// (with the server log) on error.
+    /// kubectl 1.33 with the kubeconfig the server wrote, failing the test (with the server
+    /// log) on error.
     fn kubectl(&self, args: &[&str]) -> String {
-        let kubectl = (27..=40)
-            .rev()
-            .map(|m| PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{m}")))
-            .find(|p| p.exists())
-            .expect("a kubectl in /usr/lib/google-cloud-sdk/bin");
+        let kubectl = crate::kubectl::kubectl_bin(33).expect("kubectl 1.33");
         let out = Command::new(kubectl)
             .arg("--kubeconfig")
             .arg(self.kubeconfig())

@@ -10,7 +10,7 @@ use crate::support::{Process, have_etcdctl};
 const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
 
 /// The kubectl binary of a minor version, if installed.
-fn kubectl_bin(minor: u32) -> Option<PathBuf> {
+pub(crate) fn kubectl_bin(minor: u32) -> Option<PathBuf> {
     let p = Path::new(KUBECTL_DIR).join(format!("kubectl.1.{minor}"));
     if p.exists() {
         return Some(p);
