@@ -295,6 +295,9 @@ pub async fn admit(call: &Call<'_>, obj: &mut Value, old: Option<&Value>) -> Res
         namespace_accepts(call, ns, obj).await?;
     }
     let (group, plural) = (call.resource.group.as_str(), call.resource.plural.as_str());
+    if old.is_none() && is(call, "", "pods") {
+        priority(call, obj).await?;
+    }
     defaults::apply(group, plural, obj);
     if is(call, "", "services") {
         match old {
@@ -342,6 +345,85 @@ pub async fn admit(call: &Call<'_>, obj: &mut Value, old: Option<&Value>) -> Res
             .to_string();
         return Err(ApiError::invalid(group, &call.resource.kind, &name, causes));
     }
+    Ok(())
+}
+
+/// Priority admission (upstream's `Priority` plugin): a pod's `priorityClassName` resolves to
+/// the class's value and preemption policy; without a name the global default class applies
+/// (the lowest-valued one if several claim it), else priority 0. A named class that does not
+/// exist, or a `priority`/`preemptionPolicy` in the pod that disagrees with the class, is
+/// refused with upstream's message.
+async fn priority(call: &Call<'_>, obj: &mut Value) -> Result<()> {
+    let api: &Api = call.api;
+    let Some(classes) = api.resource("scheduling.k8s.io", "v1", "priorityclasses") else {
+        return Ok(());
+    };
+    let pod_name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let forbidden = |why: String| ApiError::forbidden_object("", "pods", "pods", &pod_name, &why);
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let named = spec
+        .get("priorityClassName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
+    let class = match &named {
+        Some(name) => match api.storage.get(&classes.key(None, name)).await? {
+            Some(c) => Some(c.object),
+            None => {
+                return Err(forbidden(format!(
+                    "no PriorityClass with name {name} was found"
+                )));
+            }
+        },
+        None => {
+            let page = api
+                .storage
+                .list(&classes.key_prefix(None), 0, None, 0)
+                .await?;
+            page.items
+                .into_iter()
+                .map(|s| s.object)
+                .filter(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))
+                .min_by_key(|c| c.get("value").and_then(Value::as_i64).unwrap_or(0))
+        }
+    };
+    let Some(class) = class else {
+        return Ok(());
+    };
+    let value = class.get("value").and_then(Value::as_i64).unwrap_or(0);
+    if let Some(given) = spec.get("priority").and_then(Value::as_i64)
+        && given != value
+    {
+        return Err(forbidden(format!(
+            "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+        )));
+    }
+    let policy = class
+        .get("preemptionPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("PreemptLowerPriority")
+        .to_string();
+    if let Some(given) = spec.get("preemptionPolicy").and_then(Value::as_str)
+        && given != policy
+    {
+        return Err(forbidden(format!(
+            "the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+        )));
+    }
+    if named.is_none() {
+        spec.insert(
+            "priorityClassName".into(),
+            class["metadata"]["name"].clone(),
+        );
+    }
+    spec.insert("priority".into(), Value::from(value));
+    spec.insert("preemptionPolicy".into(), Value::from(policy));
     Ok(())
 }
 

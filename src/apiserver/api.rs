@@ -255,6 +255,30 @@ impl Api {
         });
         self.create_if_absent("endpoints", Some("default"), "kubernetes", endpoints)
             .await?;
+        // Upstream's apiserver creates the two system PriorityClasses at start.
+        for (name, value, description) in [
+            (
+                "system-node-critical",
+                2_000_001_000,
+                "Used for system critical pods that must not be moved from their current node.",
+            ),
+            (
+                "system-cluster-critical",
+                2_000_000_000,
+                "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+            ),
+        ] {
+            let class = json!({
+                "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name},
+                "value": value,
+                "globalDefault": false,
+                "description": description,
+                "preemptionPolicy": "PreemptLowerPriority",
+            });
+            self.create_if_absent("priorityclasses", None, name, class)
+                .await?;
+        }
         self.reload_crds().await
     }
 
@@ -265,8 +289,10 @@ impl Api {
         name: &str,
         mut obj: Value,
     ) -> Result<()> {
+        let api_version = obj["apiVersion"].as_str().unwrap_or("v1").to_string();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
         let r = self
-            .resource("", "v1", plural)
+            .resource(group, version, plural)
             .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
         let key = r.key(ns, name);
         if self.storage.get(&key).await?.is_some() {

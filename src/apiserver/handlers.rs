@@ -545,6 +545,35 @@ pub(super) enum Change {
     Apply(Value),
 }
 
+impl Change {
+    /// Whether the request itself names a resourceVersion (a precondition). A PUT always
+    /// carries what it has; a patch or apply only when its body sets the field.
+    fn asserts_resource_version(&self) -> bool {
+        match self {
+            Change::Replace(_) => true,
+            Change::Apply(config) => config.pointer("/metadata/resourceVersion").is_some(),
+            Change::Patch(patch::PatchType::Json, body) => {
+                serde_json::from_slice::<Vec<Value>>(body).is_ok_and(|ops| {
+                    ops.iter().any(|op| {
+                        op["path"] == "/metadata/resourceVersion"
+                            && matches!(op["op"].as_str(), Some("add" | "replace"))
+                    })
+                })
+            }
+            Change::Patch(_, body) => serde_json::from_slice::<Value>(body)
+                .map(|v| {
+                    v.pointer("/metadata/resourceVersion")
+                        .is_some_and(|rv| !rv.is_null())
+                })
+                // Not JSON (YAML): the field name appearing at all counts, to stay safe.
+                .unwrap_or_else(|_| {
+                    body.windows(b"resourceVersion".len())
+                        .any(|w| w == b"resourceVersion")
+                }),
+        }
+    }
+}
+
 /// PUT.
 pub async fn update(call: &Call<'_>) -> Result<Reply> {
     let mut obj = call.body_object()?;
@@ -603,12 +632,15 @@ pub(super) async fn write(call: &Call<'_>, change: Change) -> Result<Reply> {
                 new
             }
         };
-        // A precondition from the client: the resourceVersion it read.
+        // A precondition from the client: the resourceVersion it read. A patch carries one only
+        // when it sets the field itself (the patched result always has the current one), and
+        // a patch without one is retried on a lost compare-and-swap, as upstream does.
         let client_rv = new
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map(str::to_string);
+            .map(str::to_string)
+            .filter(|_| change.asserts_resource_version());
         if let Some(rv) = &client_rv
             && *rv != current.revision.to_string()
         {
@@ -913,7 +945,8 @@ async fn scale_write(call: &Call<'_>, change: Change) -> Result<Reply> {
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map(str::to_string);
+            .map(str::to_string)
+            .filter(|_| change.asserts_resource_version());
         if let Some(rv) = &client_rv
             && *rv != current.revision.to_string()
         {
@@ -1100,6 +1133,26 @@ fn delete_options(call: &Call<'_>) -> Result<DeleteOptions> {
         .value("propagationPolicy")
         .map(str::to_string)
         .or_else(|| body["propagationPolicy"].as_str().map(str::to_string));
+    // The deprecated `orphanDependents`: true is Orphan, false Background; never with
+    // propagationPolicy (upstream's ValidateDeleteOptions).
+    let orphan = match call.query.value("orphanDependents") {
+        Some(v) => Some(v == "true"),
+        None => body["orphanDependents"].as_bool(),
+    };
+    if let (Some(_), Some(p)) = (orphan, &propagation) {
+        return Err(ApiError::invalid(
+            "",
+            "DeleteOptions",
+            "",
+            vec![Cause::invalid(
+                "propagationPolicy",
+                &json!(p),
+                "orphanDependents and deletionPropagation cannot be both set",
+            )],
+        ));
+    }
+    let propagation =
+        propagation.or_else(|| orphan.map(|o| if o { "Orphan" } else { "Background" }.to_string()));
     if let Some(p) = &propagation
         && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
     {
@@ -1188,19 +1241,38 @@ async fn delete_one(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    // Orphan/Foreground ask the garbage collector for work through finalizers (upstream
-    // semantics); without a garbage collector they would wait forever, so they are honoured
-    // only when one runs.
+    // Orphan/Foreground ask the garbage collector for work through finalizers (upstream's
+    // `deletionFinalizersForGarbageCollection`); without a garbage collector they would wait
+    // forever, so they are honoured only when one runs. A later delete with another policy
+    // switches the finalizers.
+    let mut finalizers_changed = false;
     if call.api.garbage_collector {
-        let f = match opts.propagation.as_deref() {
-            Some("Orphan") => Some("orphan"),
-            Some("Foreground") => Some("foregroundDeletion"),
-            _ => None,
+        // Upstream's `DefaultGarbageCollectionPolicy`: core/v1 ReplicationControllers orphan
+        // their pods unless told otherwise, for backwards compatibility.
+        let rc = call.resource.group.is_empty() && call.resource.plural == "replicationcontrollers";
+        let policy = opts.propagation.as_deref().or(rc.then_some("Orphan"));
+        let (add, remove) = match policy {
+            Some("Orphan") => (Some("orphan"), Some("foregroundDeletion")),
+            Some("Foreground") => (Some("foregroundDeletion"), Some("orphan")),
+            Some("Background") => (None, Some("orphan")),
+            _ => (None, None),
         };
-        if let Some(f) = f
+        if let Some(r) = remove
+            && finalizers.iter().any(|x| x == r)
+            && (add.is_some() || opts.propagation.is_some())
+        {
+            finalizers.retain(|x| x != r);
+            finalizers_changed = true;
+        }
+        if policy == Some("Background") && finalizers.iter().any(|x| x == "foregroundDeletion") {
+            finalizers.retain(|x| x != "foregroundDeletion");
+            finalizers_changed = true;
+        }
+        if let Some(f) = add
             && !finalizers.iter().any(|x| x == f)
         {
             finalizers.push(json!(f));
+            finalizers_changed = true;
         }
     }
     let namespace = call.resource.group.is_empty() && call.resource.plural == "namespaces";
@@ -1223,7 +1295,7 @@ async fn delete_one(
     }
     let namespace_terminates = namespace && !(is_deleting(obj) && namespace_finalized);
     if grace.is_some() || !finalizers.is_empty() || namespace_terminates {
-        if is_deleting(obj) && grace.is_none() {
+        if is_deleting(obj) && grace.is_none() && !finalizers_changed {
             // Already being deleted: deleting again changes nothing.
             return Ok(Some(Reply::object(StatusCode::OK, current.object)));
         }
@@ -1245,7 +1317,7 @@ async fn delete_one(
                 new["metadata"]["deletionGracePeriodSeconds"] = json!(g);
             }
         }
-        if !finalizers.is_empty() {
+        if !finalizers.is_empty() || finalizers_changed {
             new["metadata"]["finalizers"] = json!(finalizers);
         }
         if namespace {

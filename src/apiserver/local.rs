@@ -21,6 +21,14 @@ pub fn controller_manager() -> User {
     }
 }
 
+/// The user the scheduler acts as (upstream's kube-scheduler identity).
+pub fn scheduler() -> User {
+    User {
+        name: "system:kube-scheduler".into(),
+        groups: vec!["system:masters".into()],
+    }
+}
+
 /// A `kube::Client` that serves every request through `api` as `user`.
 pub fn client(api: Arc<Api>, user: User) -> kube::Client {
     let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {

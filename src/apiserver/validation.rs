@@ -1499,7 +1499,32 @@ fn stateful_set(o: &Object, old: Option<&Object>, c: &mut Vec<Cause>) {
         nonnegative(ord.get("start"), "spec.ordinals.start", c);
     }
     selector_and_template(spec, "statefulset", c);
-    always_restart(spec, "StatefulSet", c);
+    // The controller adds a volume per claim template to each pod, so mounts may name them
+    // (upstream skips the template's volume checks for this reason).
+    let mut with_claims = spec.clone();
+    let claims: Vec<String> = spec
+        .get("volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.pointer("/metadata/name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    if let Some(pod_spec) = with_claims
+        .get_mut("template")
+        .and_then(|t| t.get_mut("spec"))
+        .and_then(Value::as_object_mut)
+    {
+        let volumes = pod_spec.entry("volumes").or_insert_with(|| json!([]));
+        if let Some(list) = volumes.as_array_mut() {
+            for name in claims {
+                if !list.iter().any(|v| v["name"] == name.as_str()) {
+                    list.push(json!({"name": name, "persistentVolumeClaim": {"claimName": name}}));
+                }
+            }
+        }
+    }
+    always_restart(&with_claims, "StatefulSet", c);
     // ValidateStatefulSetUpdate: only these spec fields may change.
     if let Some(old_spec) = old.and_then(|o| o.get("spec")).and_then(Value::as_object) {
         let mutable = [

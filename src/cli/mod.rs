@@ -12,7 +12,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 
 use crate::data_dir::DataDir;
 use crate::store::{self, grpc};
-use crate::{apiserver, controllers, data_dir, server};
+use crate::{apiserver, controllers, data_dir, scheduler, server};
 
 /// How often controllers reconcile everything without watch events.
 const CONTROLLER_RESYNC: Duration = Duration::from_secs(30);
@@ -138,6 +138,20 @@ struct ServerArgs {
     /// Do not run the controller-manager (its controllers and its leader election).
     #[arg(long, env = "RK3S_DISABLE_CONTROLLER_MANAGER")]
     disable_controller_manager: bool,
+    /// The IPv4 range pod addresses come from; each node gets a /24 of it.
+    #[arg(long, env = "RK3S_CLUSTER_CIDR", default_value = "10.42.0.0/16", value_parser = parse_cluster_cidr)]
+    cluster_cidr: controllers::ipam::Cidr,
+    /// Do not run the scheduler (its loop and its leader election).
+    #[arg(long, env = "RK3S_DISABLE_SCHEDULER")]
+    disable_scheduler: bool,
+}
+
+fn parse_cluster_cidr(s: &str) -> Result<controllers::ipam::Cidr, String> {
+    let cidr: controllers::ipam::Cidr = s.parse()?;
+    if cidr.len > 24 {
+        return Err(format!("{s:?} is smaller than one node's /24"));
+    }
+    Ok(cidr)
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -371,9 +385,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .store
                     .config(args.datastore_endpoint.unwrap_or_else(default_endpoint)),
                 etcd_listen: args.etcd_listen,
-                controllers: (!args.disable_controller_manager).then(|| controllers::Config {
-                    identity: server::hostname(),
+                // A stable identity (the node name) lets a restarted server take its own
+                // Leases back at once.
+                identity: server::hostname(),
+                controllers: (!args.disable_controller_manager).then_some(controllers::Config {
                     resync: CONTROLLER_RESYNC,
+                    cluster_cidr: args.cluster_cidr,
+                    // Filled in by the server once the PKI is loaded.
+                    root_ca: String::new(),
+                }),
+                scheduler: (!args.disable_scheduler).then(|| scheduler::Config {
+                    identity: server::hostname(),
                 }),
                 data_dir: data_dir.clone(),
                 node_ip,

@@ -1,82 +1,208 @@
-//! The controller-manager: the control loops that run inside `rk3s server`, started once the API
-//! answers, behind leader election on the `kube-system/kube-controller-manager` Lease, and
-//! stopped on shutdown.
+//! The controller-manager: the control loops that run inside `rk3s server`. The server starts
+//! them with [`start`] while it holds the `kube-system/kube-controller-manager` Lease (see
+//! `leader`) and drops them when it loses it or shuts down.
 //!
 //! Each controller is a plain async function over a `kube::Client` (in-process in server mode)
 //! that watches what it cares about and also resyncs every [`Config::resync`], because watches
 //! are never trusted to be complete. Its decisions are pure `desired_*` functions next to it.
 
-pub mod leader;
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
+pub mod disruption;
+pub mod endpoints;
+pub mod events;
+pub mod gc;
+pub mod informer;
+pub mod ipam;
+pub mod job;
 pub mod namespace;
+pub mod nodelifecycle;
+pub mod podgc;
+pub mod replicaset;
+pub mod resourcequota;
+pub mod serviceaccount;
+pub mod statefulset;
+pub mod ttl;
 
 use std::time::Duration;
 
-use kube::Client;
-use tokio::sync::watch;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use kube::{Api, Client};
 use tokio::task::JoinSet;
+
+use informer::Informer;
 
 /// What the controller-manager needs, built by the composition root.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// This process's `holderIdentity` in the leader-election Lease. A stable identity (the
-    /// node name) lets a restarted server take its own Lease back at once.
-    pub identity: String,
     /// How often every controller reconciles everything even without watch events.
     pub resync: Duration,
+    /// Where node pod CIDRs come from (`--cluster-cidr`).
+    pub cluster_cidr: ipam::Cidr,
+    /// The cluster CA (PEM) published in every namespace's `kube-root-ca.crt` ConfigMap.
+    pub root_ca: String,
 }
 
-/// Runs leader election and, while this process leads, every controller; returns once `stop`
-/// turns true (the controllers are cancelled, the Lease is left to expire as upstream's
-/// kube-controller-manager does without `ReleaseOnCancel`).
-pub async fn run(client: Client, config: Config, mut stop: watch::Receiver<bool>) {
-    let mut elector = leader::Elector::new(client.clone(), config.identity.clone());
-    let mut running: Option<JoinSet<()>> = None;
-    let mut last_renew = tokio::time::Instant::now();
-    let mut tick = tokio::time::interval(leader::RETRY_PERIOD);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let attempt = async {
-            tick.tick().await;
-            tokio::time::timeout(leader::RENEW_DEADLINE, elector.try_acquire_or_renew()).await
-        };
-        let held = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            held = attempt => held,
-        };
-        // A controller never returns; one that did (a panic) is reported and all are restarted.
-        if let Some(set) = running.as_mut()
-            && let Some(done) = set.try_join_next()
-        {
-            tracing::error!(outcome = ?done.err(), "a controller stopped; restarting the controllers");
-            running = None;
-        }
-        match held {
-            Ok(Ok(true)) => {
-                last_renew = tokio::time::Instant::now();
-                if running.is_none() {
-                    tracing::info!(identity = %config.identity, "became the controller-manager leader");
-                    running = Some(start(&client, &config));
-                }
-            }
-            outcome => {
-                if let Ok(Err(e)) = &outcome {
-                    tracing::debug!(error = %e, "leader election");
-                }
-                // Upstream's RenewDeadline: a leader that cannot renew in time stops leading.
-                if running.is_some() && last_renew.elapsed() >= leader::RENEW_DEADLINE {
-                    tracing::warn!("lost the controller-manager lease; stopping controllers");
-                    running = None;
-                }
-            }
-        }
-    }
-    // Dropping the set aborts every controller task.
-    drop(running);
-}
+/// The Lease the controller-manager's leader holds.
+pub const LEASE: &str = "kube-controller-manager";
 
-/// Starts every controller (a plain list, no registry).
-fn start(client: &Client, config: &Config) -> JoinSet<()> {
+/// Starts every controller (a plain list, no registry); dropping the set stops them.
+pub fn start(client: &Client, config: &Config) -> JoinSet<()> {
     let mut set = JoinSet::new();
+    // Shared informers: one watch per resource, read by every controller that needs it.
+    let pods = Informer::<Pod>::new(Api::all(client.clone()));
+    let replica_sets = Informer::<ReplicaSet>::new(Api::all(client.clone()));
+    let rcs = Informer::<ReplicationController>::new(Api::all(client.clone()));
+    let rs = replicaset::Controller::new(
+        client.clone(),
+        replicaset::replica_set_kind(),
+        replica_sets.clone(),
+        pods.clone(),
+    );
+    let rc = replicaset::Controller::new(
+        client.clone(),
+        replicaset::replication_controller_kind(),
+        rcs.clone(),
+        pods.clone(),
+    );
+    let deployments = Informer::<Deployment>::new(Api::all(client.clone()));
+    let deploy = deployment::Controller::new(
+        client.clone(),
+        deployments.clone(),
+        replica_sets.clone(),
+        pods.clone(),
+    );
+    let jobs = Informer::<Job>::new(Api::all(client.clone()));
+    let job = job::Controller::new(
+        client.clone(),
+        job::Config::default(),
+        jobs.clone(),
+        pods.clone(),
+    );
+    let ttl = ttl::Controller::new(client.clone(), jobs.clone());
+    let cronjobs = Informer::<CronJob>::new(Api::all(client.clone()));
+    let cronjob = cronjob::Controller::new(
+        client.clone(),
+        cronjob::Config::default(),
+        cronjobs.clone(),
+        jobs.clone(),
+    );
+    let nodes = Informer::<Node>::new(Api::all(client.clone()));
+    let node_leases = Informer::<Lease>::new(Api::namespaced(client.clone(), "kube-node-lease"));
+    let lifecycle = nodelifecycle::Controller::new(
+        client.clone(),
+        nodelifecycle::Config {
+            cluster_cidr: Some(config.cluster_cidr),
+            ..nodelifecycle::Config::default()
+        },
+        nodes.clone(),
+        pods.clone(),
+        node_leases.clone(),
+    );
+    let revisions = Informer::<ControllerRevision>::new(Api::all(client.clone()));
+    let daemon_sets = Informer::<DaemonSet>::new(Api::all(client.clone()));
+    let ds = daemonset::Controller::new(
+        client.clone(),
+        daemon_sets.clone(),
+        pods.clone(),
+        nodes.clone(),
+        revisions.clone(),
+    );
+    let claims = Informer::<PersistentVolumeClaim>::new(Api::all(client.clone()));
+    let stateful_sets = Informer::<StatefulSet>::new(Api::all(client.clone()));
+    let sts = statefulset::Controller::new(
+        client.clone(),
+        stateful_sets.clone(),
+        pods.clone(),
+        claims.clone(),
+        revisions.clone(),
+    );
+    // Services, service accounts, quotas and disruption budgets.
+    use k8s_openapi::api::core::v1 as core;
+    let services = Informer::<core::Service>::new(Api::all(client.clone()));
+    let endpoints = Informer::<core::Endpoints>::new(Api::all(client.clone()));
+    let slices =
+        Informer::<k8s_openapi::api::discovery::v1::EndpointSlice>::new(Api::all(client.clone()));
+    let endpoint = endpoints::Controller::new(
+        client.clone(),
+        services.clone(),
+        pods.clone(),
+        nodes.clone(),
+        endpoints.clone(),
+        slices.clone(),
+    );
+    let namespaces = Informer::<core::Namespace>::new(Api::all(client.clone()));
+    let accounts = Informer::<core::ServiceAccount>::new(Api::all(client.clone()));
+    let config_maps = Informer::<core::ConfigMap>::new(Api::all(client.clone()));
+    let serviceaccount = serviceaccount::Controller::new(
+        client.clone(),
+        config.root_ca.clone(),
+        namespaces.clone(),
+        accounts.clone(),
+        config_maps.clone(),
+    );
+    let quotas = Informer::<core::ResourceQuota>::new(Api::all(client.clone()));
+    let quota = resourcequota::Controller::new(
+        client.clone(),
+        quotas.clone(),
+        pods.clone(),
+        services.clone(),
+        claims.clone(),
+    );
+    let pdbs = Informer::<k8s_openapi::api::policy::v1::PodDisruptionBudget>::new(Api::all(
+        client.clone(),
+    ));
+    let disruption = disruption::Controller::new(
+        client.clone(),
+        pdbs.clone(),
+        pods.clone(),
+        deployments.clone(),
+        replica_sets.clone(),
+        rcs.clone(),
+        stateful_sets.clone(),
+    );
+    // Handlers are registered above; only now do the watches start.
+    set.spawn(pods.run());
+    set.spawn(replica_sets.run());
+    set.spawn(rcs.run());
+    set.spawn(rs.run(config.resync));
+    set.spawn(rc.run(config.resync));
+    set.spawn(deployments.run());
+    set.spawn(deploy.run(config.resync));
+    set.spawn(jobs.run());
+    set.spawn(job.run(config.resync));
+    set.spawn(ttl.run(config.resync));
+    set.spawn(cronjobs.run());
+    set.spawn(cronjob.run(config.resync));
     set.spawn(namespace::run(client.clone(), config.resync));
+    set.spawn(gc::run(client.clone(), config.resync));
+    set.spawn(podgc::run(client.clone(), podgc::Config::default()));
+    set.spawn(nodes.run());
+    set.spawn(node_leases.run());
+    set.spawn(lifecycle.run());
+    set.spawn(revisions.run());
+    set.spawn(daemon_sets.run());
+    set.spawn(ds.run(config.resync));
+    set.spawn(claims.run());
+    set.spawn(stateful_sets.run());
+    set.spawn(sts.run(config.resync));
+    set.spawn(services.run());
+    set.spawn(endpoints.run());
+    set.spawn(slices.run());
+    set.spawn(endpoint.run(config.resync));
+    set.spawn(namespaces.run());
+    set.spawn(accounts.run());
+    set.spawn(config_maps.run());
+    set.spawn(serviceaccount.run(config.resync));
+    set.spawn(quotas.run());
+    set.spawn(quota.run(config.resync));
+    set.spawn(pdbs.run());
+    set.spawn(disruption.run(config.resync));
     set
 }

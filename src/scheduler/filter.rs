@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, TopologySpreadConstraint}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use super::{
-    Code, Cycle, NodeInfo, Rejection, node_matches_pod, pod_labels, pod_namespace, pod_requests,
+    Code, Cycle, NodeInfo, Rejection, node_matches_pod, pod_labels, pod_namespace,
     selector_matches, untolerated_taint,
 };
 
@@ -162,7 +162,7 @@ pub fn node_resources_fit(cycle: &Cycle, node: &NodeInfo) -> Result<(), Rejectio
     if node.pods.len() as i64 + 1 > node.allowed_pods {
         reasons.push("Too many pods".to_string());
     }
-    let req = pod_requests(cycle.pod, false);
+    let req = &cycle.requests;
     let (alloc, used) = (&node.allocatable, &node.requested);
     let mut check = |name: &str, want: i64, alloc: i64, used: i64| {
         if want > 0 && want > alloc - used {
@@ -426,7 +426,22 @@ pub fn inter_pod_affinity(cycle: &Cycle, node: &NodeInfo) -> Result<(), Rejectio
             ));
         }
     }
-    let existing_clash = existing_pods(cycle).any(|(p, n)| {
+    // Only nodes holding a pod with required anti-affinity can clash (upstream's
+    // `PodsWithRequiredAntiAffinity` list); usually there are none at all.
+    if !cycle.anti_affinity {
+        return Ok(());
+    }
+    let mut with_anti = cycle
+        .nodes
+        .iter()
+        .filter(|n| n.pods_with_required_anti_affinity > 0)
+        .flat_map(|n| {
+            n.pods
+                .iter()
+                .filter(|p| !same_pod(p, cycle.pod))
+                .map(move |p| (p, n))
+        });
+    let existing_clash = with_anti.any(|(p, n)| {
         required_terms(p, true).iter().any(|t| {
             let (Some(theirs), Some(ours)) = (
                 n.labels().get(&t.topology_key),

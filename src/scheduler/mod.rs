@@ -5,17 +5,33 @@
 //! ([`filter::PLUGINS`], upstream's default-profile order, stopping at the first rejection), the
 //! nodes left are scored by the score plugins ([`score::PLUGINS`], upstream's default weights,
 //! each normalized to 0–100), and the highest weighted sum wins. When no node passes,
-//! [`FitError`] prints upstream's FailedScheduling message. Nothing here does I/O; the loop that
-//! watches pods and posts bindings will sit next to it.
+//! [`FitError`] prints upstream's FailedScheduling message. Nothing here does I/O: [`queue`]
+//! orders the pending pods and [`run`] is the loop that watches, decides and binds.
 //!
-//! Simplifications, on purpose: pre-filter state is recomputed per node (fine for the cluster
-//! sizes rk3s targets), `namespaceSelector` in pod affinity terms only knows "empty selects all
-//! namespaces", and preemption is reported but never attempted.
+//! Simplifications, on purpose: pre-filter state is recomputed per node (cheap for pods without
+//! inter-pod affinity or spread constraints, which skip the cross-node work), `namespaceSelector` in pod affinity terms only knows "empty selects all
+//! namespaces".
 
 pub mod filter;
+pub mod preempt;
+pub mod queue;
+pub mod run;
 pub mod score;
 #[cfg(test)]
 mod tests;
+
+pub use run::start;
+
+/// What the scheduler needs, built by the composition root.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This process's `holderIdentity` in the scheduler's leader-election Lease.
+    pub identity: String,
+}
+
+/// The Lease the scheduler's leader holds (separate from the controller-manager's, as
+/// upstream, so the two can lead on different servers).
+pub const LEASE: &str = "kube-scheduler";
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -157,30 +173,74 @@ pub struct NodeInfo {
     pub allocatable: Resources,
     /// `status.allocatable.pods`.
     pub allowed_pods: i64,
+    /// How many of `pods` have any pod affinity or anti-affinity (upstream's
+    /// `PodsWithAffinity`), and how many a required anti-affinity term
+    /// (`PodsWithRequiredAntiAffinity`): the inter-pod plugins skip nodes where these are 0,
+    /// which keeps a cycle linear in the number of nodes for pods without such terms.
+    pub pods_with_affinity: usize,
+    pub pods_with_required_anti_affinity: usize,
 }
 
 impl NodeInfo {
     pub fn new(node: Node, pods: Vec<Pod>) -> Self {
-        let mut requested = Resources::default();
-        let mut non_zero_requested = Resources::default();
-        for p in &pods {
-            requested.add(&pod_requests(p, false));
-            non_zero_requested.add(&pod_requests(p, true));
+        let mut info = NodeInfo {
+            node: Node::default(),
+            pods: Vec::with_capacity(pods.len()),
+            requested: Resources::default(),
+            non_zero_requested: Resources::default(),
+            allocatable: Resources::default(),
+            allowed_pods: 0,
+            pods_with_affinity: 0,
+            pods_with_required_anti_affinity: 0,
+        };
+        info.set_node(node);
+        for p in pods {
+            info.add_pod(p);
         }
+        info
+    }
+
+    /// Replaces the Node object (an update from the API), keeping the pods.
+    pub fn set_node(&mut self, node: Node) {
         let alloc = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
-        let allocatable = alloc.map(Resources::from_list).unwrap_or_default();
-        let allowed_pods = alloc
+        self.allocatable = alloc.map(Resources::from_list).unwrap_or_default();
+        self.allowed_pods = alloc
             .and_then(|a| a.get("pods"))
             .map(|q| value(&q.0))
             .unwrap_or(0);
-        NodeInfo {
-            node,
-            pods,
-            requested,
-            non_zero_requested,
-            allocatable,
-            allowed_pods,
+        self.node = node;
+    }
+
+    /// Accounts a pod bound (or assumed) to this node.
+    pub fn add_pod(&mut self, pod: Pod) {
+        self.requested.add(&pod_requests(&pod, false));
+        self.non_zero_requested.add(&pod_requests(&pod, true));
+        let (affinity, anti) = affinity_kinds(&pod);
+        self.pods_with_affinity += usize::from(affinity);
+        self.pods_with_required_anti_affinity += usize::from(anti);
+        self.pods.push(pod);
+    }
+
+    /// Removes the pod with this uid, returning it; the sums are recomputed from what is left
+    /// rather than subtracted, so rounding can never drift.
+    pub fn remove_pod(&mut self, uid: &str) -> Option<Pod> {
+        let i = self
+            .pods
+            .iter()
+            .position(|p| p.metadata.uid.as_deref() == Some(uid))?;
+        let pod = self.pods.swap_remove(i);
+        self.requested = Resources::default();
+        self.non_zero_requested = Resources::default();
+        self.pods_with_affinity = 0;
+        self.pods_with_required_anti_affinity = 0;
+        for p in &self.pods {
+            self.requested.add(&pod_requests(p, false));
+            self.non_zero_requested.add(&pod_requests(p, true));
+            let (affinity, anti) = affinity_kinds(p);
+            self.pods_with_affinity += usize::from(affinity);
+            self.pods_with_required_anti_affinity += usize::from(anti);
         }
+        Some(pod)
     }
 
     pub fn name(&self) -> &str {
@@ -202,11 +262,27 @@ impl NodeInfo {
 }
 
 /// One scheduling attempt: the pod and the whole snapshot. Filters and scores that look across
-/// nodes (inter-pod affinity, topology spread, image locality) read `nodes`.
-#[derive(Clone, Copy, Debug)]
+/// nodes (inter-pod affinity, topology spread, image locality) read `nodes`. What every node's
+/// check needs is computed once per cycle, as upstream's PreFilter state.
+#[derive(Clone, Debug)]
 pub struct Cycle<'a> {
     pub pod: &'a Pod,
     pub nodes: &'a [NodeInfo],
+    /// The pod's requests.
+    pub requests: Resources,
+    /// Whether any node holds a pod with a required anti-affinity term.
+    pub anti_affinity: bool,
+}
+
+impl<'a> Cycle<'a> {
+    pub fn new(pod: &'a Pod, nodes: &'a [NodeInfo]) -> Cycle<'a> {
+        Cycle {
+            pod,
+            nodes,
+            requests: pod_requests(pod, false),
+            anti_affinity: nodes.iter().any(|n| n.pods_with_required_anti_affinity > 0),
+        }
+    }
 }
 
 /// Upstream's status codes for a filter rejection. The difference matters for preemption:
@@ -265,8 +341,7 @@ pub fn failure_message(total_nodes: usize, rejections: &[&Rejection]) -> String 
 }
 
 /// `failure_message` followed by the PostFilter (DefaultPreemption) message upstream appends
-/// when preemption finds no candidate. This scheduler does not preempt, so it reports what
-/// upstream reports when no lower-priority victims exist: nodes rejected as unresolvable are
+/// when preemption finds no candidate (see [`preempt`]): nodes rejected as unresolvable are
 /// "Preemption is not helpful for scheduling", the others "No preemption victims found for
 /// incoming pod". The doubled final "." is upstream's (its separator format wraps a message
 /// that already ends in one).
@@ -302,22 +377,53 @@ fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
 
 /// Runs the filters on every node, then scores the feasible ones and picks the best.
 pub fn schedule(pod: &Pod, nodes: &[NodeInfo]) -> Result<String, FitError> {
-    let cycle = Cycle { pod, nodes };
+    schedule_from(pod, nodes, 0, nodes.len()).0
+}
+
+/// Upstream's `numFeasibleNodesToFind` with the default `percentageOfNodesToScore` (adaptive:
+/// 50% minus 1% per 125 nodes, at least 5%), never fewer than 100 nodes: once that many
+/// feasible nodes are found the rest are not filtered, which bounds a cycle's cost in big
+/// clusters at a small cost in placement quality.
+pub fn nodes_to_find(all: usize) -> usize {
+    const MIN_FEASIBLE: usize = 100;
+    if all < MIN_FEASIBLE {
+        return all;
+    }
+    let percentage = 50usize.saturating_sub(all / 125).max(5);
+    (all * percentage / 100).max(MIN_FEASIBLE)
+}
+
+/// Filters nodes starting at `start` (wrapping around, as upstream's `nextStartNodeIndex` does
+/// so that every node gets its turn) until `to_find` feasible nodes are found, scores those and
+/// picks the best. Returns the decision and where the next cycle starts.
+pub fn schedule_from(
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    start: usize,
+    to_find: usize,
+) -> (Result<String, FitError>, usize) {
+    let cycle = Cycle::new(pod, nodes);
     let mut feasible = Vec::new();
     let mut rejections = Vec::new();
-    for node in nodes {
+    let n = nodes.len();
+    let mut visited = 0;
+    while visited < n && feasible.len() < to_find.max(1) {
+        let node = &nodes[(start + visited) % n];
+        visited += 1;
         match filter::run(&cycle, node) {
             Ok(()) => feasible.push(node),
             Err(r) => rejections.push((node.name().to_string(), r)),
         }
     }
-    match select_node(&cycle, &feasible) {
+    let next = if n == 0 { 0 } else { (start + visited) % n };
+    let decision = match select_node(&cycle, &feasible) {
         Some(name) => Ok(name),
         None => Err(FitError {
-            total_nodes: nodes.len(),
+            total_nodes: n,
             rejections,
         }),
-    }
+    };
+    (decision, next)
 }
 
 /// Sums every score plugin's normalized score times its weight and returns the node with the
@@ -333,6 +439,21 @@ pub fn select_node(cycle: &Cycle, feasible: &[&NodeInfo]) -> Option<String> {
 }
 
 // ---- shared matching vocabulary ----
+
+/// Whether the pod has any pod (anti-)affinity, and whether it has a required anti-affinity
+/// term.
+fn affinity_kinds(pod: &Pod) -> (bool, bool) {
+    let a = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+    let any = a.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some());
+    let anti = a
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_some_and(|t| !t.is_empty());
+    (any, anti)
+}
 
 fn pod_labels(pod: &Pod) -> &BTreeMap<String, String> {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();

@@ -253,6 +253,19 @@ pub fn inter_pod_affinity(cycle: &Cycle, feasible: &[&NodeInfo]) -> Vec<i64> {
     let pod = cycle.pod;
     let affinity_of = |p: &Pod| p.spec.as_ref().and_then(|s| s.affinity.clone());
     let ours = affinity_of(pod).unwrap_or_default();
+    let has_preferred =
+        |a: &Option<Vec<WeightedPodAffinityTerm>>| a.as_ref().is_some_and(|t| !t.is_empty());
+    let ours_prefers =
+        ours.pod_affinity.as_ref().is_some_and(|a| {
+            has_preferred(&a.preferred_during_scheduling_ignored_during_execution)
+        }) || ours.pod_anti_affinity.as_ref().is_some_and(|a| {
+            has_preferred(&a.preferred_during_scheduling_ignored_during_execution)
+        });
+    // Without preferred terms of its own, only existing pods with affinity can score (upstream
+    // skips the same work in PreScore): the common case stays linear in the number of nodes.
+    if !ours_prefers && cycle.nodes.iter().all(|n| n.pods_with_affinity == 0) {
+        return vec![0; feasible.len()];
+    }
     let our_terms: Vec<(&PodAffinityTerm, i64)> =
         weighted(ours.pod_affinity.as_ref().and_then(|a| {
             a.preferred_during_scheduling_ignored_during_execution

@@ -52,7 +52,7 @@ fn control_plane(name: &str) -> Node {
 }
 
 fn verdict(p: &Pod, nodes: &[NodeInfo], i: usize) -> Result<(), Rejection> {
-    filter::run(&Cycle { pod: p, nodes }, &nodes[i])
+    filter::run(&Cycle::new(p, nodes), &nodes[i])
 }
 
 fn reason(r: Result<(), Rejection>) -> String {
@@ -470,10 +470,7 @@ fn scores_pick_the_least_allocated_node() {
     ];
     let p = pod("p", "500m", "512Mi", json!({}));
     assert_eq!(choose(&p, &nodes), "b");
-    let cycle = Cycle {
-        pod: &p,
-        nodes: &nodes,
-    };
+    let cycle = Cycle::new(&p, &nodes);
     let feasible: Vec<&NodeInfo> = nodes.iter().collect();
     // (4000-3500)/4000 -> 12, (8192-6656)/8192 -> 18: (12+18)/2 = 15; b: (87+93)/2 = 90.
     assert_eq!(score::least_allocated(&cycle, &feasible), [15, 90]);
@@ -521,10 +518,7 @@ fn preferred_node_affinity_and_prefer_no_schedule_taints() {
             {"weight": 10, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}},
             {"weight": 30, "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["c"]}]}}]}}}}),
     );
-    let cycle = Cycle {
-        pod: &p,
-        nodes: &nodes,
-    };
+    let cycle = Cycle::new(&p, &nodes);
     let feasible: Vec<&NodeInfo> = nodes.iter().collect();
     assert_eq!(score::node_affinity(&cycle, &feasible), [0, 25, 100]);
     assert_eq!(score::taint_toleration(&cycle, &feasible), [100, 100, 0]);
@@ -547,10 +541,7 @@ fn image_locality_prefers_nodes_with_the_image() {
         info(with_image("b", 500 * 1024 * 1024)),
     ];
     let p = pod("p", "1", "1Gi", json!({}));
-    let cycle = Cycle {
-        pod: &p,
-        nodes: &nodes,
-    };
+    let cycle = Cycle::new(&p, &nodes);
     let feasible: Vec<&NodeInfo> = nodes.iter().collect();
     // 500Mi * 1/2 nodes = 250Mi; (250-23)*100/(1000-23) = 23.
     assert_eq!(score::image_locality(&cycle, &feasible), [0, 23]);
@@ -577,10 +568,7 @@ fn preferred_pod_affinity_and_spread_scores() {
         json!({"spec": {"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
             {"weight": 50, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}}]}}}}),
     );
-    let cycle = Cycle {
-        pod: &near_db,
-        nodes: &nodes,
-    };
+    let cycle = Cycle::new(&near_db, &nodes);
     assert_eq!(score::inter_pod_affinity(&cycle, &feasible), [100, 0]);
 
     let spread = labelled(
@@ -589,10 +577,7 @@ fn preferred_pod_affinity_and_spread_scores() {
         json!({"spec": {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
             "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "web"}}}]}}),
     );
-    let cycle = Cycle {
-        pod: &spread,
-        nodes: &nodes,
-    };
+    let cycle = Cycle::new(&spread, &nodes);
     // a1: 1 * ln(4) = 1.39 -> 1; b1: 0. Normalized: 100*(1+0-1)/1 = 0, 100*(1+0-0)/1 = 100.
     assert_eq!(score::pod_topology_spread(&cycle, &feasible), [0, 100]);
     assert_eq!(choose(&spread, &nodes), "b1");
@@ -659,12 +644,90 @@ fn balanced_allocation_skips_best_effort_pods() {
         json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}),
     )
     .unwrap();
-    let cycle = Cycle {
-        pod: &p,
-        nodes: &nodes,
-    };
+    let cycle = Cycle::new(&p, &nodes);
     let feasible: Vec<&NodeInfo> = nodes.iter().collect();
     assert_eq!(score::balanced_allocation(&cycle, &feasible), [0, 0]);
     // LeastAllocated still counts it with the non-zero defaults.
     assert_eq!(choose(&p, &nodes), "b");
+}
+
+// ---- preemption ----
+
+fn prio(name: &str, cpu: &str, priority: i32) -> Pod {
+    pod(name, cpu, "1Mi", json!({"spec": {"priority": priority}}))
+}
+
+fn preempt_on(
+    nodes: &[NodeInfo],
+    p: &Pod,
+    pdbs: &[k8s_openapi::api::policy::v1::PodDisruptionBudget],
+) -> Option<(String, Vec<String>, usize)> {
+    let fit = schedule(p, nodes).expect_err("the pod must not fit as is");
+    preempt::preempt(p, nodes, &fit, pdbs).map(|c| {
+        let names = c
+            .victims
+            .iter()
+            .map(|v| v.metadata.name.clone().unwrap())
+            .collect();
+        (c.node, names, c.pdb_violations)
+    })
+}
+
+#[test]
+fn preemption_evicts_only_what_is_needed_and_only_lower_priority() {
+    let n = NodeInfo::new(
+        node("n1", "1", "1Gi", json!({})),
+        vec![prio("low", "600m", 0), prio("mid", "300m", 5)],
+    );
+    let high = prio("high", "500m", 10);
+    assert_eq!(
+        preempt_on(std::slice::from_ref(&n), &high, &[]),
+        Some(("n1".into(), vec!["low".into()], 0))
+    );
+    // A pod of equal priority preempts nothing.
+    let same = prio("same", "500m", 0);
+    assert_eq!(preempt_on(std::slice::from_ref(&n), &same, &[]), None);
+    // preemptionPolicy Never opts out.
+    let polite = pod(
+        "polite",
+        "500m",
+        "1Mi",
+        json!({"spec": {"priority": 10, "preemptionPolicy": "Never"}}),
+    );
+    assert_eq!(preempt_on(&[n], &polite, &[]), None);
+}
+
+#[test]
+fn preemption_prefers_nodes_whose_victims_no_budget_protects_then_cheaper_victims() {
+    let guarded = NodeInfo::new(
+        node("a", "1", "1Gi", json!({})),
+        vec![pod(
+            "db",
+            "800m",
+            "1Mi",
+            json!({"metadata": {"labels": {"app": "db"}}, "spec": {"priority": 0}}),
+        )],
+    );
+    let busier = NodeInfo::new(
+        node("b", "1", "1Gi", json!({})),
+        vec![prio("batch", "800m", 3)],
+    );
+    let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "db"}}},
+        "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1},
+    }))
+    .unwrap();
+    let high = prio("high", "500m", 10);
+    // Without the budget the lower-priority victim (on a) wins; with it, b's victim does.
+    assert_eq!(
+        preempt_on(&[guarded.clone(), busier.clone()], &high, &[])
+            .unwrap()
+            .0,
+        "a"
+    );
+    assert_eq!(
+        preempt_on(&[guarded, busier], &high, &[pdb]),
+        Some(("b".into(), vec!["batch".into()], 0))
+    );
 }

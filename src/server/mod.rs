@@ -8,10 +8,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::apiserver::{self, Api};
-use crate::controllers;
 use crate::data_dir::DataDir;
 use crate::pki::{self, Pki};
 use crate::store::{self, Store, grpc};
+use crate::{controllers, leader, scheduler};
 
 /// Everything `rk3s server` needs, built by `cli` from flags, env and the config file.
 #[derive(Debug, Clone)]
@@ -23,8 +23,12 @@ pub struct Config {
     /// This node's address (the `kubernetes` Service endpoint).
     pub node_ip: IpAddr,
     pub apiserver: apiserver::Config,
+    /// This server's identity in the controller-manager's leader election (the node name).
+    pub identity: String,
     /// The controller-manager's settings; `None` with `--disable-controller-manager`.
     pub controllers: Option<controllers::Config>,
+    /// The scheduler's settings; `None` with `--disable-scheduler`.
+    pub scheduler: Option<scheduler::Config>,
 }
 
 /// Everything `rk3s datastore` needs: the store alone, served on one endpoint (like kine).
@@ -45,17 +49,45 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.store)?;
     let mut listens = vec![grpc::Listen::Unix(config.data_dir.etcd_socket())];
     listens.extend(config.etcd_listen.clone());
-    let (api, api_task) = start_apiserver(&config, store.clone()).await?;
+    let (api, api_task, server_ca) = start_apiserver(&config, store.clone()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    // The controllers talk to the API in-process, as the controller-manager's user.
-    let controllers_task = config.controllers.clone().map(|c| {
-        let client = apiserver::local::client(api, apiserver::local::controller_manager());
-        tokio::spawn(controllers::run(client, c, stop_rx))
-    });
-    let result = serve_until_signal(store, listens, stop_tx).await;
-    if let Some(task) = controllers_task {
-        task.abort();
+    let mut elected = tokio::task::JoinSet::new();
+    // The controllers and the scheduler talk to the API in-process, each as its upstream user,
+    // and each runs only while this server holds its Lease.
+    if let Some(mut c) = config.controllers.clone() {
+        // The CA that signed the serving certificate is what pods use to verify the API.
+        c.root_ca = server_ca;
+        let client = apiserver::local::client(api.clone(), apiserver::local::controller_manager());
+        let start = {
+            let client = client.clone();
+            move || controllers::start(&client, &c)
+        };
+        let identity = config.identity.clone();
+        elected.spawn(leader::run(
+            client,
+            controllers::LEASE,
+            identity,
+            stop_rx.clone(),
+            start,
+        ));
     }
+    if let Some(s) = config.scheduler.clone() {
+        let client = apiserver::local::client(api.clone(), apiserver::local::scheduler());
+        let identity = s.identity;
+        let start = {
+            let (client, identity) = (client.clone(), identity.clone());
+            move || scheduler::start(&client, &identity)
+        };
+        elected.spawn(leader::run(
+            client,
+            scheduler::LEASE,
+            identity,
+            stop_rx,
+            start,
+        ));
+    }
+    let result = serve_until_signal(store, listens, stop_tx).await;
+    elected.abort_all();
     api_task.abort();
     result
 }
@@ -65,12 +97,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 async fn start_apiserver(
     config: &Config,
     store: Store,
-) -> anyhow::Result<(Arc<Api>, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(Arc<Api>, tokio::task::JoinHandle<()>, String)> {
     let a = &config.apiserver;
     let service_ip = IpAddr::V4(a.service_cidr.nth(1));
     let sans = pki::Sans::standard(&a.cluster_domain, service_ip, &a.tls_sans);
     let pki = Pki::load_or_create(&a.tls_dir, &sans)?;
-    let api = Arc::new(Api::new(store, a));
+    let mut api = Api::new(store, a);
+    // Orphan and Foreground deletion wait for the garbage collector, which runs with the
+    // controller-manager.
+    api.garbage_collector = config.controllers.is_some();
+    let api = Arc::new(api);
     api.bootstrap(config.node_ip, a.https_port)
         .await
         .map_err(|e| {
@@ -97,7 +133,7 @@ async fn start_apiserver(
             .with_context(|| format!("writing the kubeconfig {}", path.display()))?;
         tracing::info!(path = %path.display(), "wrote kubeconfig");
     }
-    Ok((api, task))
+    Ok((api, task, pki.server_ca.cert_pem.clone()))
 }
 
 /// The address of the interface that holds the default route (IPv4), else 127.0.0.1.

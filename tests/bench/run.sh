@@ -25,8 +25,16 @@ case "$name" in
     cargo build --release --bin rk3s --example bench-api
     RK3S_BIN=target/release/rk3s target/release/examples/bench-api
     ;;
+  control)
+    dpkg -s protobuf-compiler >/dev/null 2>&1 || {
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
+    }
+    cargo build --release --bin rk3s --example bench-control
+    RK3S_BIN=target/release/rk3s target/release/examples/bench-control
+    ;;
   *)
-    echo "usage: tests/bench/run.sh NAME (available: store, api)" >&2
+    echo "usage: tests/bench/run.sh NAME (available: store, api, control)" >&2
     exit 2
     ;;
 esac

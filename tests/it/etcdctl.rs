@@ -16,9 +16,9 @@ fn on_rk3s_datastore(scenario: fn(&Process)) {
     scenario(&Process::datastore(dir.path(), &[]));
 }
 
-/// `rk3s server` without the controller-manager, whose Lease renewals would move the revision
-/// under scenarios that expect only their own writes to.
-const STORE_ONLY: &[&str] = &["--disable-controller-manager"];
+/// `rk3s server` without the controller-manager and the scheduler, whose Lease renewals would
+/// move the revision under scenarios that expect only their own writes to.
+const STORE_ONLY: &[&str] = &["--disable-controller-manager", "--disable-scheduler"];
 
 fn on_rk3s_server_socket(scenario: fn(&Process)) {
     if !have_etcdctl() {

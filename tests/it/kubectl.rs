@@ -33,12 +33,25 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) fn start(minor: u32) -> Option<Cluster> {
+        Cluster::start_with(minor, &[])
+    }
+
+    /// A server without the controller-manager and the scheduler: what is stored is exactly
+    /// what clients wrote, for flows that check the API server's own output.
+    pub(crate) fn start_api_only(minor: u32) -> Option<Cluster> {
+        Cluster::start_with(
+            minor,
+            &["--disable-controller-manager", "--disable-scheduler"],
+        )
+    }
+
+    pub(crate) fn start_with(minor: u32, extra: &[&str]) -> Option<Cluster> {
         let kubectl = kubectl_bin(minor)?;
         if !have_etcdctl() {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let server = Process::server(dir.path(), &[]);
+        let server = Process::server(dir.path(), extra);
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
@@ -126,6 +139,10 @@ impl Cluster {
     }
 
     /// What the server logged so far (for failure messages).
+    pub(crate) fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
     pub(crate) fn server_log(&self) -> String {
         self._server.log()
     }
@@ -138,8 +155,26 @@ impl Cluster {
     }
 }
 
-/// One test per kubectl version for each flow.
+/// One test per kubectl version for each flow; `api_only` flows run without controllers (their
+/// expected output is what the API server stores, untouched by controllers: no pods for a
+/// Deployment, no `kube-root-ca.crt` in a namespace).
 macro_rules! both_versions {
+    ($name:ident, api_only) => {
+        mod $name {
+            #[test]
+            fn kubectl_1_27() {
+                if let Some(c) = super::Cluster::start_api_only(27) {
+                    super::$name(&c);
+                }
+            }
+            #[test]
+            fn kubectl_1_33() {
+                if let Some(c) = super::Cluster::start_api_only(33) {
+                    super::$name(&c);
+                }
+            }
+        }
+    };
     ($name:ident) => {
         mod $name {
             #[test]
@@ -342,7 +377,7 @@ fn create_get_apply_label_patch_scale_delete(c: &Cluster) {
     assert_eq!(left, "", "{left}");
 }
 
-both_versions!(watch_sees_changes);
+both_versions!(watch_sees_changes, api_only);
 fn watch_sees_changes(c: &Cluster) {
     c.ok(&["create", "configmap", "w1", "--from-literal=a=1"]);
     let mut child = c
@@ -850,7 +885,7 @@ fn multi_document_file_create_then_apply_changes_and_removals(c: &Cluster) {
     c.clean(&["delete", "-f", &v2]);
 }
 
-both_versions!(get_prints_wide_json_jsonpath_and_custom_columns);
+both_versions!(get_prints_wide_json_jsonpath_and_custom_columns, api_only);
 fn get_prints_wide_json_jsonpath_and_custom_columns(c: &Cluster) {
     c.clean_in(&["create", "-f", "-"], Some(SHOP));
     c.clean(&[
@@ -1004,7 +1039,7 @@ fn get_prints_wide_json_jsonpath_and_custom_columns(c: &Cluster) {
     );
 }
 
-both_versions!(describe_shows_sections_and_each_objects_events);
+both_versions!(describe_shows_sections_and_each_objects_events, api_only);
 fn describe_shows_sections_and_each_objects_events(c: &Cluster) {
     c.clean_in(&["create", "-f", "-"], Some(SHOP));
     c.clean(&[
@@ -1328,7 +1363,10 @@ fn label_annotate_and_patch_keep_their_rules(c: &Cluster) {
     assert!(svc["metadata"]["labels"].get("release").is_none(), "{svc}");
 }
 
-both_versions!(delete_all_by_label_and_wait_for_deletion_and_conditions);
+both_versions!(
+    delete_all_by_label_and_wait_for_deletion_and_conditions,
+    api_only
+);
 fn delete_all_by_label_and_wait_for_deletion_and_conditions(c: &Cluster) {
     c.clean(&["create", "namespace", "batch"]);
     for n in ["a", "b", "c"] {

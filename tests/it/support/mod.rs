@@ -6,6 +6,8 @@
 //! server behind. Tests that need a tool which is not installed print `SKIP: <reason>` and return;
 //! `tests/run.sh` installs the tools, so CI always runs them.
 
+pub mod simnodes;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -1,8 +1,11 @@
 //! Leader election on a coordination.k8s.io Lease, with client-go's `leaderelection` semantics
-//! as kube-controller-manager uses them: a 15 s lease, renewed every 2 s, given up when it could
-//! not be renewed for 10 s, and taken over only once the current holder has not renewed it for a
-//! whole lease duration as observed by this process's own clock (so clock skew between servers
-//! does not matter).
+//! as kube-controller-manager and kube-scheduler use them: a 15 s lease, renewed every 2 s, given
+//! up when it could not be renewed for 10 s, and taken over only once the current holder has not
+//! renewed it for a whole lease duration as observed by this process's own clock (so clock skew
+//! between servers does not matter).
+//!
+//! Like client-go's package it is a client library, not a component: the composition root
+//! (`server`) runs [`run`] once per elected component, each with its own Lease.
 
 use std::time::Duration;
 
@@ -11,10 +14,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 pub const LEASE_NAMESPACE: &str = "kube-system";
-pub const LEASE_NAME: &str = "kube-controller-manager";
 /// kube-controller-manager's `--leader-elect-lease-duration`.
 pub const LEASE_DURATION_SECONDS: i32 = 15;
 /// kube-controller-manager's `--leader-elect-renew-deadline`.
@@ -66,18 +70,75 @@ pub fn desired_lease(
 /// What identifies one renewal of the Lease: its holder and renew time.
 type Record = (Option<String>, Option<MicroTime>);
 
+/// Campaigns for the Lease `kube-system/<lease>` and, while this process holds it, runs what
+/// `start` spawns; returns once `stop` turns true (the tasks are cancelled and the Lease is left
+/// to expire, as upstream's components do without `ReleaseOnCancel`). A task that ends (a panic)
+/// is reported and the whole set is started again.
+pub async fn run(
+    client: Client,
+    lease: &str,
+    identity: String,
+    mut stop: watch::Receiver<bool>,
+    start: impl Fn() -> JoinSet<()>,
+) {
+    let mut elector = Elector::new(client, lease, identity.clone());
+    let mut running: Option<JoinSet<()>> = None;
+    let mut last_renew = Instant::now();
+    let mut tick = tokio::time::interval(RETRY_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let attempt = async {
+            tick.tick().await;
+            tokio::time::timeout(RENEW_DEADLINE, elector.try_acquire_or_renew()).await
+        };
+        let held = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            held = attempt => held,
+        };
+        if let Some(set) = running.as_mut()
+            && let Some(done) = set.try_join_next()
+        {
+            tracing::error!(lease, outcome = ?done.err(), "a task stopped; restarting them all");
+            running = None;
+        }
+        match held {
+            Ok(Ok(true)) => {
+                last_renew = Instant::now();
+                if running.is_none() {
+                    tracing::info!(lease, identity = %identity, "became the leader");
+                    running = Some(start());
+                }
+            }
+            outcome => {
+                if let Ok(Err(e)) = &outcome {
+                    tracing::debug!(lease, error = %e, "leader election");
+                }
+                // Upstream's RenewDeadline: a leader that cannot renew in time stops leading.
+                if running.is_some() && last_renew.elapsed() >= RENEW_DEADLINE {
+                    tracing::warn!(lease, "lost the lease; stopping");
+                    running = None;
+                }
+            }
+        }
+    }
+    // Dropping the set aborts every task.
+    drop(running);
+}
+
 /// One candidate: its identity and what it last observed of the Lease.
 pub struct Elector {
     leases: Api<Lease>,
+    name: String,
     identity: String,
     /// The last (holder, renewTime) seen and when this process first saw it.
     observed: Option<(Record, Instant)>,
 }
 
 impl Elector {
-    pub fn new(client: Client, identity: String) -> Elector {
+    pub fn new(client: Client, lease: &str, identity: String) -> Elector {
         Elector {
             leases: Api::namespaced(client, LEASE_NAMESPACE),
+            name: lease.to_string(),
             identity,
             observed: None,
         }
@@ -86,11 +147,11 @@ impl Elector {
     /// client-go's `tryAcquireOrRenew`: `Ok(true)` while this candidate holds the Lease.
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
-        let Some(mut lease) = self.leases.get_opt(LEASE_NAME).await? else {
+        let Some(mut lease) = self.leases.get_opt(&self.name).await? else {
             let spec = desired_lease(None, &self.identity, now, true);
             let lease = Lease {
                 metadata: ObjectMeta {
-                    name: Some(LEASE_NAME.into()),
+                    name: Some(self.name.clone()),
                     namespace: Some(LEASE_NAMESPACE.into()),
                     ..ObjectMeta::default()
                 },
@@ -121,7 +182,7 @@ impl Elector {
         // The read resourceVersion makes this a compare-and-swap: a racing candidate gets 409.
         match self
             .leases
-            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .replace(&self.name, &PostParams::default(), &lease)
             .await
         {
             Ok(l) => {
