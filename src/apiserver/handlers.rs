@@ -300,6 +300,10 @@ impl Selectors {
     pub fn matches(&self, obj: &Value) -> bool {
         self.label.matches(labels(obj)) && self.field.matches(obj)
     }
+
+    pub fn is_everything(&self) -> bool {
+        self.label.is_everything() && self.field.is_everything()
+    }
 }
 
 /// An opaque continue token: the revision of the first page and the last key returned.

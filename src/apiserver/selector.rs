@@ -223,6 +223,11 @@ impl LabelSelector {
         LabelSelector::default()
     }
 
+    /// Whether it selects every object (no requirements).
+    pub fn is_everything(&self) -> bool {
+        self.requirements.is_empty() && !self.nothing
+    }
+
     /// The selector that matches no object.
     pub fn nothing() -> LabelSelector {
         LabelSelector {
@@ -1267,6 +1272,11 @@ pub struct FieldSelector {
 }
 
 impl FieldSelector {
+    /// Whether it selects every object (no requirements).
+    pub fn is_everything(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
     /// The selector that matches every object.
     pub fn everything() -> FieldSelector {
         FieldSelector {

@@ -271,12 +271,18 @@ pub struct Event {
     pub deleted: bool,
 }
 
-pub fn decode_event(e: &PbEvent) -> Result<Option<Event>> {
+/// Decodes a store event. Without `previous_object` the previous state of an update is not
+/// parsed (`previous` is `Some(Null)` when there was one): a watcher without selectors only
+/// needs to know it existed, and parsing it is half the cost of a watch event.
+pub fn decode_event_for(e: &PbEvent, previous_object: bool) -> Result<Option<Event>> {
     let Some(kv) = &e.kv else { return Ok(None) };
     let revision = kv.mod_revision;
     let key = String::from_utf8_lossy(&kv.key).into_owned();
     let previous = match &e.prev_kv {
-        Some(p) => Some(decode(&p.key, &p.value, p.mod_revision)?.object),
+        Some(p) if previous_object || e.r#type == EVENT_DELETE => {
+            Some(decode(&p.key, &p.value, p.mod_revision)?.object)
+        }
+        Some(_) => Some(Value::Null),
         None => None,
     };
     if e.r#type == EVENT_DELETE {

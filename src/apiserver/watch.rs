@@ -12,7 +12,7 @@ use super::handlers::{Call, Selectors, as_table};
 use super::request::Format;
 use super::resources::Resource;
 use super::status::{ApiError, Result};
-use super::storage::decode_event;
+use super::storage::decode_event_for;
 
 /// How often a bookmark is sent to watchers that asked for them.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
@@ -150,6 +150,8 @@ impl Watcher {
                 )))
                 .await;
         }
+        // Without selectors an event's previous state only matters for whether it existed.
+        let everything = self.sel.is_everything();
         let mut watch = self.storage.watch(&prefix, from);
         let synced = watch.synced();
         let mut tick = tokio::time::interval(BOOKMARK_EVERY);
@@ -185,13 +187,19 @@ impl Watcher {
                 Err(_) => return,
             };
             for e in &events {
-                let Ok(Some(ev)) = decode_event(e) else {
+                let Ok(Some(ev)) = decode_event_for(e, !everything) else {
                     continue;
                 };
                 let object = self.present(ev.object);
-                let previous = ev.previous.map(|p| self.present(p));
-                let now = !ev.deleted && self.sel.matches(&object);
-                let before = previous.as_ref().is_some_and(|p| self.sel.matches(p));
+                let (now, before) = if everything {
+                    (!ev.deleted, ev.previous.is_some())
+                } else {
+                    let previous = ev.previous.map(|p| self.present(p));
+                    (
+                        !ev.deleted && self.sel.matches(&object),
+                        previous.as_ref().is_some_and(|p| self.sel.matches(p)),
+                    )
+                };
                 let kind = match (before, now, ev.deleted) {
                     (true, _, true) => "DELETED",
                     (false, true, _) => "ADDED",

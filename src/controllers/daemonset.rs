@@ -51,24 +51,7 @@ const COMPONENT: &str = "daemonset-controller";
 
 // ---- scheduling predicates (the controller may not import the scheduler) ----
 
-/// Upstream's `Toleration.ToleratesTaint`.
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    let effect = t.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "" | "Equal" => {
-            t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
-}
+use super::nodelifecycle::tolerates;
 
 /// Whether some taint with one of `effects` is tolerated by none of `tolerations` (upstream's
 /// `FindMatchingUntoleratedTaint`).
@@ -872,21 +855,7 @@ impl Controller {
                 }
             }
         });
-        let weak = Arc::downgrade(&this);
-        this.revisions.on_change(move |change| {
-            let Some(c) = weak.upgrade() else { return };
-            let rev = match change {
-                Change::Applied { new, .. } => new,
-                Change::Deleted(old) => old,
-            };
-            if let Some(o) = controller_of(rev.as_ref()).filter(|o| o.kind == "DaemonSet") {
-                c.queue.add(format!(
-                    "{}/{}",
-                    rev.namespace().unwrap_or_default(),
-                    o.name
-                ));
-            }
-        });
+        this.revisions.enqueue_owners(&this.queue, "DaemonSet");
         this
     }
 

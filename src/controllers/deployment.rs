@@ -603,16 +603,7 @@ impl Controller {
             pods,
             queue: WorkQueue::new(),
         });
-        let weak = Arc::downgrade(&this);
-        this.deployments.on_change(move |change| {
-            if let Some(c) = weak.upgrade() {
-                let d = match change {
-                    Change::Applied { new, .. } => new,
-                    Change::Deleted(old) => old,
-                };
-                c.queue.add(key_of(d.as_ref()));
-            }
-        });
+        this.deployments.enqueue_changes(&this.queue);
         let weak = Arc::downgrade(&this);
         this.replica_sets.on_change(move |change| {
             if let Some(c) = weak.upgrade() {

@@ -734,16 +734,7 @@ impl Controller {
         });
         // Endpoints (mirroring, the API server's slice, a deleted Endpoints to restore) and
         // slices (deleted or edited by someone else) lead back to their Service.
-        let weak = Arc::downgrade(&this);
-        this.endpoints.on_change(move |change| {
-            if let Some(c) = weak.upgrade() {
-                let e = match change {
-                    Change::Applied { new, .. } => new,
-                    Change::Deleted(old) => old,
-                };
-                c.queue.add(key_of(e.as_ref()));
-            }
-        });
+        this.endpoints.enqueue_changes(&this.queue);
         let weak = Arc::downgrade(&this);
         this.slices.on_change(move |change| {
             if let Some(c) = weak.upgrade() {

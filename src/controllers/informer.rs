@@ -53,6 +53,23 @@ pub enum Change<K> {
     Deleted(Arc<K>),
 }
 
+impl<K> Change<K> {
+    /// The object changed: its new state, or its last one when deleted.
+    pub fn object(&self) -> &Arc<K> {
+        match self {
+            Change::Applied { new, .. } => new,
+            Change::Deleted(old) => old,
+        }
+    }
+}
+
+/// `namespace/name` of the object's controller when that is a `kind`.
+pub fn owner_key<K: Resource>(obj: &K, kind: &str) -> Option<String> {
+    let owner = controller_of(obj).filter(|o| o.kind == kind)?;
+    let ns = obj.meta().namespace.as_deref().unwrap_or_default();
+    Some(format!("{ns}/{}", owner.name))
+}
+
 type Handler<K> = Box<dyn Fn(&Change<K>) + Send + Sync>;
 
 struct Objects<K> {
@@ -102,6 +119,22 @@ where
     /// Registers a handler; call before [`Informer::run`] so no change is missed.
     pub fn on_change(&self, handler: impl Fn(&Change<K>) + Send + Sync + 'static) {
         lock(&self.handlers).push(Box::new(handler));
+    }
+
+    /// Queues the key of every changed object.
+    pub fn enqueue_changes(&self, queue: &Arc<WorkQueue>) {
+        let queue = queue.clone();
+        self.on_change(move |change| queue.add(key_of(change.object().as_ref())));
+    }
+
+    /// Queues the controller (of `kind`) of every changed object.
+    pub fn enqueue_owners(&self, queue: &Arc<WorkQueue>, kind: &'static str) {
+        let queue = queue.clone();
+        self.on_change(move |change| {
+            if let Some(key) = owner_key(change.object().as_ref(), kind) {
+                queue.add(key);
+            }
+        });
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<K>> {

@@ -165,8 +165,9 @@ pub fn desired_taints(node: &Node, now: Timestamp) -> Option<Vec<Taint>> {
     (next != current).then_some(next)
 }
 
-/// Upstream's `Toleration.ToleratesTaint`.
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+/// Upstream's `Toleration.ToleratesTaint` (shared by the controllers that place or evict
+/// pods; the scheduler, a separate component, has its own).
+pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     let effect = t.effect.as_deref().unwrap_or_default();
     if !effect.is_empty() && effect != taint.effect {
         return false;

@@ -631,16 +631,7 @@ impl Controller {
             revisions,
             queue: WorkQueue::new(),
         });
-        let weak = Arc::downgrade(&this);
-        this.sets.on_change(move |change| {
-            if let Some(c) = weak.upgrade() {
-                let set = match change {
-                    Change::Applied { new, .. } => new,
-                    Change::Deleted(old) => old,
-                };
-                c.queue.add(key_of(set.as_ref()));
-            }
-        });
+        this.sets.enqueue_changes(&this.queue);
         let weak = Arc::downgrade(&this);
         this.pods.on_change(move |change| {
             let Some(c) = weak.upgrade() else { return };
@@ -665,21 +656,7 @@ impl Controller {
                 }
             }
         });
-        let weak = Arc::downgrade(&this);
-        this.revisions.on_change(move |change| {
-            let Some(c) = weak.upgrade() else { return };
-            let rev = match change {
-                Change::Applied { new, .. } => new,
-                Change::Deleted(old) => old,
-            };
-            if let Some(o) = controller_of(rev.as_ref()).filter(|o| o.kind == "StatefulSet") {
-                c.queue.add(format!(
-                    "{}/{}",
-                    rev.namespace().unwrap_or_default(),
-                    o.name
-                ));
-            }
-        });
+        this.revisions.enqueue_owners(&this.queue, "StatefulSet");
         this
     }
 
