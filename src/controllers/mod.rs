@@ -167,6 +167,12 @@ pub fn start(client: &Client, config: &Config) -> JoinSet<()> {
         rcs.clone(),
         stateful_sets.clone(),
     );
+    let pod_gc = podgc::run(
+        client.clone(),
+        podgc::Config::default(),
+        pods.clone(),
+        nodes.clone(),
+    );
     // Handlers are registered above; only now do the watches start.
     set.spawn(pods.run());
     set.spawn(replica_sets.run());
@@ -182,7 +188,7 @@ pub fn start(client: &Client, config: &Config) -> JoinSet<()> {
     set.spawn(cronjob.run(config.resync));
     set.spawn(namespace::run(client.clone(), config.resync));
     set.spawn(gc::run(client.clone(), config.resync));
-    set.spawn(podgc::run(client.clone(), podgc::Config::default()));
+    set.spawn(pod_gc);
     set.spawn(nodes.run());
     set.spawn(node_leases.run());
     set.spawn(lifecycle.run());

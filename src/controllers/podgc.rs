@@ -9,16 +9,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::watcher;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use super::informer::{Change, Informer};
 
 /// Upstream's default `--terminated-pod-gc-threshold`.
 pub const TERMINATED_POD_GC_THRESHOLD: usize = 12500;
@@ -52,83 +52,64 @@ impl Default for Config {
 
 /// Runs the pod garbage collector: a pass every `config.period`, and sooner when a pod starts
 /// terminating without a node, a node is deleted, or a quarantine ends.
-pub async fn run(client: Client, config: Config) {
+pub async fn run(
+    client: Client,
+    config: Config,
+    pods: Arc<Informer<Pod>>,
+    nodes: Arc<Informer<Node>>,
+) {
     let wake = Arc::new(Notify::new());
-    let pods_watch = {
-        let (client, wake) = (client.clone(), wake.clone());
-        async move {
-            let pods: Api<Pod> = Api::all(client);
-            let mut events = watcher(pods, watcher::Config::default()).boxed();
-            while let Some(event) = events.next().await {
-                match event {
-                    Ok(watcher::Event::Apply(p)) if unscheduled_terminating(&p) => {
-                        wake.notify_one()
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "pod gc watching pods");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
+    // The shared informers' changes wake the pass: an unscheduled pod being deleted, a node
+    // gone.
+    {
+        let wake = wake.clone();
+        pods.on_change(move |change| {
+            if let Change::Applied { new, .. } = change
+                && unscheduled_terminating(new)
+            {
+                wake.notify_one();
             }
+        });
+    }
+    {
+        let wake = wake.clone();
+        nodes.on_change(move |change| {
+            if let Change::Deleted(_) = change {
+                wake.notify_one();
+            }
+        });
+    }
+    pods.wait_synced().await;
+    nodes.wait_synced().await;
+    let mut missing_since: BTreeMap<String, Instant> = BTreeMap::new();
+    loop {
+        if let Err(e) = gc(&client, &config, &pods, &nodes, &mut missing_since).await {
+            tracing::warn!(error = %e, "pod garbage collector");
         }
-    };
-    let nodes_watch = {
-        let (client, wake) = (client.clone(), wake.clone());
-        async move {
-            let nodes: Api<Node> = Api::all(client);
-            let mut events = watcher(nodes, watcher::Config::default()).boxed();
-            while let Some(event) = events.next().await {
-                match event {
-                    Ok(watcher::Event::Delete(_)) => wake.notify_one(),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "pod gc watching nodes");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
+        // Wake when the next quarantine ends, not only on the period.
+        let now = Instant::now();
+        let wait = missing_since
+            .values()
+            .map(|since| (*since + config.quarantine).saturating_duration_since(now))
+            .fold(config.period, Duration::min);
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-    };
-    let work = async {
-        let mut missing_since: BTreeMap<String, Instant> = BTreeMap::new();
-        loop {
-            if let Err(e) = gc(&client, &config, &mut missing_since).await {
-                tracing::warn!(error = %e, "pod garbage collector");
-            }
-            // Wake when the next quarantine ends, not only on the period.
-            let now = Instant::now();
-            let wait = missing_since
-                .values()
-                .map(|since| (*since + config.quarantine).saturating_duration_since(now))
-                .fold(config.period, Duration::min);
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-    };
-    tokio::join!(pods_watch, nodes_watch, work);
+    }
 }
 
 /// One pass, in upstream's order: terminated, orphaned, unscheduled terminating.
 async fn gc(
     client: &Client,
     config: &Config,
+    pod_cache: &Informer<Pod>,
+    node_cache: &Informer<Node>,
     missing_since: &mut BTreeMap<String, Instant>,
 ) -> Result<(), kube::Error> {
-    let pods: Vec<Pod> = Api::<Pod>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let pods: Vec<Pod> = pod_cache.list().iter().map(|p| (**p).clone()).collect();
     let nodes: Api<Node> = Api::all(client.clone());
-    let existing: BTreeSet<String> = nodes
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .map(|n| n.name_any())
-        .collect();
+    let existing: BTreeSet<String> = node_cache.list().iter().map(|n| n.name_any()).collect();
 
     for pod in select_terminated(&pods, config.terminated_pod_threshold) {
         mark_failed_and_delete(client, pod, None).await;
