@@ -187,7 +187,10 @@ pub fn start(client: &Client, config: &Config) -> JoinSet<()> {
     set.spawn(cronjobs.run());
     set.spawn(cronjob.run(config.resync));
     set.spawn(namespace::run(client.clone(), config.resync));
-    set.spawn(gc::run(client.clone(), config.resync));
+    // The garbage collector's watches restart with a full re-list of every resource; doing
+    // that every resync would cost a list of every object in the cluster each 30 s (upstream
+    // re-lists only after watch errors), so it re-lists every ten.
+    set.spawn(gc::run(client.clone(), config.resync * 10));
     set.spawn(pod_gc);
     set.spawn(nodes.run());
     set.spawn(node_leases.run());
