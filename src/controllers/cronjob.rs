@@ -489,15 +489,7 @@ fn finished(job: &Job) -> Option<&'static str> {
 }
 
 fn reference_to(job: &Job) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("Job".into()),
-        name: job.metadata.name.clone(),
-        namespace: job.metadata.namespace.clone(),
-        uid: job.metadata.uid.clone(),
-        resource_version: job.metadata.resource_version.clone(),
-        ..Default::default()
-    }
+    kube::Resource::object_ref(job, &())
 }
 
 /// An event to record on the CronJob.

@@ -37,7 +37,8 @@ use super::informer::{
     split_key,
 };
 use super::replicaset::{
-    is_available, is_ready, owner_ref, pod_from_template, selects_some, slow_start,
+    is_available, is_empty_selector, is_ready, owner_ref, pod_from_template, selects_some,
+    slow_start,
 };
 
 /// The pod and ControllerRevision label with the template hash (upstream's
@@ -908,17 +909,7 @@ impl Controller {
         };
         let spec = ds.spec.clone().unwrap_or_default();
         let reference = object_reference("apps/v1", "DaemonSet", &ds.metadata);
-        if spec
-            .selector
-            .match_labels
-            .as_ref()
-            .is_none_or(|m| m.is_empty())
-            && spec
-                .selector
-                .match_expressions
-                .as_ref()
-                .is_none_or(|m| m.is_empty())
-        {
+        if is_empty_selector(&spec.selector) {
             self.events.warning(
                 reference,
                 "SelectingAll",

@@ -26,7 +26,7 @@ use super::events::Events;
 use super::informer::{
     Change, Informer, Requeue, WorkQueue, controller_of, key_of, run_workers, split_key,
 };
-use super::replicaset::{is_active, owner_ref, selects_some};
+use super::replicaset::{is_active, is_empty_selector, owner_ref, selects_some};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
@@ -669,15 +669,7 @@ impl Controller {
     }
 
     fn reference(d: &Deployment) -> k8s_openapi::api::core::v1::ObjectReference {
-        k8s_openapi::api::core::v1::ObjectReference {
-            api_version: Some("apps/v1".into()),
-            kind: Some("Deployment".into()),
-            name: d.metadata.name.clone(),
-            namespace: d.metadata.namespace.clone(),
-            uid: d.metadata.uid.clone(),
-            resource_version: d.metadata.resource_version.clone(),
-            ..Default::default()
-        }
+        kube::Resource::object_ref(d, &())
     }
 
     /// Upstream's `syncDeployment`.
@@ -693,7 +685,7 @@ impl Controller {
             .as_ref()
             .map(|s| s.selector.clone())
             .unwrap_or_default();
-        if empty_selector(&selector) {
+        if is_empty_selector(&selector) {
             self.events.warning(
                 Self::reference(&d),
                 "SelectingAll",
@@ -1335,11 +1327,6 @@ impl Controller {
         }
         Ok(None)
     }
-}
-
-fn empty_selector(sel: &LabelSelector) -> bool {
-    sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty())
 }
 
 #[cfg(test)]

@@ -446,15 +446,7 @@ impl Controller {
 }
 
 fn reference(pdb: &PodDisruptionBudget) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("policy/v1".into()),
-        kind: Some("PodDisruptionBudget".into()),
-        name: pdb.metadata.name.clone(),
-        namespace: pdb.metadata.namespace.clone(),
-        uid: pdb.metadata.uid.clone(),
-        resource_version: pdb.metadata.resource_version.clone(),
-        ..ObjectReference::default()
-    }
+    kube::Resource::object_ref(pdb, &())
 }
 
 #[cfg(test)]

@@ -35,7 +35,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 
-use super::informer::{Change, Informer, Requeue, WorkQueue, key_of, lock, run_workers, split_key};
+use super::informer::{
+    Change, Informer, Requeue, WorkQueue, ignore_gone, key_of, lock, run_workers, split_key,
+};
 use super::replicaset::{is_ready, owner_ref};
 
 /// Concurrent syncs (upstream's `--concurrent-service-endpoint-syncs`).
@@ -1067,14 +1069,6 @@ fn pod_endpoints_changed(old: &Pod, new: &Pod) -> bool {
         || old.status.as_ref().and_then(|s| s.phase.clone())
             != new.status.as_ref().and_then(|s| s.phase.clone())
         || spec(old) != spec(new)
-}
-
-fn ignore_gone<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,15 @@ pub fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
 }
 
+/// A 404 (the object went away meanwhile) is not a failure.
+pub fn ignore_gone<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The controlling owner reference (`controller: true`), if any.
 pub fn controller_of<K: Resource>(obj: &K) -> Option<&OwnerReference> {
     obj.meta()

@@ -1201,15 +1201,7 @@ impl Controller {
 }
 
 fn reference(job: &Job) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("Job".into()),
-        name: job.metadata.name.clone(),
-        namespace: job.metadata.namespace.clone(),
-        uid: job.metadata.uid.clone(),
-        resource_version: job.metadata.resource_version.clone(),
-        ..Default::default()
-    }
+    kube::Resource::object_ref(job, &())
 }
 
 /// Upstream's `removeTrackingFinalizerPatch`: a strategic merge patch that deletes only our

@@ -22,8 +22,8 @@ use serde::de::DeserializeOwned;
 
 use super::events::Events;
 use super::informer::{
-    Change, Expectations, Informer, Requeue, WorkQueue, controller_of, key_of, run_workers,
-    split_key,
+    Change, Expectations, Informer, Requeue, WorkQueue, controller_of, ignore_gone, key_of,
+    run_workers, split_key,
 };
 
 /// Upstream's `BurstReplicas`: at most this many creations or deletions per sync.
@@ -182,12 +182,16 @@ pub fn selects(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
         })
 }
 
-/// A selector that selects nothing when it is empty (upstream refuses to manage pods with an
-/// empty selector rather than taking every pod in the namespace).
+/// Whether a selector has neither labels nor expressions (upstream's workload controllers
+/// refuse one with a SelectingAll warning rather than take every pod in the namespace).
+pub fn is_empty_selector(sel: &LabelSelector) -> bool {
+    sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+}
+
+/// A selector that selects nothing when it is empty (see [`is_empty_selector`]).
 pub fn selects_some(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let empty = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
-    !empty && selects(sel, labels)
+    !is_empty_selector(sel) && selects(sel, labels)
 }
 
 /// The controller reference an owner puts on what it creates.
@@ -749,15 +753,6 @@ where
             resource_version: set.meta.resource_version.clone(),
             ..Default::default()
         }
-    }
-}
-
-/// A 404 (the object went away meanwhile) is not a failure.
-fn ignore_gone<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e),
     }
 }
 

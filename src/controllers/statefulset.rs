@@ -35,7 +35,9 @@ use super::events::Events;
 use super::informer::{
     Change, Informer, Requeue, WorkQueue, controller_of, key_of, run_workers, split_key,
 };
-use super::replicaset::{is_available, is_ready, owner_ref, pod_from_template, selects_some};
+use super::replicaset::{
+    is_available, is_empty_selector, is_ready, owner_ref, pod_from_template, selects_some,
+};
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
@@ -682,17 +684,7 @@ impl Controller {
         let (ns, _) = split_key(key);
         let spec = set.spec.clone().unwrap_or_default();
         let reference = object_reference("apps/v1", "StatefulSet", &set.metadata);
-        if spec
-            .selector
-            .match_labels
-            .as_ref()
-            .is_none_or(|m| m.is_empty())
-            && spec
-                .selector
-                .match_expressions
-                .as_ref()
-                .is_none_or(|m| m.is_empty())
-        {
+        if is_empty_selector(&spec.selector) {
             self.events.warning(
                 reference,
                 "SelectingAll",
