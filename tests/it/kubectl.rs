@@ -1183,7 +1183,7 @@ fn describe_shows_sections_and_each_objects_events(c: &Cluster) {
     );
 }
 
-both_versions!(edit_with_a_scripted_editor);
+both_versions!(edit_with_a_scripted_editor, api_only);
 fn edit_with_a_scripted_editor(c: &Cluster) {
     c.clean_in(&["create", "-f", "-"], Some(SHOP));
     let tmp = c.home.to_str().unwrap().to_string();
