@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in protobuf-compiler etcd-server etcd-client busybox-static nftables iproute2 musl-tools; do
+for pkg in protobuf-compiler etcd-server etcd-client busybox-static docker-registry nftables iproute2 musl-tools; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then

@@ -134,6 +134,9 @@ pub struct Api {
     openapi: std::sync::RwLock<Option<ServedOpenApi>>,
     /// Serializes CRD registry reloads.
     crd_reload: tokio::sync::Mutex<()>,
+    /// The kubelets this server reaches, by node name: their HTTP routes (`/containerLogs/…`),
+    /// served in-process for the server's own node.
+    kubelets: std::sync::RwLock<std::collections::HashMap<String, axum::Router>>,
 }
 
 impl Api {
@@ -147,6 +150,7 @@ impl Api {
             openapi_built_in: OnceLock::new(),
             openapi: std::sync::RwLock::new(None),
             crd_reload: tokio::sync::Mutex::new(()),
+            kubelets: std::sync::RwLock::new(std::collections::HashMap::new()),
         }
     }
 
@@ -393,6 +397,9 @@ impl Api {
             &json!({"verb": verb, "group": resource.group, "resource": resource.plural,
                 "namespace": p.namespace, "name": p.name, "subresource": p.subresource}),
         )?;
+        if p.subresource.as_deref() == Some("log") {
+            return self.pod_log(&p, &query, req.uri().query()).await;
+        }
         let table_ok = matches!(verb, "get" | "list" | "watch") && p.subresource.is_none();
         let format = request::negotiate(accept.as_deref(), table_ok)
             .ok_or_else(|| ApiError::not_acceptable(accept.as_deref().unwrap_or_default()))?;
@@ -426,6 +433,115 @@ impl Api {
         }
         let reply = self.dispatch(&call, verb).await?;
         respond(&call, reply)
+    }
+
+    /// Makes `router` the kubelet of `node` for the node-served subresources.
+    pub fn register_kubelet(&self, node: &str, router: axum::Router) {
+        if let Ok(mut k) = self.kubelets.write() {
+            k.insert(node.to_string(), router);
+        }
+    }
+
+    /// `pods/log`: checks the pod and container as upstream's REST storage does, then proxies
+    /// to the kubelet of the pod's node (`/containerLogs/{ns}/{pod}/{container}`).
+    async fn pod_log(
+        &self,
+        p: &request::Path,
+        query: &request::Query,
+        raw_query: Option<&str>,
+    ) -> Result<Response<Body>> {
+        let ns = p.namespace.clone().unwrap_or_default();
+        let name = p.name.clone().unwrap_or_default();
+        let key = format!("/registry/pods/{ns}/{name}");
+        let Some(pod) = self.storage.get(&key).await?.map(|s| s.object) else {
+            return Err(ApiError::not_found("", "pods", "pods", &name));
+        };
+        for int in ["tailLines", "sinceSeconds", "limitBytes"] {
+            if let Some(v) = query.int(int)?
+                && v < 0
+            {
+                return Err(ApiError::invalid(
+                    "",
+                    "PodLogOptions",
+                    &name,
+                    vec![super::status::Cause::invalid(
+                        int,
+                        &json!(v),
+                        "must be greater than or equal to 0",
+                    )],
+                ));
+            }
+        }
+        let names: Vec<String> = ["initContainers", "containers", "ephemeralContainers"]
+            .iter()
+            .flat_map(|k| pod["spec"][k].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["name"].as_str().map(String::from))
+            .collect();
+        let regular: Vec<String> = pod["spec"]["containers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| c["name"].as_str().map(String::from))
+            .collect();
+        let container = match query.get("container").filter(|c| !c.is_empty()) {
+            Some(c) if names.iter().any(|n| n == c) => c.to_string(),
+            Some(c) => {
+                return Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
+            }
+            None if regular.len() == 1 => regular[0].clone(),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    regular.join(" ")
+                )));
+            }
+        };
+        let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+            return Err(ApiError::bad_request(format!(
+                "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+            )));
+        };
+        let router = self.kubelets.read().ok().and_then(|k| k.get(node).cloned());
+        let Some(router) = router else {
+            return Err(ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("no connection to the kubelet of node {node:?}"),
+            ));
+        };
+        let mut uri = format!("/containerLogs/{ns}/{name}/{container}");
+        if let Some(q) = raw_query {
+            uri.push('?');
+            uri.push_str(q);
+        }
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .body(Body::empty())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let resp = tower::ServiceExt::oneshot(router, req)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        if resp.status().is_success() {
+            let (mut parts, body) = resp.into_parts();
+            parts
+                .headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            return Ok(Response::from_parts(parts, body));
+        }
+        let code = resp.status().as_u16();
+        let text = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        Err(match code {
+            404 => ApiError::new(404, "NotFound", text),
+            400 => ApiError::bad_request(text),
+            c => ApiError::new(c, "InternalError", text),
+        })
     }
 
     async fn dispatch(&self, call: &handlers::Call<'_>, verb: &str) -> Result<Reply> {

@@ -29,6 +29,14 @@ pub fn scheduler() -> User {
     }
 }
 
+/// The user a node's kubelet acts as (upstream's node identity).
+pub fn node(name: &str) -> User {
+    User {
+        name: format!("system:node:{name}"),
+        groups: vec!["system:nodes".into(), "system:masters".into()],
+    }
+}
+
 /// A `kube::Client` that serves every request through `api` as `user`.
 pub fn client(api: Arc<Api>, user: User) -> kube::Client {
     let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {

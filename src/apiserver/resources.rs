@@ -59,6 +59,14 @@ const FINALIZE: Subresource = Subresource {
     verbs: &["update"],
     ..STATUS
 };
+/// `pods/log`: served by the pod's node (the API server proxies it to the kubelet).
+const LOG: Subresource = Subresource {
+    name: "log",
+    group: "",
+    version: "v1",
+    kind: "Pod",
+    verbs: &["get"],
+};
 const BINDING: Subresource = Subresource {
     name: "binding",
     group: "",
@@ -248,7 +256,7 @@ fn table() -> Vec<Resource> {
         entry::<core::Pod>(spec!(
             short: &["po"],
             categories: ALL,
-            subresources: &[BINDING, STATUS]
+            subresources: &[BINDING, LOG, STATUS]
         )),
         entry::<core::PodTemplate>(spec!()),
         entry::<core::ReplicationController>(spec!(

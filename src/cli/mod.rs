@@ -12,7 +12,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 
 use crate::data_dir::DataDir;
 use crate::store::{self, grpc};
-use crate::{apiserver, controllers, data_dir, scheduler, server};
+use crate::{apiserver, controllers, data_dir, kubelet, scheduler, server};
 
 /// How often controllers reconcile everything without watch events.
 const CONTROLLER_RESYNC: Duration = Duration::from_secs(30);
@@ -59,7 +59,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a server node: the datastore (and, as they are built, the control plane and a node).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run only the etcd-compatible datastore (like kine).
     Datastore(DatastoreArgs),
     /// Save, list and restore snapshots of the embedded datastore.
@@ -144,6 +144,62 @@ struct ServerArgs {
     /// Do not run the scheduler (its loop and its leader election).
     #[arg(long, env = "RK3S_DISABLE_SCHEDULER")]
     disable_scheduler: bool,
+    /// Do not run the kubelet: this server runs no pods and registers no Node.
+    #[arg(long, env = "RK3S_DISABLE_AGENT")]
+    disable_agent: bool,
+    /// The Node's name (default: the hostname).
+    #[arg(long, env = "RK3S_NODE_NAME")]
+    node_name: Option<String>,
+    /// A label of this Node, KEY=VALUE (repeatable).
+    #[arg(long = "node-label", env = "RK3S_NODE_LABEL", value_delimiter = ',', value_parser = parse_label)]
+    node_label: Vec<(String, String)>,
+    /// A taint of this Node, KEY[=VALUE]:EFFECT (repeatable).
+    #[arg(long = "node-taint", env = "RK3S_NODE_TAINT", value_delimiter = ',', value_parser = parse_taint)]
+    node_taint: Vec<k8s_openapi::api::core::v1::Taint>,
+    /// The cluster DNS address pods resolve through.
+    #[arg(long, env = "RK3S_CLUSTER_DNS", default_value = "10.43.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
+    /// The registries file (k3s format: mirrors, rewrites, auth, TLS).
+    #[arg(
+        long,
+        env = "RK3S_PRIVATE_REGISTRY",
+        default_value = "/etc/rk3s/registries.yaml"
+    )]
+    private_registry: PathBuf,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("{s:?} has an empty key"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn parse_taint(s: &str) -> Result<k8s_openapi::api::core::v1::Taint, String> {
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not KEY[=VALUE]:EFFECT"))?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return Err(format!(
+            "{s:?}: the effect must be NoSchedule, PreferNoSchedule or NoExecute"
+        ));
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (kv, None),
+    };
+    if key.is_empty() {
+        return Err(format!("{s:?} has an empty key"));
+    }
+    Ok(k8s_openapi::api::core::v1::Taint {
+        key: key.into(),
+        value,
+        effect: effect.into(),
+        time_added: None,
+    })
 }
 
 fn parse_cluster_cidr(s: &str) -> Result<controllers::ipam::Cidr, String> {
@@ -380,7 +436,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut tls_sans = args.tls_san.clone();
             tls_sans.push(node_ip.to_string());
             tls_sans.push(server::hostname());
+            let node_name = args.node_name.clone().unwrap_or_else(server::hostname);
+            let kubelet = (!args.disable_agent).then(|| kubelet::Config {
+                node_name: node_name.clone(),
+                node_ip,
+                labels: args.node_label.iter().cloned().collect(),
+                taints: args.node_taint.clone(),
+                control_plane: true,
+                data_dir: data_dir.clone(),
+                log_dir: PathBuf::from("/var/log/pods"),
+                run_dir: PathBuf::from("/run/rk3s"),
+                cluster_dns: args.cluster_dns,
+                cluster_domain: args.cluster_domain.clone(),
+                private_registry: args.private_registry.clone(),
+                version: apiserver::KUBERNETES_VERSION.to_string(),
+            });
             let config = server::Config {
+                kubelet,
+                cluster_cidr: args.cluster_cidr,
                 store: args
                     .store
                     .config(args.datastore_endpoint.unwrap_or_else(default_endpoint)),

@@ -11,7 +11,7 @@ use crate::apiserver::{self, Api};
 use crate::data_dir::DataDir;
 use crate::pki::{self, Pki};
 use crate::store::{self, Store, grpc};
-use crate::{controllers, leader, scheduler};
+use crate::{controllers, kubelet, leader, network, scheduler};
 
 /// Everything `rk3s server` needs, built by `cli` from flags, env and the config file.
 #[derive(Debug, Clone)]
@@ -29,6 +29,10 @@ pub struct Config {
     pub controllers: Option<controllers::Config>,
     /// The scheduler's settings; `None` with `--disable-scheduler`.
     pub scheduler: Option<scheduler::Config>,
+    /// The kubelet's settings; `None` with `--disable-agent`.
+    pub kubelet: Option<kubelet::Config>,
+    /// `--cluster-cidr`: the pod network masquerades traffic leaving it.
+    pub cluster_cidr: controllers::ipam::Cidr,
 }
 
 /// Everything `rk3s datastore` needs: the store alone, served on one endpoint (like kine).
@@ -86,10 +90,57 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             start,
         ));
     }
+    let kubelet_task = match config.kubelet.clone() {
+        Some(k) => Some(start_kubelet(&config, k, &api).await?),
+        None => None,
+    };
     let result = serve_until_signal(store, listens, stop_tx).await;
+    if let Some(t) = kubelet_task {
+        t.abort();
+    }
     elected.abort_all();
     api_task.abort();
     result
+}
+
+/// Starts this server's kubelet (its node), talking to the API in-process as
+/// `system:node:<name>`, with its log endpoint registered in the API server.
+async fn start_kubelet(
+    config: &Config,
+    k: kubelet::Config,
+    api: &Arc<Api>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let agent = config.data_dir.agent();
+    let registries = kubelet::images::Registries::load(&k.private_registry)
+        .with_context(|| format!("reading {}", k.private_registry.display()))?;
+    let images = kubelet::images::ImageService::open(&agent, registries)
+        .context("opening the image store")?;
+    let exe = std::fs::read_link("/proc/self/exe").context("finding the rk3s binary")?;
+    let runtime =
+        kubelet::runtime::Local::new(agent.join("containers"), k.run_dir.join("containers"), exe)
+            .context("preparing the container runtime")?;
+    let cidr = config.cluster_cidr;
+    let cluster_cidr = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(cidr.base), cidr.len)
+        .context("the cluster CIDR")?;
+    let network = network::Bridge::new(network::Config {
+        bridge: "rk3s0".into(),
+        netns_dir: k.run_dir.join("netns"),
+        ipam_dir: agent.join("ipam"),
+        nat_table: "rk3s-podnet".into(),
+        cluster_cidr,
+        mtu: 1500,
+    });
+    let client = apiserver::local::client(api.clone(), apiserver::local::node(&k.node_name));
+    let node_name = k.node_name.clone();
+    let kubelet = kubelet::Kubelet::new(
+        client,
+        k,
+        Arc::new(images),
+        Arc::new(runtime),
+        Arc::new(network),
+    );
+    api.register_kubelet(&node_name, kubelet::logs::router(kubelet.clone()));
+    Ok(tokio::spawn(kubelet.run()))
 }
 
 /// Starts the Kubernetes API: PKI, bootstrap objects, the HTTPS listener, then the kubeconfig

@@ -54,6 +54,7 @@ impl Server {
                     "--write-kubeconfig={}",
                     dir.path().join("kubeconfig.yaml").display()
                 ),
+                "--disable-agent".into(),
             ])
             .env("RK3S_CONFIG_FILE", &config)
             .stdout(Stdio::null())

@@ -10,6 +10,8 @@ fn allowed(module: &str) -> &'static [&'static str] {
         "cli" | "server" | "agent" => &["*"],
         // Only the API server touches the store.
         "apiserver" => &["store", "data_dir", "pki"],
+        // The kubelet drives the pod network through its seam (`network::HostNetwork`).
+        "kubelet" => &["data_dir", "network"],
         // Everything else: data_dir only (components never import each other).
         _ => &["data_dir"],
     }

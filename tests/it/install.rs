@@ -100,13 +100,15 @@ impl Install {
     }
 
     /// `install.sh --data-dir=<tmp>/data --https-listen-port=<free> --bind-address=127.0.0.1
-    /// EXTRA...` with this root and the test's rk3s binary.
+    /// --disable-agent EXTRA...` with this root and the test's rk3s binary.
     fn install(&self, extra: &[&str]) -> Run {
         let mut cmd = Command::new("sh");
         cmd.arg(INSTALL_SH)
             .arg(format!("--data-dir={}", self.data_dir.display()))
             .arg(format!("--https-listen-port={}", free_port()))
             .arg("--bind-address=127.0.0.1")
+            // The node is tested on its own (tests/it/node.rs); one bridge per machine.
+            .arg("--disable-agent")
             .args(extra)
             .env("INSTALL_RK3S_ROOT", &self.root)
             .env("INSTALL_RK3S_BIN", RK3S);

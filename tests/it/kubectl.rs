@@ -26,6 +26,8 @@ pub(crate) fn kubectl_bin(minor: u32) -> Option<PathBuf> {
 pub(crate) struct Cluster {
     _dir: tempfile::TempDir,
     _server: Process,
+    /// The server's extra flags, for a restart.
+    extra: Vec<String>,
     kubeconfig: PathBuf,
     kubectl: PathBuf,
     home: PathBuf,
@@ -60,8 +62,24 @@ impl Cluster {
             kubectl,
             home,
             _server: server,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             _dir: dir,
         };
+        c.wait_for_api();
+        Some(c)
+    }
+
+    /// `kill -9` of the server, then the same server again on the same data dir.
+    pub(crate) fn kill9_and_restart(&mut self) {
+        let _ = self._server.child.kill();
+        let _ = self._server.child.wait();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self._server = Process::server(self._dir.path(), &extra);
+        self.wait_for_api();
+    }
+
+    fn wait_for_api(&self) {
+        let c = self;
         // The API answers once the kubeconfig is there; wait for namespaces to exist.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -76,7 +94,6 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Some(c)
     }
 
     fn command(&self, args: &[&str]) -> Command {

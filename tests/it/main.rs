@@ -11,6 +11,7 @@ mod install;
 mod jobs;
 mod kube_rs;
 mod kubectl;
+mod node;
 mod python;
 mod services_ctrl;
 mod simnodes;

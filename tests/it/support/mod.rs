@@ -6,6 +6,7 @@
 //! server behind. Tests that need a tool which is not installed print `SKIP: <reason>` and return;
 //! `tests/run.sh` installs the tools, so CI always runs them.
 
+pub mod registry;
 pub mod simnodes;
 
 use std::io::{BufRead, BufReader, Write};
@@ -124,7 +125,17 @@ impl Process {
                 dir.join("kubeconfig.yaml").display()
             ),
         ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        // Only the node tests run a kubelet (`--enable-agent` is this harness's word for
+        // leaving `--disable-agent` out): one pod bridge per machine.
+        if !extra.contains(&"--enable-agent") {
+            args.push("--disable-agent".to_string());
+        }
+        args.extend(
+            extra
+                .iter()
+                .filter(|s| **s != "--enable-agent")
+                .map(|s| s.to_string()),
+        );
         let endpoint = format!("unix://{}/server/etcd.sock", dir.display());
         Process::start_rk3s(dir, &args, endpoint)
     }

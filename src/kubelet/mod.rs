@@ -1,0 +1,295 @@
+//! The kubelet: registers this machine as a Node and runs the pods bound to it.
+//!
+//! Pods come from one watch on `spec.nodeName=<node>` (plus a resync), each handled by its
+//! own worker task ([`worker`]) that prepares the sandbox ([`crate::network`]), pulls images
+//! ([`images`]), mounts volumes ([`volumes`]) and drives containers through the runtime seam
+//! ([`runtime::Runtime`]: re-exec shims around libcontainer), then writes `pods/status`.
+//! Containers belong to their shims, not to this process: after a restart the workers re-adopt
+//! what the runtime lists instead of starting anything twice.
+
+pub mod env;
+pub mod images;
+pub mod logs;
+pub mod node;
+pub mod pod;
+pub mod runtime;
+pub mod volumes;
+pub mod worker;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::watch;
+
+use crate::data_dir::DataDir;
+use crate::network::HostNetwork;
+
+/// Everything the kubelet needs, built by `cli`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    /// `--node-label`s.
+    pub labels: BTreeMap<String, String>,
+    /// `--node-taint`s.
+    pub taints: Vec<Taint>,
+    /// Servers label their node as control plane.
+    pub control_plane: bool,
+    pub data_dir: DataDir,
+    /// Where container logs go (`/var/log/pods`).
+    pub log_dir: PathBuf,
+    /// Where shims keep libcontainer state and pods their network namespaces (`/run/rk3s`).
+    pub run_dir: PathBuf,
+    pub cluster_dns: Ipv4Addr,
+    pub cluster_domain: String,
+    /// `--private-registry` (k3s registries.yaml).
+    pub private_registry: PathBuf,
+    /// The Kubernetes version reported as kubeletVersion.
+    pub version: String,
+}
+
+/// The running kubelet: shared by the pod workers and the log server.
+pub struct Kubelet {
+    pub client: kube::Client,
+    pub config: Config,
+    pub images: Arc<images::ImageService>,
+    pub runtime: Arc<dyn runtime::Runtime>,
+    pub network: Arc<dyn HostNetwork>,
+    /// Pod UID → the latest object, for its worker.
+    workers: Mutex<HashMap<String, watch::Sender<Option<Pod>>>>,
+    /// `namespace/name` → what the log server needs to find a container's log files.
+    pub views: Mutex<HashMap<String, worker::View>>,
+}
+
+impl Kubelet {
+    pub fn new(
+        client: kube::Client,
+        config: Config,
+        images: Arc<images::ImageService>,
+        runtime: Arc<dyn runtime::Runtime>,
+        network: Arc<dyn HostNetwork>,
+    ) -> Arc<Kubelet> {
+        Arc::new(Kubelet {
+            client,
+            config,
+            images,
+            runtime,
+            network,
+            workers: Mutex::new(HashMap::new()),
+            views: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Directory of one pod's kubelet files (volumes, rootfs mounts, etc-hosts, …).
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.config.data_dir.agent().join("pods").join(uid)
+    }
+
+    /// Runs until the task is aborted: the node loop and the pod watch.
+    pub async fn run(self: Arc<Self>) {
+        let machine = node::Machine::read(self.config.data_dir.root());
+        let node = loop {
+            match node::register(&self.client, &self.config, &machine).await {
+                Ok(n) => break n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "registering the node; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        tracing::info!(node = %self.config.node_name, "node registered");
+        tokio::spawn(self.clone().node_loop(node, machine));
+        self.watch_pods().await;
+    }
+
+    /// Lease renewals, the pod network once the node has its podCIDR, and status reports.
+    async fn node_loop(self: Arc<Self>, node: Node, machine: node::Machine) {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let mut status = node::StatusWriter::new();
+        let mut network_ready: Option<String> = None;
+        let mut last_lease = None::<std::time::Instant>;
+        loop {
+            if last_lease.is_none_or(|t| t.elapsed() >= node::LEASE_RENEW) {
+                match node::renew_lease(&self.client, &node).await {
+                    Ok(()) => last_lease = Some(std::time::Instant::now()),
+                    Err(e) => tracing::warn!(error = %e, "renewing the node lease"),
+                }
+            }
+            // The pod network needs the node's podCIDR, assigned by the node IPAM controller.
+            let cidr = nodes
+                .get(&self.config.node_name)
+                .await
+                .ok()
+                .and_then(|n| n.spec.and_then(|s| s.pod_cidr));
+            if let Some(cidr) = cidr
+                && network_ready.as_deref() != Some(cidr.as_str())
+            {
+                match cidr.parse::<ipnet::Ipv4Net>() {
+                    Ok(net) => match self.network.configure_node(net).await {
+                        Ok(()) => {
+                            tracing::info!(%cidr, "pod network configured");
+                            network_ready = Some(cidr);
+                            status.invalidate();
+                        }
+                        Err(e) => tracing::warn!(error = %e, "configuring the pod network"),
+                    },
+                    Err(e) => tracing::warn!(%cidr, error = %e, "the node's podCIDR is not IPv4"),
+                }
+            }
+            let ready = if network_ready.is_some() {
+                Ok(())
+            } else {
+                Err("container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:the node has no podCIDR yet".to_string())
+            };
+            let images = self
+                .images
+                .list()
+                .into_iter()
+                .map(|i| (vec![i.repo_digest.clone(), i.reference.clone()], i.size))
+                .collect();
+            let input = node::StatusInput {
+                config: &self.config,
+                machine: &machine,
+                reserved: &node::Reserved::default(),
+                pressure: node::Pressure::default(),
+                ready,
+                images,
+            };
+            if let Err(e) = status
+                .sync(&self.client, &self.config.node_name, &input)
+                .await
+            {
+                tracing::warn!(error = %e, "writing the node status");
+                status.invalidate();
+            }
+            let wait = if network_ready.is_some() {
+                node::STATUS_CHECK
+            } else {
+                Duration::from_millis(250)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The pods bound to this node: each change goes to the pod's worker.
+    async fn watch_pods(self: Arc<Self>) {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let cfg =
+            watcher::Config::default().fields(&format!("spec.nodeName={}", self.config.node_name));
+        let mut stream = watcher::watcher(pods, cfg).boxed();
+        let mut seen_in_list: Option<std::collections::HashSet<String>> = None;
+        let mut first_list = true;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(Event::Init) => seen_in_list = Some(Default::default()),
+                Ok(Event::InitApply(pod)) => {
+                    if let (Some(seen), Some(uid)) =
+                        (seen_in_list.as_mut(), pod.metadata.uid.clone())
+                    {
+                        seen.insert(uid);
+                    }
+                    self.dispatch(pod);
+                }
+                Ok(Event::InitDone) => {
+                    let seen = seen_in_list.take().unwrap_or_default();
+                    // Pods deleted while the watch was down.
+                    let gone: Vec<String> = self
+                        .workers
+                        .lock()
+                        .map(|w| w.keys().filter(|u| !seen.contains(*u)).cloned().collect())
+                        .unwrap_or_default();
+                    for uid in gone {
+                        self.forget(&uid);
+                    }
+                    if first_list {
+                        first_list = false;
+                        let me = self.clone();
+                        tokio::spawn(async move { me.clean_orphans(seen).await });
+                    }
+                }
+                Ok(Event::Apply(pod)) => self.dispatch(pod),
+                Ok(Event::Delete(pod)) => {
+                    if let Some(uid) = pod.metadata.uid {
+                        self.forget(&uid);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "watching this node's pods");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, pod: Pod) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        let Ok(mut workers) = self.workers.lock() else {
+            return;
+        };
+        if let Some(tx) = workers.get(&uid) {
+            let _ = tx.send(Some(pod));
+            return;
+        }
+        let (tx, rx) = watch::channel(Some(pod));
+        workers.insert(uid.clone(), tx);
+        let me = self.clone();
+        tokio::spawn(async move {
+            worker::Worker::run(me.clone(), uid.clone(), rx).await;
+            if let Ok(mut w) = me.workers.lock() {
+                w.remove(&uid);
+            }
+        });
+    }
+
+    /// The pod is gone from the API: its worker stops everything and ends.
+    fn forget(&self, uid: &str) {
+        if let Ok(workers) = self.workers.lock()
+            && let Some(tx) = workers.get(uid)
+        {
+            let _ = tx.send(None);
+        }
+    }
+
+    /// Containers, sandboxes and pod directories of pods that no longer exist (deleted while
+    /// this process was down).
+    async fn clean_orphans(&self, live: std::collections::HashSet<String>) {
+        if let Ok(list) = self.runtime.list() {
+            for (config, _) in list {
+                let uid = config
+                    .labels
+                    .get(worker::LABEL_POD_UID)
+                    .cloned()
+                    .unwrap_or_default();
+                if live.contains(&uid) {
+                    continue;
+                }
+                tracing::info!(id = %config.id, pod = %uid, "removing the container of a deleted pod");
+                let _ = self.runtime.stop(&config.id, Duration::from_secs(2)).await;
+                let _ = self.runtime.remove(&config.id).await;
+            }
+        }
+        if let Ok(uids) = self.network.pods() {
+            for uid in uids.into_iter().filter(|u| !live.contains(u)) {
+                let _ = self.network.teardown_pod(&uid).await;
+            }
+        }
+        let pods = self.config.data_dir.agent().join("pods");
+        if let Ok(dir) = std::fs::read_dir(&pods) {
+            for e in dir.flatten() {
+                let uid = e.file_name().to_string_lossy().into_owned();
+                if !live.contains(&uid) {
+                    worker::remove_pod_dir(&self.images, &e.path());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The daemon side of the real runtime: spawns one shim per container, reads the records the shims
+//! leave in `<state_dir>/<id>/`, waits for exits and delivers stop signals. Never calls libcontainer
+//! (see `shim.rs` for why).
+//!
+//! Per container directory: `config.json` (our `ContainerConfig`, written by the daemon),
+//! `bundle/config.json` (the OCI spec, written by the shim), `started.json` (pid, start time, shim
+//! pid), `exit.json` (the final `State::Exited`), `shim.log` (the shim's own stderr). Everything the
+//! daemon needs after a restart is in these files, so a new `Local` re-adopts running containers.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use super::{ContainerConfig, Error, Runtime, State, validate_id};
+
+pub(super) const CONFIG: &str = "config.json";
+pub(super) const STARTED: &str = "started.json";
+pub(super) const EXIT: &str = "exit.json";
+pub(super) const BUNDLE: &str = "bundle";
+const SHIM_LOG: &str = "shim.log";
+
+/// How often `wait` re-reads the records when it cannot hold a pidfd on the shim (start still in
+/// progress, or a kernel without pidfd_open).
+const POLL: Duration = Duration::from_millis(100);
+
+/// What the shim records once the container process runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct Started {
+    pub pid: i32,
+    pub started_at: SystemTime,
+    pub shim_pid: i32,
+}
+
+/// The libcontainer-backed runtime, one shim process per container.
+#[derive(Clone)]
+pub struct Local {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state_dir: PathBuf,
+    run_dir: PathBuf,
+    exe: PathBuf,
+}
+
+impl Local {
+    /// `state_dir`: `<data-dir>/agent/containers`; `run_dir`: libcontainer's root
+    /// (`/run/rk3s/containers`); `exe`: the binary to re-execute as `exe shim …`.
+    pub fn new(state_dir: PathBuf, run_dir: PathBuf, exe: PathBuf) -> Result<Local, Error> {
+        for dir in [&state_dir, &run_dir] {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                action: "create",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        Ok(Local {
+            inner: Arc::new(Inner {
+                state_dir,
+                run_dir,
+                exe,
+            }),
+        })
+    }
+}
+
+impl Inner {
+    fn dir(&self, id: &str) -> Result<PathBuf, Error> {
+        validate_id(id)?;
+        Ok(self.state_dir.join(id))
+    }
+
+    /// Spawns the shim and blocks until it reports the container started or failed.
+    fn start_blocking(&self, config: &ContainerConfig) -> Result<State, Error> {
+        let id = config.id.as_str();
+        let dir = self.dir(id)?;
+        // Pure and cheap: a bad config is refused here, before anything exists on disk.
+        super::spec::build(config)?;
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(id.to_string()));
+            }
+            Err(source) => {
+                return Err(Error::Io {
+                    action: "create",
+                    path: dir,
+                    source,
+                });
+            }
+        }
+        write_json(&dir.join(CONFIG), config)?;
+        let shim_log = dir.join(SHIM_LOG);
+        let stderr = File::create(&shim_log).map_err(|source| Error::Io {
+            action: "create",
+            path: shim_log,
+            source,
+        })?;
+        let mut child = Command::new(&self.exe)
+            .arg("shim")
+            .arg(&self.state_dir)
+            .arg(&self.run_dir)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|source| {
+                let _ = std::fs::remove_dir_all(&dir);
+                Error::Io {
+                    action: "spawn shim",
+                    path: self.exe.clone(),
+                    source,
+                }
+            })?;
+        let stdout = child.stdout.take();
+        // The first shim process forks and exits at once; reaping it here leaves no zombie.
+        let status = child.wait().map_err(|source| Error::Io {
+            action: "wait for shim",
+            path: self.exe.clone(),
+            source,
+        })?;
+        if !status.success() {
+            return Err(self.shim_failed(id, format!("shim exited with {status}")));
+        }
+        let mut line = String::new();
+        if let Some(out) = stdout {
+            // Either a line (`started`/`failed`) or EOF if the shim died; the files decide.
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        match self.state(id) {
+            Ok(state) => Ok(state),
+            Err(_) => Err(self.shim_failed(id, format!("no record after {:?}", line.trim()))),
+        }
+    }
+
+    /// The shim died without leaving a record: report its log and forget the container, so the
+    /// kubelet can retry under the same id.
+    fn shim_failed(&self, id: &str, what: String) -> Error {
+        let dir = self.state_dir.join(id);
+        let detail = std::fs::read_to_string(dir.join(SHIM_LOG)).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        Error::Shim {
+            id: id.to_string(),
+            reason: format!("{what}; shim log: {}", detail.trim()),
+        }
+    }
+
+    fn state(&self, id: &str) -> Result<State, Error> {
+        let dir = self.dir(id)?;
+        if !dir.join(CONFIG).exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        if let Some(exit) = read_json_opt::<State>(&dir.join(EXIT))? {
+            return Ok(exit);
+        }
+        let Some(started) = read_json_opt::<Started>(&dir.join(STARTED))? else {
+            return Err(Error::Shim {
+                id: id.to_string(),
+                reason: "container is still being created".into(),
+            });
+        };
+        if shim_alive(started.shim_pid, id) {
+            return Ok(State::Running {
+                pid: started.pid,
+                started_at: started.started_at,
+            });
+        }
+        // The shim writes exit.json before it exits: look again in case it just did.
+        if let Some(exit) = read_json_opt::<State>(&dir.join(EXIT))? {
+            return Ok(exit);
+        }
+        Ok(lost(&started))
+    }
+
+    async fn wait(&self, id: &str) -> Result<State, Error> {
+        loop {
+            let dir = self.dir(id)?;
+            match self.state(id) {
+                Ok(State::Running { .. }) => {}
+                Ok(exited) => return Ok(exited),
+                // Still being created by a shim started elsewhere: poll.
+                Err(Error::Shim { .. }) if dir.join(CONFIG).exists() => {
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            let Some(started) = read_json_opt::<Started>(&dir.join(STARTED))? else {
+                continue;
+            };
+            match pidfd_open(started.shim_pid) {
+                // Opened after `state` saw the shim alive and before re-checking it is still our
+                // shim, so the descriptor cannot be an unrelated process that reused the pid.
+                Some(fd) if shim_alive(started.shim_pid, id) => {
+                    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and unchanged until
+                    // the AsyncFd is dropped.
+                    let registered =
+                        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
+                    if let Ok(fd) = registered {
+                        // Readable once the shim exited; it wrote exit.json just before.
+                        let _ = fd.readable().await;
+                        continue;
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+                Some(_) => continue,
+                None => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
+    async fn stop(&self, id: &str, grace: Duration) -> Result<State, Error> {
+        let pid = match self.state(id)? {
+            State::Running { pid, .. } => pid,
+            exited => return Ok(exited),
+        };
+        // The container's init is the shim's unreaped child until exit.json exists, so its pid
+        // cannot have been reused while the state still says running.
+        self.signal(id, pid, Signal::SIGTERM)?;
+        if let Ok(state) = tokio::time::timeout(grace, self.wait(id)).await {
+            return state;
+        }
+        if self.state(id)?.is_running() {
+            self.signal(id, pid, Signal::SIGKILL)?;
+        }
+        self.wait(id).await
+    }
+
+    fn signal(&self, id: &str, pid: i32, signal: Signal) -> Result<(), Error> {
+        match kill(Pid::from_raw(pid), signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(source) => Err(Error::Signal {
+                id: id.to_string(),
+                source,
+            }),
+        }
+    }
+
+    fn remove(&self, id: &str) -> Result<(), Error> {
+        let dir = self.dir(id)?;
+        match self.state(id) {
+            Ok(State::Running { .. }) => return Err(Error::StillRunning(id.to_string())),
+            // Removing what is already gone succeeds, as CRI RemoveContainer does.
+            Err(Error::NotFound(_)) if !dir.exists() => return Ok(()),
+            _ => {}
+        }
+        // The shim deletes libcontainer's state itself; this only catches a shim that died.
+        for path in [dir, self.run_dir.join(id)] {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        action: "remove",
+                        path,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<(ContainerConfig, State)>, Error> {
+        let entries = std::fs::read_dir(&self.state_dir).map_err(|source| Error::Io {
+            action: "read",
+            path: self.state_dir.clone(),
+            source,
+        })?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if validate_id(&id).is_err() {
+                continue;
+            }
+            let Some(config) = read_json_opt::<ContainerConfig>(&entry.path().join(CONFIG))? else {
+                continue;
+            };
+            let state = match self.state(&id) {
+                Ok(state) => state,
+                // A shim that died while creating (e.g. the node rebooted): report a start failure.
+                Err(Error::Shim { .. }) => State::Exited {
+                    exit_code: 128,
+                    signal: None,
+                    oom_killed: false,
+                    started_at: None,
+                    finished_at: SystemTime::now(),
+                    message: "container creation did not complete".into(),
+                },
+                Err(e) => return Err(e),
+            };
+            out.push((config, state));
+        }
+        out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        Ok(out)
+    }
+}
+
+/// The state of a container whose shim vanished without recording an exit (killed, or the node
+/// rebooted): its exit code is unknown, like containerd reporting 255 for a lost task.
+fn lost(started: &Started) -> State {
+    State::Exited {
+        exit_code: 255,
+        signal: None,
+        oom_killed: false,
+        started_at: Some(started.started_at),
+        finished_at: SystemTime::now(),
+        message: "container shim exited without recording an exit status".into(),
+    }
+}
+
+fn shim_alive(shim_pid: i32, id: &str) -> bool {
+    std::fs::read(format!("/proc/{shim_pid}/cmdline"))
+        .is_ok_and(|cmdline| super::shim::is_shim_cmdline(&cmdline, id))
+}
+
+/// A pidfd for `pid`, or `None` if it is gone or the kernel predates pidfd_open (5.3).
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; on success it returns a new descriptor we own.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a fresh descriptor returned by the kernel and owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+impl Runtime for Local {
+    fn start(&self, config: ContainerConfig) -> BoxFuture<'_, Result<State, Error>> {
+        let inner = self.inner.clone();
+        async move {
+            tokio::task::spawn_blocking(move || inner.start_blocking(&config))
+                .await
+                .map_err(Error::Join)?
+        }
+        .boxed()
+    }
+
+    fn state(&self, id: &str) -> Result<State, Error> {
+        self.inner.state(id)
+    }
+
+    fn wait(&self, id: &str) -> BoxFuture<'_, Result<State, Error>> {
+        let id = id.to_string();
+        async move { self.inner.wait(&id).await }.boxed()
+    }
+
+    fn stop(&self, id: &str, grace: Duration) -> BoxFuture<'_, Result<State, Error>> {
+        let id = id.to_string();
+        async move { self.inner.stop(&id, grace).await }.boxed()
+    }
+
+    fn remove(&self, id: &str) -> BoxFuture<'_, Result<(), Error>> {
+        let id = id.to_string();
+        async move { self.inner.remove(&id) }.boxed()
+    }
+
+    fn list(&self) -> Result<Vec<(ContainerConfig, State)>, Error> {
+        self.inner.list()
+    }
+}
+
+/// Writes `value` as JSON through a temporary file and rename, so a reader (or a crash) never
+/// sees half a record.
+pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    let tmp = path.with_extension("json.tmp");
+    let data = serde_json::to_vec(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(&tmp, data)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| Error::Io {
+            action: "write",
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+pub(super) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
+    read_json_opt(path)?.ok_or_else(|| Error::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source: std::io::ErrorKind::NotFound.into(),
+    })
+}
+
+fn read_json_opt<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
+    match std::fs::read(path) {
+        Ok(data) => serde_json::from_slice(&data)
+            .map(Some)
+            .map_err(|source| Error::Json {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}

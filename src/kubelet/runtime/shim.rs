@@ -1,0 +1,509 @@
+//! The container shim: `rk3s shim <state_dir> <run_dir> <id>`, the only code that calls
+//! libcontainer (the one adapter for it).
+//!
+//! It runs in a fresh, single-threaded process re-executed from the daemon's binary, because
+//! libcontainer clones the calling process and keeps running Rust code in the child: in the
+//! multi-threaded daemon that deadlocks on locks other threads held at clone time. Like
+//! containerd-shim and conmon it forks away from the daemon (so a restart or `kill -9` of the daemon
+//! never stops a container), becomes a child subreaper, creates and starts the container, copies its
+//! stdout/stderr into the CRI log, reaps it, records the exit and removes libcontainer's state.
+//!
+//! Protocol with the daemon (`local.rs`): the daemon writes `<state_dir>/<id>/config.json` and runs
+//! the shim with a pipe as stdout. The shim writes `started.json` (or, if the container could not be
+//! started, `exit.json`), then one line `started` or `failed` to that pipe and closes it. When the
+//! container exits it writes `exit.json`, and only then exits itself, so a reader that sees the shim
+//! gone and no `exit.json` knows the shim died abnormally.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use libcontainer::container::Container;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, setsid};
+use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType, Spec};
+
+use super::local::{self, Started};
+use super::log::{LineFramer, Stream};
+use super::{ContainerConfig, State};
+
+/// Entry point of `rk3s shim …`: `main()` must call it before anything else (no tokio runtime, no
+/// threads) when `argv[1] == "shim"`. `args` is the whole argv; what follows `shim` is
+/// `<state_dir> <run_dir> <id>`. Never returns.
+pub fn shim_main(args: &[String]) -> ! {
+    let rest: Vec<&String> = args
+        .iter()
+        .skip_while(|a| a.as_str() != "shim")
+        .skip(1)
+        .collect();
+    let [state_dir, run_dir, id] = rest.as_slice() else {
+        eprintln!("usage: rk3s shim <state_dir> <run_dir> <id>");
+        std::process::exit(2);
+    };
+    let paths = Paths {
+        dir: Path::new(state_dir.as_str()).join(id.as_str()),
+        run_dir: PathBuf::from(run_dir.as_str()),
+        id: id.to_string(),
+    };
+
+    // SAFETY: the shim is single-threaded at this point (main() calls us before starting anything),
+    // so the child may run arbitrary code after fork.
+    match unsafe { fork() } {
+        // The daemon waits for this process; exiting at once lets it reap us without delay, while
+        // the child is re-parented to init (or the nearest subreaper) and outlives the daemon.
+        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
+        Ok(ForkResult::Child) => {}
+        Err(e) => {
+            eprintln!("shim {}: fork: {e}", paths.id);
+            std::process::exit(1);
+        }
+    }
+    // A new session: no signal sent to the daemon's process group or terminal reaches us.
+    if let Err(e) = setsid() {
+        eprintln!("shim {}: setsid: {e}", paths.id);
+    }
+    // Do not pin whatever directory the daemon was started in.
+    let _ = std::env::set_current_dir("/");
+    // Orphans of the container's intermediate processes come to us, not to PID 1.
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        eprintln!("shim {}: set child subreaper: {e}", paths.id);
+    }
+    let notify = match take_stdout() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("shim {}: {e}", paths.id);
+            std::process::exit(1);
+        }
+    };
+    match run(&paths, notify) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("shim {}: {e}", paths.id);
+            std::process::exit(1);
+        }
+    }
+}
+
+struct Paths {
+    /// `<state_dir>/<id>`
+    dir: PathBuf,
+    /// libcontainer's root (`with_root_path`).
+    run_dir: PathBuf,
+    id: String,
+}
+
+/// Moves our stdout (the daemon's notification pipe) to a close-on-exec descriptor and points
+/// stdin/stdout at /dev/null, so nothing the container or libcontainer inherits keeps the pipe
+/// open after we closed it.
+fn take_stdout() -> Result<OwnedFd, String> {
+    let dup = nix::fcntl::fcntl(1, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+        .map_err(|e| format!("dup stdout: {e}"))?;
+    // SAFETY: fcntl just returned this descriptor and nothing else owns it.
+    let notify = unsafe { OwnedFd::from_raw_fd(dup) };
+    let null = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("open /dev/null: {e}"))?;
+    for target in [0, 1] {
+        nix::unistd::dup2(null.as_raw_fd(), target).map_err(|e| format!("dup2: {e}"))?;
+    }
+    Ok(notify)
+}
+
+fn run(paths: &Paths, notify: OwnedFd) -> Result<(), String> {
+    let config: ContainerConfig =
+        local::read_json(&paths.dir.join(local::CONFIG)).map_err(|e| e.to_string())?;
+    let mut notify = File::from(notify);
+
+    let (started, mut container, outputs, log) = match create_and_start(paths, &config) {
+        Ok(ok) => ok,
+        Err(message) => {
+            // libcontainer may have left a half-created container (state dir, cgroup) behind.
+            if let Ok(mut c) = Container::load(paths.run_dir.join(&paths.id))
+                && let Err(e) = c.delete(true)
+            {
+                eprintln!("delete failed container: {e}");
+            }
+            let exit = State::Exited {
+                exit_code: 128,
+                signal: None,
+                oom_killed: false,
+                started_at: None,
+                finished_at: SystemTime::now(),
+                message,
+            };
+            local::write_json(&paths.dir.join(local::EXIT), &exit).map_err(|e| e.to_string())?;
+            // The daemon may be gone; the record on disk is what counts.
+            let _ = notify.write_all(b"failed\n");
+            return Ok(());
+        }
+    };
+    local::write_json(&paths.dir.join(local::STARTED), &started).map_err(|e| e.to_string())?;
+    let _ = notify.write_all(b"started\n");
+    drop(notify);
+
+    copy_output(outputs, log);
+
+    let (exit_code, signal) = reap(Pid::from_raw(started.pid));
+    let finished_at = SystemTime::now();
+    // Read before delete(): removing the container removes its cgroup and the counter with it.
+    let oom_killed = oom_kills(&config.cgroup_path).unwrap_or(0) > 0;
+    if let Err(e) = container.delete(true) {
+        eprintln!("delete container: {e}");
+    }
+    let exit = State::Exited {
+        exit_code,
+        signal,
+        oom_killed,
+        started_at: Some(started.started_at),
+        finished_at,
+        message: String::new(),
+    };
+    local::write_json(&paths.dir.join(local::EXIT), &exit).map_err(|e| e.to_string())
+}
+
+/// The read ends of the container's output pipes, tagged with their CRI stream.
+type Outputs = Vec<(File, Stream)>;
+
+fn create_and_start(
+    paths: &Paths,
+    config: &ContainerConfig,
+) -> Result<(Started, Container, Outputs, File), String> {
+    // Opened first: a container whose output cannot be kept is not started (containerd fails
+    // the start the same way).
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&config.log_path)
+        .map_err(|e| format!("open log {}: {e}", config.log_path.display()))?;
+    let mut spec = super::spec::build(config).map_err(|e| e.to_string())?;
+    clamp_nofile(&mut spec);
+    let bundle = paths.dir.join(local::BUNDLE);
+    std::fs::create_dir_all(&bundle).map_err(|e| format!("create {}: {e}", bundle.display()))?;
+    spec.save(bundle.join("config.json"))
+        .map_err(|e| format!("write bundle: {e}"))?;
+    std::fs::create_dir_all(&paths.run_dir)
+        .map_err(|e| format!("create {}: {e}", paths.run_dir.display()))?;
+
+    let (stdin, out_w, err_w, outputs) = if config.tty {
+        // With a tty everything is one stream, reported as stdout (as containerd does).
+        let (master, slave) = open_pty()?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup pty: {e}"));
+        let (stdin, out_w) = (dup(&slave)?, dup(&slave)?);
+        (
+            stdin,
+            out_w,
+            slave,
+            vec![(File::from(master), Stream::Stdout)],
+        )
+    } else {
+        let stdin: OwnedFd = File::open("/dev/null")
+            .map_err(|e| format!("open /dev/null: {e}"))?
+            .into();
+        let pipe =
+            || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let outputs = vec![
+            (File::from(out_r), Stream::Stdout),
+            (File::from(err_r), Stream::Stderr),
+        ];
+        (stdin, out_w, err_w, outputs)
+    };
+
+    let mut container = ContainerBuilder::new(paths.id.clone(), SyscallType::default())
+        .with_executor(Exec)
+        .with_root_path(&paths.run_dir)
+        .and_then(|b| b.validate_id())
+        .map(|b| {
+            b.with_stdin(stdin)
+                .with_stdout(out_w)
+                .with_stderr(err_w)
+                .as_init(&bundle)
+                .with_systemd(false)
+                .with_detach(true)
+        })
+        .and_then(|b| b.build())
+        .map_err(|e| start_message(&e))?;
+    container.start().map_err(|e| start_message(&e))?;
+    let pid = container
+        .pid()
+        .ok_or_else(|| "libcontainer reported no pid for the started container".to_string())?;
+    let started = Started {
+        pid: pid.as_raw(),
+        started_at: SystemTime::now(),
+        shim_pid: std::process::id() as i32,
+    };
+    Ok((started, container, outputs, log))
+}
+
+/// A pseudo-terminal for a `tty: true` container: (master, slave). The slave becomes the container's
+/// stdin/stdout/stderr (so `isatty` holds, and programs line-buffer as on a terminal); the shim
+/// reads the master. Output post-processing is turned off so lines end in `\n`, not `\r\n`. It
+/// is not the container's controlling terminal (nobody attaches to it; `kubectl attach` is not
+/// supported).
+fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
+    use nix::libc;
+    // SAFETY: posix_openpt returns a new descriptor or -1; nothing else owns it.
+    let raw = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if raw < 0 {
+        return Err(format!("open pty: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `raw` was just returned by posix_openpt and is owned by nobody else.
+    let master = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: plain calls on a valid descriptor; ptsname_r writes at most `name.len()` bytes.
+    let ok = unsafe {
+        libc::grantpt(raw) == 0
+            && libc::unlockpt(raw) == 0
+            && libc::ptsname_r(raw, name.as_mut_ptr(), name.len()) == 0
+    };
+    if !ok {
+        return Err(format!("set up pty: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated path.
+    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let slave = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&path)
+        .map_err(|e| format!("open {path}: {e}"))?;
+    // SAFETY: termios is plain data, filled in by tcgetattr before use.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(slave.as_raw_fd(), &mut t) == 0 {
+            t.c_oflag &= !libc::OPOST;
+            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t);
+        }
+    }
+    Ok((master, slave.into()))
+}
+
+/// Lowers RLIMIT_NOFILE to the shim's own hard limit (inherited from the daemon, e.g. systemd's
+/// `LimitNOFILE=1048576`): raising a hard limit needs CAP_SYS_RESOURCE, which a root daemon in a
+/// restricted sandbox may lack, and then every container would fail to start with EPERM.
+fn clamp_nofile(spec: &mut Spec) {
+    let mut own = nix::libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    if unsafe { nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut own) } != 0 {
+        return;
+    }
+    let Some(process) = spec.process_mut().as_mut() else {
+        return;
+    };
+    let Some(mut rlimits) = process.rlimits().clone() else {
+        return;
+    };
+    for r in rlimits.iter_mut() {
+        if r.typ() == PosixRlimitType::RlimitNofile {
+            let hard = r.hard().min(own.rlim_max);
+            let clamped = PosixRlimitBuilder::default()
+                .typ(r.typ())
+                .hard(hard)
+                .soft(r.soft().min(hard))
+                .build();
+            if let Ok(clamped) = clamped {
+                *r = clamped;
+            }
+        }
+    }
+    process.set_rlimits(Some(rlimits));
+}
+
+/// The text a StartError carries: containerd's wording for a missing executable, otherwise
+/// libcontainer's error chain.
+fn start_message(err: &dyn std::error::Error) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        chain.push_str(": ");
+        chain.push_str(&e.to_string());
+        source = e.source();
+    }
+    const TAIL: &str = "executable file not found in $PATH";
+    if let (Some(start), Some(end)) = (chain.find("exec: \""), chain.find(TAIL))
+        && start < end
+    {
+        return chain[start..end + TAIL.len()].to_string();
+    }
+    chain
+}
+
+/// libcontainer's default executor, with containerd's message for a missing executable and signal
+/// dispositions reset before exec (the shim ignores SIGPIPE like every Rust program, and ignored
+/// signals survive execve; runc resets them the same way).
+#[derive(Clone)]
+struct Exec;
+
+impl Executor for Exec {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        for sig in Signal::iterator() {
+            if !matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+                // SAFETY: installing SIG_DFL runs no Rust code in a signal context.
+                let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+            }
+        }
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec).map_err(|e| match e {
+            ExecutorValidationError::ArgValidationError(m) if m.contains("not found in $PATH") => {
+                let arg0 = spec
+                    .process()
+                    .as_ref()
+                    .and_then(|p| p.args().as_ref())
+                    .and_then(|a| a.first())
+                    .cloned()
+                    .unwrap_or_default();
+                ExecutorValidationError::ArgValidationError(format!(
+                    "exec: {arg0:?}: executable file not found in $PATH"
+                ))
+            }
+            other => other,
+        })
+    }
+}
+
+/// Copies the container's output into the CRI log until every stream is closed (the container's
+/// init and all its descendants have exited or closed them; with a PID namespace the kernel kills
+/// the descendants when init exits, so this ends with the container).
+fn copy_output(mut outputs: Outputs, mut log: File) {
+    let mut framers: Vec<LineFramer> = outputs.iter().map(|(_, s)| LineFramer::new(*s)).collect();
+    let mut open: Vec<bool> = vec![true; outputs.len()];
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut record = Vec::with_capacity(64 * 1024);
+    while open.iter().any(|o| *o) {
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd> = outputs
+                .iter()
+                .zip(&open)
+                .filter(|(_, o)| **o)
+                .map(|((f, _), _)| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                .collect();
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    eprintln!("poll: {e}");
+                    return;
+                }
+            }
+            let mut revents = fds
+                .iter()
+                .map(|p| !p.revents().unwrap_or(PollFlags::empty()).is_empty());
+            open.iter()
+                .map(|o| *o && revents.next().unwrap_or(false))
+                .collect()
+        };
+        for (i, is_ready) in ready.into_iter().enumerate() {
+            if !is_ready {
+                continue;
+            }
+            let now = SystemTime::now();
+            record.clear();
+            match outputs[i].0.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    open[i] = false;
+                    framers[i].finish(now, &mut record);
+                }
+                Ok(n) => framers[i].push(&buf[..n], now, &mut record),
+            }
+            if !record.is_empty()
+                && let Err(e) = log.write_all(&record)
+            {
+                eprintln!("write log: {e}");
+            }
+        }
+    }
+}
+
+/// Waits for the container's init, reaping anything else re-parented to us on the way.
+/// Returns (exit code, signal) with a signal N reported as exit code 128+N.
+fn reap(pid: Pid) -> (i32, Option<i32>) {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(p, code)) if p == pid => return (code, None),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => {
+                return (128 + sig as i32, Some(sig as i32));
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                eprintln!("waitpid: {e}");
+                return (255, None);
+            }
+        }
+    }
+}
+
+/// The memory cgroup's OOM kill counter for the container: v2 `memory.events`, v1
+/// `memory.oom_control` (both `oom_kill <n>`, kernel ≥ 4.13).
+fn oom_kills(cgroup_path: &str) -> Option<u64> {
+    let rel = cgroup_path.trim_start_matches('/');
+    let root = Path::new("/sys/fs/cgroup");
+    let file = if root.join("cgroup.controllers").exists() {
+        root.join(rel).join("memory.events")
+    } else {
+        root.join("memory").join(rel).join("memory.oom_control")
+    };
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Whether `/proc/<pid>/cmdline` is the shim of container `id` (`… shim <state> <run> <id>`); lets
+/// `local` tell a live shim from an unrelated process that reused its pid.
+pub(super) fn is_shim_cmdline(cmdline: &[u8], id: &str) -> bool {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.iter()
+        .position(|a| *a == b"shim")
+        .and_then(|i| args.get(i + 3))
+        .is_some_and(|a| *a == id.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_executable_uses_containerd_wording() {
+        #[derive(Debug)]
+        struct E(String);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::error::Error for E {}
+        let e = E("intermediate process error failed to validate: exec: \"nope\": executable file not found in $PATH)".into());
+        assert_eq!(
+            start_message(&e),
+            "exec: \"nope\": executable file not found in $PATH"
+        );
+        assert_eq!(start_message(&E("boom".into())), "boom");
+    }
+
+    #[test]
+    fn shim_cmdline_is_recognised() {
+        assert!(is_shim_cmdline(b"/x/rk3s\0shim\0/s\0/r\0c1\0", "c1"));
+        assert!(!is_shim_cmdline(b"/bin/sleep\x00100\x00", "c1"));
+    }
+}

@@ -1,0 +1,1374 @@
+//! One pod's worker: brings the pod's containers to what its spec asks for and reports the
+//! pod status, until the pod is deleted.
+//!
+//! The loop follows upstream's pod worker: sandbox (network namespace), volumes, init
+//! containers one at a time in order, then all containers, each restarted under the pod's
+//! restartPolicy with the crash-loop back-off; graceful termination on deletion (SIGTERM,
+//! the grace period, SIGKILL), then the final delete of the API object. Each pass ends with a
+//! status write when the computed status changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event as KEvent, EventType, Recorder, Reporter};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::images::{ImageService, PullPolicy};
+use super::pod::{self, Phase, Record, Terminated};
+use super::runtime::{self, ContainerConfig, Mount, MountKind, State};
+use super::{Kubelet, env, volumes};
+use crate::network::PodAddress;
+
+/// Labels the kubelet puts on its containers, read back when re-adopting them.
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_CONTAINER: &str = "io.kubernetes.container.name";
+pub const LABEL_RESTARTS: &str = "io.kubernetes.container.restartCount";
+pub const LABEL_INIT: &str = "io.rk3s.container.init";
+
+/// Upstream's default grace period when a pod is gone without one.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// How often a pod without other news is re-synced (volumes refreshed, status checked).
+const RESYNC: Duration = Duration::from_secs(60);
+
+/// What the log server needs about a pod's containers.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub uid: String,
+    /// Container name → (current restart count, whether it ever started, waiting reason).
+    pub containers: BTreeMap<String, (i32, bool, Option<String>)>,
+}
+
+/// Where the CRI logs of one container instance go.
+pub fn log_path(
+    log_dir: &Path,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    container: &str,
+    restart: i32,
+) -> PathBuf {
+    log_dir
+        .join(format!("{ns}_{name}_{uid}"))
+        .join(container)
+        .join(format!("{restart}.log"))
+}
+
+/// Removes a pod's kubelet directory, unmounting anything still mounted in it first.
+pub fn remove_pod_dir(_images: &ImageService, dir: &Path) {
+    let rootfs = dir.join("rootfs");
+    if let Ok(entries) = std::fs::read_dir(&rootfs) {
+        for e in entries.flatten() {
+            let _ = ImageService::unmount_rootfs(&e.path());
+        }
+    }
+    let mem = dir.join("volumes").join("kubernetes.io~empty-dir");
+    if let Ok(entries) = std::fs::read_dir(&mem) {
+        for e in entries.flatten() {
+            let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A container's exit as its watcher reports it: (is init, name, final state).
+type Exit = (bool, String, Result<State, runtime::Error>);
+
+pub struct Worker {
+    k: Arc<Kubelet>,
+    uid: String,
+    pod: Pod,
+    init: Vec<Record>,
+    containers: Vec<Record>,
+    init_done: bool,
+    sandbox: Option<PodAddress>,
+    sandbox_error: Option<String>,
+    start_time: Option<SystemTime>,
+    /// Container name → (current back-off, when it may start again).
+    backoff: HashMap<String, (Duration, Instant)>,
+    /// Containers whose next start is a restart (a new instance).
+    pending_restart: std::collections::HashSet<String>,
+    /// Exit watchers of running containers: (is init, name, final state).
+    exits: FuturesUnordered<BoxFuture<'static, Exit>>,
+    last_status: Value,
+    volumes: BTreeMap<String, volumes::Prepared>,
+    volume_error: Option<String>,
+    recorder: Recorder,
+}
+
+impl Worker {
+    pub async fn run(k: Arc<Kubelet>, uid: String, mut rx: watch::Receiver<Option<Pod>>) {
+        let Some(pod) = rx.borrow_and_update().clone() else {
+            return;
+        };
+        let recorder = Recorder::new(
+            k.client.clone(),
+            Reporter {
+                controller: "kubelet".into(),
+                instance: Some(k.config.node_name.clone()),
+            },
+        );
+        let mut w = Worker {
+            k,
+            uid,
+            init: records(&pod, true),
+            containers: records(&pod, false),
+            last_status: serde_json::to_value(&pod.status).unwrap_or(Value::Null),
+            start_time: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| SystemTime::from(t.0)),
+            pod,
+            init_done: false,
+            sandbox: None,
+            sandbox_error: None,
+            backoff: HashMap::new(),
+            pending_restart: Default::default(),
+            exits: FuturesUnordered::new(),
+            volumes: BTreeMap::new(),
+            volume_error: None,
+            recorder,
+        };
+        w.adopt();
+        let mut wake;
+        loop {
+            let latest = rx.borrow_and_update().clone();
+            match latest {
+                None => {
+                    w.terminate(None).await;
+                    break;
+                }
+                Some(p) if p.metadata.deletion_timestamp.is_some() => {
+                    w.pod = p;
+                    let grace = w
+                        .pod
+                        .metadata
+                        .deletion_grace_period_seconds
+                        .map(|s| Duration::from_secs(s.max(0) as u64));
+                    w.terminate(grace).await;
+                    w.finish_deletion().await;
+                    break;
+                }
+                Some(p) => {
+                    w.pod = p;
+                    let next = w.sync().await;
+                    w.write_status().await;
+                    wake = next;
+                }
+            }
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        w.terminate(None).await;
+                        break;
+                    }
+                }
+                Some((init, name, state)) = w.exits.next(), if !w.exits.is_empty() => {
+                    w.exited(init, &name, state);
+                }
+                _ = sleep => {}
+            }
+        }
+        if let Ok(mut views) = w.k.views.lock() {
+            views.remove(&w.key());
+        }
+    }
+
+    fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.pod.metadata.namespace.clone().unwrap_or_default(),
+            self.pod.metadata.name.clone().unwrap_or_default()
+        )
+    }
+
+    fn spec_container(&self, init: bool, name: &str) -> Option<Container> {
+        let spec = self.pod.spec.as_ref()?;
+        let list = if init {
+            spec.init_containers.clone().unwrap_or_default()
+        } else {
+            spec.containers.clone()
+        };
+        list.into_iter().find(|c| c.name == name)
+    }
+
+    fn record_mut(&mut self, init: bool, name: &str) -> Option<&mut Record> {
+        let list = if init {
+            &mut self.init
+        } else {
+            &mut self.containers
+        };
+        list.iter_mut().find(|r| r.name == name)
+    }
+
+    /// Containers of this pod that the runtime already has (after a restart of rk3s): their
+    /// state and restart counts carry on; running ones get exit watchers.
+    fn adopt(&mut self) {
+        let Ok(list) = self.k.runtime.list() else {
+            return;
+        };
+        let mut mine: Vec<(ContainerConfig, State)> = list
+            .into_iter()
+            .filter(|(c, _)| c.labels.get(LABEL_POD_UID) == Some(&self.uid))
+            .collect();
+        mine.sort_by_key(|(c, _)| restarts_of(c));
+        for (config, state) in mine {
+            let name = config
+                .labels
+                .get(LABEL_CONTAINER)
+                .cloned()
+                .unwrap_or_default();
+            let init = config.labels.contains_key(LABEL_INIT);
+            let restart = restarts_of(&config);
+            let id = config.id.clone();
+            let Some(r) = self.record_mut(init, &name) else {
+                continue;
+            };
+            if r.id.is_some() && r.restart_count > restart {
+                continue;
+            }
+            r.id = Some(id.clone());
+            r.restart_count = restart;
+            match &state {
+                State::Running { started_at, .. } => {
+                    r.state = Phase::Running {
+                        started_at: *started_at,
+                    };
+                    r.ready = true;
+                    r.started = true;
+                }
+                State::Exited { .. } => r.state = Phase::Terminated(terminated(&id, &state)),
+            }
+            if matches!(state, State::Running { .. }) {
+                self.watch_exit(init, name, id);
+            }
+        }
+        if self.start_time.is_none() {
+            self.start_time = Some(SystemTime::now());
+        }
+        // Init containers that all succeeded before the restart stay done.
+        self.init_done = self.init.iter().all(succeeded) && !self.init.is_empty()
+            || self.init.is_empty()
+            || self.containers.iter().any(|r| r.id.is_some());
+    }
+
+    fn watch_exit(&mut self, init: bool, name: String, id: String) {
+        let rt = self.k.runtime.clone();
+        self.exits.push(
+            async move {
+                let state = rt.wait(&id).await;
+                (init, name, state)
+            }
+            .boxed(),
+        );
+    }
+
+    fn exited(&mut self, init: bool, name: &str, state: Result<State, runtime::Error>) {
+        let Some(r) = self.record_mut(init, name) else {
+            return;
+        };
+        let id = r.id.clone().unwrap_or_default();
+        match state {
+            Ok(s @ State::Exited { .. }) => {
+                r.state = Phase::Terminated(terminated(&id, &s));
+                r.ready = false;
+                r.started = false;
+            }
+            Ok(State::Running { .. }) => {}
+            Err(e) => tracing::warn!(container = name, error = %e, "waiting for a container"),
+        }
+    }
+
+    /// One pass: returns when the worker should look again without news.
+    async fn sync(&mut self) -> Instant {
+        let now = Instant::now();
+        let mut next = now + RESYNC;
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let current_phase = pod::phase(&policy, &self.init, &self.containers, self.init_done);
+        if self.start_time.is_none() {
+            self.start_time = Some(SystemTime::now());
+        }
+        if pod::is_terminal(current_phase)
+            || self
+                .pod
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_some_and(pod::is_terminal)
+        {
+            return next;
+        }
+        // The sandbox.
+        let host_network = spec.host_network.unwrap_or(false);
+        if !host_network && self.sandbox.is_none() {
+            match self.k.network.setup_pod(&self.uid).await {
+                Ok(a) => {
+                    self.sandbox = Some(a);
+                    self.sandbox_error = None;
+                }
+                Err(e) => {
+                    let msg = format!("Failed to create pod sandbox: {e}");
+                    if self.sandbox_error.as_deref() != Some(msg.as_str()) {
+                        self.event(
+                            EventType::Warning,
+                            "FailedCreatePodSandBox",
+                            "Sync",
+                            msg.clone(),
+                        );
+                    }
+                    self.sandbox_error = Some(msg);
+                    return now + Duration::from_secs(2);
+                }
+            }
+        }
+        // Volumes (re-written each pass so updates reach running pods).
+        let pod_dir = self.k.pod_dir(&self.uid);
+        match volumes::prepare(
+            &self.k.client,
+            &self.pod,
+            &pod_dir,
+            &self.host_ip(),
+            &self.pod_ip(),
+        )
+        .await
+        {
+            Ok(v) => {
+                self.volumes = v;
+                self.volume_error = None;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if self.volume_error.as_deref() != Some(msg.as_str()) {
+                    self.event(EventType::Warning, "FailedMount", "Mount", msg.clone());
+                }
+                self.volume_error = Some(msg);
+                return now + Duration::from_secs(2);
+            }
+        }
+        // Init containers, in order, one at a time.
+        if !self.init_done {
+            let names: Vec<String> = self.init.iter().map(|r| r.name.clone()).collect();
+            for name in names {
+                let r = self
+                    .init
+                    .iter()
+                    .find(|r| r.name == name)
+                    .cloned()
+                    .unwrap_or_default();
+                match &r.state {
+                    Phase::Terminated(t) if t.exit_code == 0 => continue,
+                    Phase::Running { .. } => return next,
+                    Phase::Terminated(t) => {
+                        // Init containers restart unless the pod's policy is Never.
+                        if policy == "Never" {
+                            return next;
+                        }
+                        let t = t.clone();
+                        match self.restart_gate(true, &name, &t) {
+                            Some(at) => return at,
+                            None => {
+                                self.start(true, &name).await;
+                                return next;
+                            }
+                        }
+                    }
+                    Phase::Created | Phase::Waiting { .. } => {
+                        if let Some(at) = self.gate(&name) {
+                            return at;
+                        }
+                        self.start(true, &name).await;
+                        return next;
+                    }
+                }
+            }
+            self.init_done = true;
+        }
+        let names: Vec<String> = self.containers.iter().map(|r| r.name.clone()).collect();
+        for name in names {
+            let r = self
+                .containers
+                .iter()
+                .find(|r| r.name == name)
+                .cloned()
+                .unwrap_or_default();
+            match &r.state {
+                Phase::Running { .. } => {}
+                Phase::Terminated(t) => {
+                    if !pod::restarts(&policy, t.exit_code) {
+                        continue;
+                    }
+                    let t = t.clone();
+                    match self.restart_gate(false, &name, &t) {
+                        Some(at) => next = next.min(at),
+                        None => self.start(false, &name).await,
+                    }
+                }
+                Phase::Created | Phase::Waiting { .. } => match self.gate(&name) {
+                    Some(at) => next = next.min(at),
+                    None => self.start(false, &name).await,
+                },
+            }
+        }
+        next
+    }
+
+    /// Whether a container waiting after a failure may start yet.
+    fn gate(&self, name: &str) -> Option<Instant> {
+        let (_, at) = self.backoff.get(name)?;
+        (*at > Instant::now()).then_some(*at)
+    }
+
+    /// A terminated container that restarts: its state becomes lastState, and upstream's
+    /// crash-loop back-off applies: the first restart is immediate, then 10 s doubling to
+    /// 5 min, reset once a run lasted 10 min. Returns when it may start, or None to start now.
+    fn restart_gate(&mut self, init: bool, name: &str, t: &Terminated) -> Option<Instant> {
+        let ran = match t.started_at {
+            Some(s) => t.finished_at.duration_since(s).unwrap_or_default(),
+            None => Duration::ZERO,
+        };
+        let delay = match self.backoff.get(name) {
+            _ if ran >= pod::BACKOFF_RESET => Duration::ZERO,
+            None => Duration::ZERO,
+            Some((d, _)) => pod::backoff(Some(*d).filter(|d| !d.is_zero()), ran),
+        };
+        let at = Instant::now() + delay;
+        self.backoff.insert(name.to_string(), (delay, at));
+        self.pending_restart.insert(name.to_string());
+        let pod_name = self.pod.metadata.name.clone().unwrap_or_default();
+        let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
+        let uid = self.uid.clone();
+        let r = self.record_mut(init, name)?;
+        r.last = Some(t.clone());
+        if delay.is_zero() {
+            return None;
+        }
+        r.state = Phase::Waiting {
+            reason: "CrashLoopBackOff".into(),
+            message: format!(
+                "back-off {}s restarting failed container={name} pod={pod_name}_{ns}({uid})",
+                delay.as_secs()
+            ),
+        };
+        self.event(
+            EventType::Warning,
+            "BackOff",
+            "Restart",
+            format!("Back-off restarting failed container {name} in pod {pod_name}_{ns}({uid})"),
+        );
+        Some(at)
+    }
+
+    fn host_ip(&self) -> String {
+        self.k.config.node_ip.to_string()
+    }
+
+    fn pod_ip(&self) -> String {
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        if host_network {
+            return self.host_ip();
+        }
+        self.sandbox
+            .as_ref()
+            .map(|a| a.ip.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Pulls, prepares and starts one container; its record says how it went.
+    async fn start(&mut self, init: bool, name: &str) {
+        let Some(c) = self.spec_container(init, name) else {
+            return;
+        };
+        // A restart is a new instance: its own id, log file and restart count.
+        if self.pending_restart.remove(name)
+            && let Some(r) = self.record_mut(init, name)
+        {
+            r.restart_count += 1;
+        }
+        let restart = self
+            .record_mut(init, name)
+            .map(|r| r.restart_count)
+            .unwrap_or(0);
+        let image_name = c.image.clone().unwrap_or_default();
+        let policy = match c.image_pull_policy.as_deref() {
+            Some("Always") => PullPolicy::Always,
+            Some("Never") => PullPolicy::Never,
+            Some(_) => PullPolicy::IfNotPresent,
+            None if image_name.ends_with(":latest")
+                || !image_name.rsplit('/').next().unwrap_or("").contains(':') =>
+            {
+                PullPolicy::Always
+            }
+            None => PullPolicy::IfNotPresent,
+        };
+        let present = self.k.images.get(&image_name).is_some();
+        if (!present || matches!(policy, PullPolicy::Always))
+            && !matches!(policy, PullPolicy::Never)
+        {
+            self.event(
+                EventType::Normal,
+                "Pulling",
+                "Pull",
+                format!("Pulling image \"{image_name}\""),
+            );
+        }
+        let pulled_at = Instant::now();
+        let image = match self.k.images.ensure(&image_name, policy, &[]).await {
+            Ok(i) => {
+                if present && !matches!(policy, PullPolicy::Always) {
+                    self.event(
+                        EventType::Normal,
+                        "Pulled",
+                        "Pull",
+                        format!("Container image \"{image_name}\" already present on machine"),
+                    );
+                } else {
+                    self.event(
+                        EventType::Normal,
+                        "Pulled",
+                        "Pull",
+                        format!(
+                            "Successfully pulled image \"{image_name}\" in {:.3}s",
+                            pulled_at.elapsed().as_secs_f64()
+                        ),
+                    );
+                }
+                i
+            }
+            Err(e) => {
+                let backing_off = self.backoff.contains_key(name);
+                let reason = if backing_off && e.reason == "ErrImagePull" {
+                    "ImagePullBackOff"
+                } else {
+                    e.reason
+                };
+                self.event(EventType::Warning, "Failed", "Pull", e.message.clone());
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    "Pull",
+                    format!("Error: {}", e.reason),
+                );
+                self.wait_with(init, name, reason, &e.message, true);
+                return;
+            }
+        };
+        let env = env::build(&env::Inputs {
+            client: &self.k.client,
+            pod: &self.pod,
+            container: &c,
+            image_env: &image.config.env,
+            host_ip: &self.host_ip(),
+            pod_ip: &self.pod_ip(),
+            node_cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            node_memory: 0,
+        })
+        .await;
+        let env = match env {
+            Ok(e) => e,
+            Err(e) => {
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    "Create",
+                    format!("Error: {e}"),
+                );
+                self.wait_with(init, name, "CreateContainerConfigError", &e.0, true);
+                return;
+            }
+        };
+        let id = container_id(&self.uid, init, name, restart);
+        let pod_dir = self.k.pod_dir(&self.uid);
+        let rootfs_dir = pod_dir.join("rootfs").join(&id);
+        let rootfs = match self.k.images.mount_rootfs(&image, &rootfs_dir) {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = format!("failed to prepare the root filesystem: {e}");
+                self.wait_with(init, name, "CreateContainerError", &msg, true);
+                return;
+            }
+        };
+        let config =
+            match self.container_config(&c, init, restart, &id, rootfs, &image, env, &pod_dir) {
+                Ok(cfg) => cfg,
+                Err(msg) => {
+                    self.event(
+                        EventType::Warning,
+                        "Failed",
+                        "Create",
+                        format!("Error: {msg}"),
+                    );
+                    self.wait_with(init, name, "CreateContainerConfigError", &msg, true);
+                    return;
+                }
+            };
+        self.event(
+            EventType::Normal,
+            "Created",
+            "Create",
+            format!("Created container: {name}"),
+        );
+        let image_id = image.repo_digest.clone();
+        match self.k.runtime.start(config).await {
+            Ok(State::Running { started_at, .. }) => {
+                self.event(
+                    EventType::Normal,
+                    "Started",
+                    "Start",
+                    format!("Started container {name}"),
+                );
+                if let Some(r) = self.record_mut(init, name) {
+                    r.id = Some(id.clone());
+                    r.image_id = image_id;
+                    r.state = Phase::Running { started_at };
+                    r.started = true;
+                    r.ready = true;
+                }
+                self.watch_exit(init, name.to_string(), id);
+            }
+            Ok(s @ State::Exited { .. }) => {
+                let mut t = terminated(&id, &s);
+                t.reason = "StartError".into();
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    "Start",
+                    format!("Error: {}", t.message),
+                );
+                if let Some(r) = self.record_mut(init, name) {
+                    r.id = Some(id);
+                    r.image_id = image_id;
+                    r.state = Phase::Terminated(t);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    "Start",
+                    format!("Error: {msg}"),
+                );
+                let _ = ImageService::unmount_rootfs(&rootfs_dir);
+                self.wait_with(init, name, "RunContainerError", &msg, true);
+            }
+        }
+    }
+
+    /// A container that could not be created waits with `reason`; with `backoff`, the next
+    /// attempt is delayed like a crash loop.
+    fn wait_with(&mut self, init: bool, name: &str, reason: &str, message: &str, backoff: bool) {
+        if backoff {
+            let previous = self
+                .backoff
+                .get(name)
+                .map(|(d, _)| *d)
+                .filter(|d| !d.is_zero());
+            let delay = pod::backoff(previous, Duration::ZERO);
+            self.backoff
+                .insert(name.to_string(), (delay, Instant::now() + delay));
+        }
+        if let Some(r) = self.record_mut(init, name) {
+            r.state = Phase::Waiting {
+                reason: reason.into(),
+                message: message.into(),
+            };
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn container_config(
+        &self,
+        c: &Container,
+        init: bool,
+        restart: i32,
+        id: &str,
+        rootfs: PathBuf,
+        image: &super::images::Image,
+        env: Vec<String>,
+        pod_dir: &Path,
+    ) -> Result<ContainerConfig, String> {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let meta = &self.pod.metadata;
+        let (ns, name) = (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        );
+        let vars: BTreeMap<String, String> = env
+            .iter()
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        let mut c2 = c.clone();
+        c2.command = c
+            .command
+            .as_ref()
+            .map(|v| v.iter().map(|s| pod::expand(s, &vars)).collect());
+        c2.args = c
+            .args
+            .as_ref()
+            .map(|v| v.iter().map(|s| pod::expand(s, &vars)).collect());
+        let args = pod::argv(&c2, &image.config.entrypoint, &image.config.cmd);
+        if args.is_empty() {
+            return Err(format!("no command specified for container {:?}", c.name));
+        }
+        let psc = spec.security_context.clone().unwrap_or_default();
+        let sc = c.security_context.clone().unwrap_or_default();
+        if let Some(p) = sc.seccomp_profile.as_ref().or(psc.seccomp_profile.as_ref())
+            && p.type_ != "Unconfined"
+        {
+            return Err(format!(
+                "seccomp profile {:?} cannot be enforced: this rk3s build has no seccomp support (use type Unconfined)",
+                p.type_
+            ));
+        }
+        let (image_uid, image_gid) = image_user(&rootfs, &image.config.user)?;
+        let uid = sc
+            .run_as_user
+            .or(psc.run_as_user)
+            .map(|u| u as u32)
+            .unwrap_or(image_uid);
+        let gid = sc
+            .run_as_group
+            .or(psc.run_as_group)
+            .map(|g| g as u32)
+            .unwrap_or(image_gid);
+        if sc.run_as_non_root.or(psc.run_as_non_root) == Some(true) && uid == 0 {
+            return Err("container has runAsNonRoot and image will run as root".into());
+        }
+        let mut additional: Vec<u32> = psc
+            .supplemental_groups
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| g as u32)
+            .collect();
+        if let Some(fs) = psc.fs_group {
+            additional.push(fs as u32);
+        }
+        // Volume mounts.
+        let mut mounts = Vec::new();
+        for vm in c.volume_mounts.clone().unwrap_or_default() {
+            let Some(v) = self.volumes.get(&vm.name) else {
+                return Err(format!(
+                    "volume mount {:?} names no volume of the pod",
+                    vm.name
+                ));
+            };
+            let mut source = v.path.clone();
+            if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                if sub.split('/').any(|p| p == "..") || sub.starts_with('/') {
+                    return Err(format!("invalid subPath {sub:?}"));
+                }
+                source = source.join(sub);
+                if !source.exists() {
+                    let _ = std::fs::create_dir_all(&source);
+                }
+            }
+            let kind = match v.tmpfs {
+                Some(size) if vm.sub_path.is_none() => MountKind::Tmpfs { size_bytes: size },
+                _ => MountKind::Bind,
+            };
+            mounts.push(Mount {
+                destination: vm.mount_path.clone(),
+                source,
+                kind,
+                readonly: vm.read_only.unwrap_or(false) || v.read_only,
+            });
+        }
+        // /etc/hosts, /etc/hostname, /etc/resolv.conf.
+        let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
+        let host_network = spec.host_network.unwrap_or(false);
+        let etc = pod_dir.join("etc");
+        std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
+        let hosts = if host_network {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            etc_hosts(
+                &self.pod_ip(),
+                &hostname,
+                &spec,
+                &ns,
+                &self.k.config.cluster_domain,
+            )
+        };
+        std::fs::write(etc.join("hosts"), hosts).map_err(|e| e.to_string())?;
+        std::fs::write(etc.join("hostname"), format!("{hostname}\n")).map_err(|e| e.to_string())?;
+        std::fs::write(
+            etc.join("resolv.conf"),
+            resolv_conf(&self.pod, &self.k.config),
+        )
+        .map_err(|e| e.to_string())?;
+        for (file, dest) in [
+            ("hosts", "/etc/hosts"),
+            ("hostname", "/etc/hostname"),
+            ("resolv.conf", "/etc/resolv.conf"),
+        ] {
+            if !mounts.iter().any(|m| m.destination == dest) {
+                mounts.push(Mount {
+                    destination: dest.into(),
+                    source: etc.join(file),
+                    kind: MountKind::Bind,
+                    readonly: false,
+                });
+            }
+        }
+        // The termination message file.
+        let term_dir = pod_dir.join("containers").join(&c.name);
+        std::fs::create_dir_all(&term_dir).map_err(|e| e.to_string())?;
+        let term_file = term_dir.join(id);
+        std::fs::write(&term_file, b"").map_err(|e| e.to_string())?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&term_file, std::fs::Permissions::from_mode(0o666));
+        }
+        let term_path = c
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        mounts.push(Mount {
+            destination: term_path,
+            source: term_file,
+            kind: MountKind::Bind,
+            readonly: false,
+        });
+        let limits = pod::limits(c.resources.as_ref());
+        let log_path = log_path(
+            &self.k.config.log_dir,
+            &ns,
+            &name,
+            &self.uid,
+            &c.name,
+            restart,
+        );
+        if let Some(parent) = log_path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        let caps = sc.capabilities.clone().unwrap_or_default();
+        let mut labels = BTreeMap::new();
+        labels.insert(LABEL_POD_UID.to_string(), self.uid.clone());
+        labels.insert(LABEL_POD_NAME.to_string(), name.clone());
+        labels.insert(LABEL_POD_NAMESPACE.to_string(), ns.clone());
+        labels.insert(LABEL_CONTAINER.to_string(), c.name.clone());
+        labels.insert(LABEL_RESTARTS.to_string(), restart.to_string());
+        if init {
+            labels.insert(LABEL_INIT.to_string(), "true".into());
+        }
+        let cwd = c
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| image.config.working_dir.clone());
+        Ok(ContainerConfig {
+            id: id.to_string(),
+            labels,
+            rootfs,
+            readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
+            args,
+            env,
+            cwd: if cwd.is_empty() { "/".into() } else { cwd },
+            uid,
+            gid,
+            additional_gids: additional,
+            hostname,
+            netns: self.sandbox.as_ref().map(|a| a.netns.clone()),
+            mounts,
+            cgroup_path: format!("{}/{id}", pod::pod_cgroup(&self.pod)),
+            resources: runtime::Resources {
+                cpu_shares: limits.cpu_shares,
+                cpu_quota: limits.cpu_quota,
+                cpu_period: limits.cpu_period,
+                memory_limit: limits.memory_limit,
+                pids_limit: None,
+            },
+            privileged: sc.privileged.unwrap_or(false),
+            capabilities_add: caps.add.unwrap_or_default(),
+            capabilities_drop: caps.drop.unwrap_or_default(),
+            no_new_privileges: sc.allow_privilege_escalation == Some(false),
+            log_path,
+            tty: c.tty.unwrap_or(false),
+        })
+    }
+
+    /// Stops every container (preStop hooks are not run yet), tears down the sandbox and
+    /// removes the pod's files.
+    async fn terminate(&mut self, grace: Option<Duration>) {
+        let grace = grace.unwrap_or_else(|| {
+            self.pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .map(|s| Duration::from_secs(s.max(0) as u64))
+                .unwrap_or(DEFAULT_GRACE)
+        });
+        let running: Vec<(bool, String, String)> = self
+            .init
+            .iter()
+            .map(|r| (true, r))
+            .chain(self.containers.iter().map(|r| (false, r)))
+            .filter(|(_, r)| matches!(r.state, Phase::Running { .. }))
+            .filter_map(|(i, r)| r.id.clone().map(|id| (i, r.name.clone(), id)))
+            .collect();
+        for (_, name, _) in &running {
+            self.event(
+                EventType::Normal,
+                "Killing",
+                "Kill",
+                format!("Stopping container {name}"),
+            );
+        }
+        let rt = self.k.runtime.clone();
+        let stops = running.iter().map(|(init, name, id)| {
+            let rt = rt.clone();
+            let (init, name, id) = (*init, name.clone(), id.clone());
+            async move { (init, name, rt.stop(&id, grace).await) }
+        });
+        for (init, name, state) in futures_util::future::join_all(stops).await {
+            self.exited(init, &name, state);
+        }
+        // Every instance of this pod the runtime still knows.
+        if let Ok(list) = self.k.runtime.list() {
+            for (c, state) in list {
+                if c.labels.get(LABEL_POD_UID) == Some(&self.uid) {
+                    if matches!(state, State::Running { .. }) {
+                        let _ = self.k.runtime.stop(&c.id, Duration::from_secs(1)).await;
+                    }
+                    let _ = self.k.runtime.remove(&c.id).await;
+                }
+            }
+        }
+        if let Err(e) = self.k.network.teardown_pod(&self.uid).await {
+            tracing::warn!(pod = %self.uid, error = %e, "tearing down the pod network");
+        }
+        remove_pod_dir(&self.k.images, &self.k.pod_dir(&self.uid));
+    }
+
+    /// The containers are gone: the API object can go (upstream's final delete with grace 0,
+    /// preconditioned on the UID so a new pod of the same name is never deleted).
+    async fn finish_deletion(&mut self) {
+        let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
+        let name = self.pod.metadata.name.clone().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.k.client.clone(), &ns);
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        if let Err(e) = pods.delete(&name, &dp).await {
+            match e {
+                kube::Error::Api(a) if a.code == 404 || a.code == 409 => {}
+                e => tracing::warn!(pod = %name, error = %e, "deleting the pod"),
+            }
+        }
+    }
+
+    async fn write_status(&mut self) {
+        let now = SystemTime::now();
+        let input = pod::StatusInput {
+            pod: &self.pod,
+            init: &self.init,
+            containers: &self.containers,
+            init_done: self.init_done,
+            sandbox_ready: self.sandbox.is_some()
+                || self
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.host_network)
+                    .unwrap_or(false),
+            pod_ip: Some(self.pod_ip()).filter(|s| !s.is_empty()),
+            host_ip: self.host_ip(),
+            start_time: self.start_time,
+            failure: None,
+        };
+        let status = pod::status(&input, &self.last_status, now);
+        self.update_view();
+        let current = serde_json::to_value(&self.pod.status).unwrap_or(Value::Null);
+        if same_status(&status, &current) {
+            self.last_status = current;
+            return;
+        }
+        let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
+        let name = self.pod.metadata.name.clone().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.k.client.clone(), &ns);
+        match pods
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await
+        {
+            Ok(p) => {
+                self.last_status = serde_json::to_value(&p.status).unwrap_or(Value::Null);
+                self.pod.status = p.status;
+            }
+            Err(e) => tracing::debug!(pod = %name, error = %e, "writing the pod status"),
+        }
+    }
+
+    fn update_view(&self) {
+        let mut view = View {
+            uid: self.uid.clone(),
+            containers: BTreeMap::new(),
+        };
+        for r in self.init.iter().chain(self.containers.iter()) {
+            let waiting = match &r.state {
+                Phase::Waiting { reason, .. } => Some(reason.clone()),
+                Phase::Created => Some("ContainerCreating".into()),
+                _ => None,
+            };
+            view.containers
+                .insert(r.name.clone(), (r.restart_count, r.id.is_some(), waiting));
+        }
+        if let Ok(mut views) = self.k.views.lock() {
+            views.insert(self.key(), view);
+        }
+    }
+
+    fn event(&self, type_: EventType, reason: &str, action: &str, note: String) {
+        let reference = kube::Resource::object_ref(&self.pod, &());
+        let recorder = self.recorder.clone();
+        let event = KEvent {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::debug!(error = %e, "writing an event");
+            }
+        });
+    }
+}
+
+/// Statuses equal apart from fields the API server owns.
+fn same_status(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("nominatedNodeName");
+            o.remove("resize");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+fn succeeded(r: &Record) -> bool {
+    matches!(&r.state, Phase::Terminated(t) if t.exit_code == 0)
+}
+
+fn restarts_of(c: &ContainerConfig) -> i32 {
+    c.labels
+        .get(LABEL_RESTARTS)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn records(pod: &Pod, init: bool) -> Vec<Record> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let list = if init {
+        spec.init_containers.unwrap_or_default()
+    } else {
+        spec.containers
+    };
+    list.into_iter()
+        .map(|c| Record {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            ..Record::default()
+        })
+        .collect()
+}
+
+/// The runtime id of one container instance: short, unique on the node, and readable.
+pub fn container_id(uid: &str, init: bool, name: &str, restart: i32) -> String {
+    let short: String = uid.chars().filter(|c| *c != '-').take(12).collect();
+    let mut n: String = name.chars().take(40).collect();
+    if init {
+        n = format!("init-{n}");
+    }
+    format!("{short}-{n}-{restart}")
+}
+
+fn terminated(id: &str, state: &State) -> Terminated {
+    match state {
+        State::Exited {
+            exit_code,
+            signal,
+            oom_killed,
+            started_at,
+            finished_at,
+            message,
+        } => Terminated {
+            exit_code: *exit_code,
+            signal: *signal,
+            reason: Terminated::reason_for(*exit_code, *oom_killed).into(),
+            message: message.clone(),
+            started_at: *started_at,
+            finished_at: *finished_at,
+            container_id: format!("{}://{id}", pod::RUNTIME_SCHEME),
+        },
+        State::Running { started_at, .. } => Terminated {
+            exit_code: 0,
+            signal: None,
+            reason: "Unknown".into(),
+            message: String::new(),
+            started_at: Some(*started_at),
+            finished_at: SystemTime::now(),
+            container_id: format!("{}://{id}", pod::RUNTIME_SCHEME),
+        },
+    }
+}
+
+/// The image's `User` as uid/gid, names looked up in the rootfs's /etc/passwd and /etc/group.
+pub fn image_user(rootfs: &Path, user: &str) -> Result<(u32, u32), String> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let lookup = |name: &str, file: &str, field: usize| -> Option<u32> {
+        file.lines().find_map(|l| {
+            let parts: Vec<&str> = l.split(':').collect();
+            (parts.first() == Some(&name)).then(|| parts.get(field)?.parse().ok())?
+        })
+    };
+    let (uid, default_gid) = match u.parse::<u32>() {
+        Ok(n) => (n, lookup_gid_of_uid(&passwd, n).unwrap_or(0)),
+        Err(_) => {
+            let uid = lookup(u, &passwd, 2).ok_or_else(|| {
+                format!("unable to find user {u}: no matching entries in passwd file")
+            })?;
+            (uid, lookup(u, &passwd, 3).unwrap_or(0))
+        }
+    };
+    let gid = match g {
+        None => default_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+                lookup(g, &group, 2).ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
+fn lookup_gid_of_uid(passwd: &str, uid: u32) -> Option<u32> {
+    passwd.lines().find_map(|l| {
+        let parts: Vec<&str> = l.split(':').collect();
+        (parts.get(2)?.parse::<u32>().ok()? == uid).then(|| parts.get(3)?.parse().ok())?
+    })
+}
+
+/// The pod's /etc/hosts, as upstream's kubelet writes it.
+fn etc_hosts(
+    ip: &str,
+    hostname: &str,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    ns: &str,
+    domain: &str,
+) -> String {
+    let mut out = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    if !ip.is_empty() {
+        match &spec.subdomain {
+            Some(sub) if !sub.is_empty() => out.push_str(&format!(
+                "{ip}\t{hostname}.{sub}.{ns}.svc.{domain}\t{hostname}\n"
+            )),
+            _ => out.push_str(&format!("{ip}\t{hostname}\n")),
+        }
+    }
+    for h in spec.host_aliases.clone().unwrap_or_default() {
+        out.push_str(&format!(
+            "\n# Entries added by HostAliases.\n{}\t{}\n",
+            h.ip,
+            h.hostnames.unwrap_or_default().join("\t")
+        ));
+    }
+    out
+}
+
+/// resolv.conf from dnsPolicy, as upstream: ClusterFirst points at the cluster DNS with the
+/// search path and ndots:5; Default copies the host's; None uses only dnsConfig.
+pub fn resolv_conf(pod: &Pod, config: &super::Config) -> String {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let d = &config.cluster_domain;
+    let host_network = spec.host_network.unwrap_or(false);
+    let policy = spec
+        .dns_policy
+        .clone()
+        .unwrap_or_else(|| "ClusterFirst".into());
+    let host = host_resolv();
+    let (mut servers, mut searches, mut options) = match policy.as_str() {
+        "ClusterFirst" if host_network => host.clone(),
+        "ClusterFirst" | "ClusterFirstWithHostNet" => (
+            vec![config.cluster_dns.to_string()],
+            vec![format!("{ns}.svc.{d}"), format!("svc.{d}"), d.clone()],
+            vec!["ndots:5".to_string()],
+        ),
+        "None" => (vec![], vec![], vec![]),
+        _ => host,
+    };
+    if let Some(c) = &spec.dns_config {
+        servers.extend(c.nameservers.clone().unwrap_or_default());
+        searches.extend(c.searches.clone().unwrap_or_default());
+        for o in c.options.clone().unwrap_or_default() {
+            let opt = match o.value {
+                Some(v) => format!("{}:{v}", o.name.clone().unwrap_or_default()),
+                None => o.name.clone().unwrap_or_default(),
+            };
+            let key = opt.split(':').next().unwrap_or_default().to_string();
+            options.retain(|x| x.split(':').next() != Some(key.as_str()));
+            options.push(opt);
+        }
+    }
+    let mut out = String::new();
+    if !searches.is_empty() {
+        out.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    for s in servers.iter().take(3) {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+/// The host's resolvers, skipping systemd-resolved's stub as the upstream kubelet does.
+fn host_resolv() -> (Vec<String>, Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string("/run/systemd/resolve/resolv.conf")
+        .ok()
+        .filter(|_| {
+            std::fs::read_to_string("/etc/resolv.conf").is_ok_and(|r| r.contains("127.0.0.53"))
+        })
+        .or_else(|| std::fs::read_to_string("/etc/resolv.conf").ok())
+        .unwrap_or_default();
+    let (mut s, mut q, mut o) = (vec![], vec![], vec![]);
+    for l in text.lines() {
+        let mut w = l.split_whitespace();
+        match w.next() {
+            Some("nameserver") => s.extend(w.next().map(String::from)),
+            Some("search") => q.extend(w.map(String::from)),
+            Some("options") => o.extend(w.map(String::from)),
+            _ => {}
+        }
+    }
+    (s, q, o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_are_short_and_unique_per_instance() {
+        let uid = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+        assert_eq!(container_id(uid, false, "web", 0), "3fa85f645717-web-0");
+        assert_eq!(
+            container_id(uid, true, "setup", 2),
+            "3fa85f645717-init-setup-2"
+        );
+        let long = "a".repeat(63);
+        assert!(container_id(uid, true, &long, 12).len() <= 64);
+    }
+
+    #[test]
+    fn image_users_resolve_through_the_rootfs() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::fs::write(
+            tmp.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65533::/:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(tmp.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        assert_eq!(image_user(tmp.path(), "").unwrap(), (0, 0));
+        assert_eq!(image_user(tmp.path(), "nobody").unwrap(), (65534, 65533));
+        assert_eq!(image_user(tmp.path(), "1000:staff").unwrap(), (1000, 50));
+        assert_eq!(image_user(tmp.path(), "65534").unwrap(), (65534, 65533));
+        assert!(
+            image_user(tmp.path(), "ghost")
+                .unwrap_err()
+                .contains("unable to find user ghost")
+        );
+    }
+
+    #[test]
+    fn resolv_conf_follows_the_dns_policy() {
+        let config = super::super::Config {
+            node_name: "n".into(),
+            node_ip: "10.0.0.1".parse().unwrap(),
+            labels: Default::default(),
+            taints: vec![],
+            control_plane: true,
+            data_dir: crate::data_dir::DataDir::new("/tmp/x"),
+            log_dir: "/tmp/logs".into(),
+            run_dir: "/tmp/run".into(),
+            cluster_dns: "10.43.0.10".parse().unwrap(),
+            cluster_domain: "cluster.local".into(),
+            private_registry: "/nonexistent".into(),
+            version: "v1.33.0".into(),
+        };
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"namespace": "shop"},
+            "spec": {"containers": [], "dnsConfig": {"options": [{"name": "ndots", "value": "2"}]}}}))
+        .unwrap();
+        assert_eq!(
+            resolv_conf(&pod, &config),
+            "search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.43.0.10\noptions ndots:2\n"
+        );
+        let none: Pod = serde_json::from_value(json!({"metadata": {"namespace": "x"},
+            "spec": {"containers": [], "dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.1.1.1"]}}}))
+        .unwrap();
+        assert_eq!(resolv_conf(&none, &config), "nameserver 1.1.1.1\n");
+    }
+
+    #[test]
+    fn hosts_files_name_the_pod() {
+        let spec: k8s_openapi::api::core::v1::PodSpec =
+            serde_json::from_value(json!({"containers": [], "subdomain": "db"})).unwrap();
+        let h = etc_hosts("10.42.0.9", "web-0", &spec, "shop", "cluster.local");
+        assert!(
+            h.contains("10.42.0.9\tweb-0.db.shop.svc.cluster.local\tweb-0\n"),
+            "{h}"
+        );
+    }
+}

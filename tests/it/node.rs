@@ -1,0 +1,515 @@
+//! The node, end to end: `rk3s server` with its kubelet runs real containers (busybox from a
+//! registry on loopback) for kubectl. Root only (namespaces, cgroups, overlayfs, a bridge);
+//! the tests run one at a time (nextest group `node`): one pod bridge per machine.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::kubectl::Cluster;
+use crate::support::registry::Registry;
+
+const NODE: &str = "rk3s-test-node";
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A server with its kubelet, a registry holding busybox, and the image reference.
+fn start(minor: u32) -> Option<(Cluster, Registry, String, tempfile::TempDir)> {
+    if !is_root() {
+        if std::env::var_os("RK3S_TESTS_STRICT").is_some_and(|v| v == "1") {
+            panic!("the node tests need root and RK3S_TESTS_STRICT=1");
+        }
+        println!("SKIP: the node tests need root");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(dir.path())?;
+    let image = registry.push_busybox("busybox:1");
+    let c = Cluster::start_with(minor, &["--enable-agent", &format!("--node-name={NODE}")])?;
+    let out = c.run(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("node/{NODE}"),
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "the node never got Ready: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.server_log()
+    );
+    Some((c, registry, image, dir))
+}
+
+/// Polls `pod` until `check` holds for its JSON, failing with the last state and the log.
+fn wait_pod(c: &Cluster, pod: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = c.run(&["get", "pod", pod, "-o", "json"], None);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if check(&v) {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "pod {pod} never got {what}: {}\n--- server log ---\n{}",
+                serde_json::to_string_pretty(&v["status"]).unwrap_or_default(),
+                c.server_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn phase(v: &Value) -> &str {
+    v["status"]["phase"].as_str().unwrap_or_default()
+}
+
+macro_rules! node_test {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn kubectl_1_33() {
+                if let Some((mut c, r, image, _dir)) = super::start(33) {
+                    super::$name(&mut c, &r, &image);
+                }
+            }
+            #[test]
+            fn kubectl_1_27() {
+                if let Some((mut c, r, image, _dir)) = super::start(27) {
+                    super::$name(&mut c, &r, &image);
+                }
+            }
+        }
+    };
+}
+
+node_test!(containers_survive_kill_9_of_rk3s);
+fn containers_survive_kill_9_of_rk3s(c: &mut Cluster, _r: &Registry, image: &str) {
+    c.ok(&[
+        "run",
+        "survivor",
+        &format!("--image={image}"),
+        "--",
+        "sh",
+        "-c",
+        "echo $$ > /tmp/pid; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done",
+    ]);
+    let before = wait_pod(c, "survivor", "Running", |v| phase(v) == "Running");
+    let id = before["status"]["containerStatuses"][0]["containerID"].clone();
+    std::thread::sleep(Duration::from_millis(600));
+    c.kill9_and_restart();
+    // The node comes back Ready, the container is the same instance, never restarted, and its
+    // log went on while rk3s was down.
+    let out = c.run(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            &format!("node/{NODE}"),
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", c.server_log());
+    std::thread::sleep(Duration::from_secs(1));
+    let after = wait_pod(c, "survivor", "Running again", |v| phase(v) == "Running");
+    let cs = &after["status"]["containerStatuses"][0];
+    assert_eq!(cs["containerID"], id, "{cs}");
+    assert_eq!(cs["restartCount"], 0, "{cs}");
+    let logs = c.ok(&["logs", "survivor"]);
+    let ticks: Vec<u64> = logs
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .collect();
+    assert!(ticks.len() >= 8, "{logs}");
+    assert!(
+        ticks.windows(2).all(|w| w[1] == w[0] + 1),
+        "the log is continuous: {logs}"
+    );
+    c.ok(&[
+        "delete",
+        "pod",
+        "survivor",
+        "--grace-period=1",
+        "--timeout=60s",
+    ]);
+}
+
+node_test!(run_logs_and_delete_a_pod);
+fn run_logs_and_delete_a_pod(c: &mut Cluster, _r: &Registry, image: &str) {
+    c.ok(&[
+        "run",
+        "hello",
+        &format!("--image={image}"),
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from rk3s; echo to stderr >&2; trap 'exit 0' TERM; while true; do sleep 1; done",
+    ]);
+    let v = wait_pod(c, "hello", "Ready", |v| {
+        v["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    });
+    assert_eq!(phase(&v), "Running");
+    let status = &v["status"];
+    assert!(
+        status["podIP"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("10.42."),
+        "{status}"
+    );
+    assert_eq!(status["qosClass"], "BestEffort");
+    let cs = &status["containerStatuses"][0];
+    assert_eq!(cs["name"], "hello");
+    assert_eq!(cs["ready"], true);
+    assert_eq!(cs["restartCount"], 0);
+    assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
+    assert!(
+        cs["containerID"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("rk3s://"),
+        "{cs}"
+    );
+    assert!(
+        cs["imageID"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("@sha256:"),
+        "{cs}"
+    );
+
+    // Logs: both streams, in order, with and without timestamps and tails.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = c.ok(&["logs", "hello"]);
+        if logs == "hello from rk3s\nto stderr\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "logs: {logs:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.ok(&["logs", "hello", "--tail=1"]), "to stderr\n");
+    let stamped = c.ok(&["logs", "hello", "--timestamps"]);
+    let first = stamped.lines().next().unwrap_or_default();
+    assert!(
+        first.ends_with(" hello from rk3s") && first.contains('T') && first.contains('Z'),
+        "{stamped}"
+    );
+    let err = c.fails(&["logs", "hello", "-c", "nope"], None);
+    assert!(
+        err.contains("container nope is not valid for pod hello"),
+        "{err}"
+    );
+
+    // Graceful deletion: the TERM trap ends the container, the kubelet deletes the object.
+    let started = Instant::now();
+    c.ok(&["delete", "pod", "hello", "--timeout=60s"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the TERM trap should end the pod well before its 30 s grace period"
+    );
+    let out = c.run(&["get", "pod", "hello"], None);
+    assert!(!out.status.success());
+}
+
+node_test!(exit_codes_restarts_and_bad_images);
+fn exit_codes_restarts_and_bad_images(c: &mut Cluster, r: &Registry, image: &str) {
+    // A container that fails once with restartPolicy Never fails the pod.
+    c.ok(&[
+        "run",
+        "fails",
+        &format!("--image={image}"),
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo bye; exit 3",
+    ]);
+    let v = wait_pod(c, "fails", "Failed", |v| phase(v) == "Failed");
+    let t = &v["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["exitCode"], 3, "{t}");
+    assert_eq!(t["reason"], "Error", "{t}");
+    assert_eq!(c.ok(&["logs", "fails"]), "bye\n");
+
+    // Success.
+    c.ok(&[
+        "run",
+        "works",
+        &format!("--image={image}"),
+        "--restart=Never",
+        "--",
+        "true",
+    ]);
+    let v = wait_pod(c, "works", "Succeeded", |v| phase(v) == "Succeeded");
+    assert_eq!(
+        v["status"]["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Completed"
+    );
+
+    // restartPolicy Always: the container restarts, the old state becomes lastState.
+    c.ok(&[
+        "run",
+        "crashes",
+        &format!("--image={image}"),
+        "--",
+        "sh",
+        "-c",
+        "echo attempt; exit 1",
+    ]);
+    let v = wait_pod(c, "crashes", "restarted", |v| {
+        v["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .is_some_and(|n| n >= 1)
+    });
+    let cs = &v["status"]["containerStatuses"][0];
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1, "{cs}");
+    let v = wait_pod(c, "crashes", "CrashLoopBackOff", |v| {
+        v["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    assert_eq!(phase(&v), "Running");
+    assert_eq!(c.ok(&["logs", "crashes", "--previous"]), "attempt\n");
+
+    // A missing image: ErrImagePull with the registry's words, then back-off.
+    let missing = format!("{}/nope:1", r.addr);
+    c.ok(&[
+        "run",
+        "ghost",
+        &format!("--image={missing}"),
+        "--restart=Never",
+    ]);
+    let v = wait_pod(c, "ghost", "ErrImagePull", |v| {
+        let reason = &v["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+        reason == "ErrImagePull" || reason == "ImagePullBackOff"
+    });
+    let waiting = &v["status"]["containerStatuses"][0]["state"]["waiting"];
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not found"),
+        "{waiting}"
+    );
+    assert_eq!(phase(&v), "Pending");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector=involvedObject.name=ghost",
+    ]);
+    assert!(events.contains("Failed"), "{events}");
+
+    // A command that does not exist: StartError.
+    c.ok(&[
+        "run",
+        "badcmd",
+        &format!("--image={image}"),
+        "--restart=Never",
+        "--",
+        "/no/such/binary",
+    ]);
+    let v = wait_pod(c, "badcmd", "Failed", |v| phase(v) == "Failed");
+    let t = &v["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["reason"], "StartError", "{t}");
+    assert!(
+        t["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/no/such/binary"),
+        "{t}"
+    );
+
+    // The node keeps serving: every pod above is cleaned up on deletion.
+    c.ok(&["delete", "pods", "--all", "--timeout=60s"]);
+    let left = c.ok(&["get", "pods", "-o", "name"]);
+    assert_eq!(left, "");
+}
+
+const VOLUMES: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {color: blue, size: large}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: hunter2}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: volumes
+  labels: {app: demo}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: first
+    image: IMAGE
+    command: [sh, -c, "echo one > /work/order"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  - name: second
+    image: IMAGE
+    command: [sh, -c, "echo two >> /work/order"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: main
+    image: IMAGE
+    env:
+    - {name: COLOR, valueFrom: {configMapKeyRef: {name: settings, key: color}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: GREETING, value: "hi $(POD_NAME)"}
+    command: [sh, -c]
+    args:
+    - |
+      cat /work/order
+      echo color=$COLOR greeting=$GREETING
+      cat /config/size; echo
+      cat /secret/password; echo
+      cat /info/labels; echo
+      echo host=$(cat /host/marker)
+      hostname
+      id -u
+    volumeMounts:
+    - {name: work, mountPath: /work}
+    - {name: config, mountPath: /config}
+    - {name: secret, mountPath: /secret}
+    - {name: info, mountPath: /info}
+    - {name: host, mountPath: /host, readOnly: true}
+    securityContext: {runAsUser: 65534}
+  volumes:
+  - {name: work, emptyDir: {}}
+  - {name: config, configMap: {name: settings}}
+  - {name: secret, secret: {secretName: creds}}
+  - name: info
+    downwardAPI:
+      items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]
+  - {name: host, hostPath: {path: HOSTDIR, type: Directory}}
+"#;
+
+node_test!(init_containers_volumes_and_env);
+fn init_containers_volumes_and_env(c: &mut Cluster, _r: &Registry, image: &str) {
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("marker"), "from-the-host").unwrap();
+    let manifest = VOLUMES
+        .replace("IMAGE", image)
+        .replace("HOSTDIR", &host.path().display().to_string());
+    c.ok_in(&["apply", "-f", "-"], Some(&manifest));
+    let v = wait_pod(c, "volumes", "Succeeded", |v| {
+        matches!(phase(v), "Succeeded" | "Failed")
+    });
+    let logs = c.ok(&["logs", "volumes"]);
+    assert_eq!(phase(&v), "Succeeded", "{logs}\n{}", v["status"]);
+    assert_eq!(
+        logs,
+        "one\ntwo\ncolor=blue greeting=hi volumes\nlarge\nhunter2\napp=\"demo\"\nhost=from-the-host\nvolumes\n65534\n"
+    );
+    let init = &v["status"]["initContainerStatuses"];
+    assert_eq!(
+        init[0]["state"]["terminated"]["reason"], "Completed",
+        "{init}"
+    );
+    assert_eq!(
+        init[1]["state"]["terminated"]["reason"], "Completed",
+        "{init}"
+    );
+    let initialized = v["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Initialized").cloned())
+        .unwrap_or_default();
+    assert_eq!(initialized["status"], "True");
+
+    // A volume whose ConfigMap is missing keeps the pod waiting with FailedMount.
+    let broken = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "broken"},
+        "spec": {"containers": [{"name": "c", "image": "IMAGE", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
+                 "volumes": [{"name": "v", "configMap": {"name": "absent"}}]}}"#
+        .replace("IMAGE", image);
+    c.ok_in(&["apply", "-f", "-"], Some(&broken));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = c.ok(&[
+            "get",
+            "events",
+            "--field-selector=involvedObject.name=broken",
+        ]);
+        if events.contains("FailedMount") {
+            assert!(
+                events.contains("configmap \"absent\" not found"),
+                "{events}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no FailedMount event: {events}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let v: Value = serde_json::from_str(&c.ok(&["get", "pod", "broken", "-o", "json"])).unwrap();
+    assert_eq!(phase(&v), "Pending");
+    c.ok(&["delete", "pod", "broken", "--timeout=60s"]);
+}
+
+node_test!(a_deployment_runs_on_the_node);
+fn a_deployment_runs_on_the_node(c: &mut Cluster, _r: &Registry, image: &str) {
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        &format!("--image={image}"),
+        "--replicas=5",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+    ]);
+    let out = c.run(
+        &["rollout", "status", "deployment/web", "--timeout=90s"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.server_log()
+    );
+    let pods: Value =
+        serde_json::from_str(&c.ok(&["get", "pods", "-l", "app=web", "-o", "json"])).unwrap();
+    let items = pods["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 5);
+    let mut ips: Vec<String> = items
+        .iter()
+        .map(|p| {
+            p["status"]["podIP"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 5, "distinct pod IPs: {ips:?}");
+    // The pods answer on their IPs from the host (the bridge routes to them).
+    let ip = &ips[0];
+    let mut ok = false;
+    for _ in 0..50 {
+        if std::net::TcpStream::connect_timeout(
+            &format!("{ip}:8080").parse().unwrap(),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ok, "no answer from {ip}:8080");
+    c.ok(&["delete", "deployment", "web"]);
+}
