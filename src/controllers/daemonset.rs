@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     PodSpec, PodTemplateSpec, Taint, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -33,9 +33,10 @@ use serde_json::{Value, json};
 use super::deployment::{scaled_value, template_hash};
 use super::events::Events;
 use super::informer::{
-    Change, Expectations, Informer, Requeue, WorkQueue, controller_of, key_of, run_workers,
-    split_key,
+    Change, Expectations, Informer, Requeue, WorkQueue, controller_of, ignore_gone, key_of,
+    run_workers, split_key,
 };
+use super::podcontrol::{adopt, create_pod, delete_pod, release};
 use super::replicaset::{
     is_available, is_empty_selector, is_ready, owner_ref, pod_from_template, selects_some,
     slow_start,
@@ -687,24 +688,7 @@ pub async fn claim_pods(
             claimed.push(pod);
             continue;
         }
-        let refs: Vec<&OwnerReference> = pod
-            .owner_references()
-            .iter()
-            .filter(|o| o.uid != uid)
-            .collect();
-        let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
-        match api
-            .patch(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => return Err(e),
-        }
+        release(&api, pod.as_ref(), &uid).await?;
     }
     if deleting {
         return Ok(claimed);
@@ -717,20 +701,8 @@ pub async fn claim_pods(
         {
             continue;
         }
-        let mut refs = pod.owner_references().to_vec();
-        refs.push(owner_ref(api_version, kind, meta));
-        let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
-        match api
-            .patch(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(p) => claimed.push(Arc::new(p)),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => return Err(e),
+        if let Some(p) = adopt(&api, pod.as_ref(), owner_ref(api_version, kind, meta)).await? {
+            claimed.push(Arc::new(p));
         }
     }
     Ok(claimed)
@@ -1138,22 +1110,7 @@ impl Controller {
                 spec.affinity = Some(pin_to_node(spec.affinity.take(), &node));
             }
             let (api, reference, events) = (&api, reference.clone(), &self.events);
-            async move {
-                match api.create(&PostParams::default(), &pod).await {
-                    Ok(p) => {
-                        events.normal(
-                            reference,
-                            "SuccessfulCreate",
-                            format!("Created pod: {}", p.name_any()),
-                        );
-                        Ok(())
-                    }
-                    Err(e) => {
-                        events.warning(reference, "FailedCreate", format!("Error creating: {e}"));
-                        Err(e)
-                    }
-                }
-            }
+            async move { create_pod(api, &pod, events, reference).await.map(|_| ()) }
         })
         .await;
         self.expectations
@@ -1161,29 +1118,11 @@ impl Controller {
         let results = join_all(delete.iter().zip(&delete_uids).map(|(name, uid)| {
             let (api, reference) = (&api, reference.clone());
             async move {
-                match api.delete(name, &DeleteParams::default()).await {
-                    Ok(_) => {
-                        self.events.normal(
-                            reference,
-                            "SuccessfulDelete",
-                            format!("Deleted pod: {name}"),
-                        );
-                        Ok(())
-                    }
-                    Err(kube::Error::Api(s)) if s.code == 404 => {
-                        self.expectations.observe_delete(key, uid);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        self.expectations.observe_delete(key, uid);
-                        self.events.warning(
-                            reference,
-                            "FailedDelete",
-                            format!("Error deleting: {e}"),
-                        );
-                        Err(e)
-                    }
+                let deleted = delete_pod(api, name, &self.events, reference).await;
+                if !matches!(deleted, Ok(true)) {
+                    self.expectations.observe_delete(key, uid);
                 }
+                deleted.map(|_| ())
             }
         }))
         .await;
@@ -1304,18 +1243,14 @@ impl Controller {
         let api: Api<DaemonSet> =
             Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
         let patch = json!({"status": status});
-        match api
-            .patch_status(
+        ignore_gone(
+            api.patch_status(
                 &ds.name_any(),
                 &PatchParams::default(),
                 &Patch::Merge(&patch),
             )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(e),
-        }
+            .await,
+        )
     }
 }
 

@@ -26,6 +26,7 @@ use super::events::Events;
 use super::informer::{
     Change, Informer, Requeue, WorkQueue, controller_of, key_of, run_workers, split_key,
 };
+use super::podcontrol::{adopt, release};
 use super::replicaset::{is_active, is_empty_selector, owner_ref, selects_some};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -730,24 +731,7 @@ impl Controller {
             if selects_some(selector, rs.labels()) || d.metadata.deletion_timestamp.is_some() {
                 out.push((*rs).clone());
             } else {
-                let refs: Vec<_> = rs
-                    .owner_references()
-                    .iter()
-                    .filter(|o| o.uid != uid)
-                    .collect();
-                let patch = serde_json::json!({"metadata": {"ownerReferences": refs, "uid": rs.metadata.uid}});
-                match api
-                    .patch(
-                        &rs.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
+                release(&api, rs.as_ref(), &uid).await?;
             }
         }
         if d.metadata.deletion_timestamp.is_some() {
@@ -760,21 +744,9 @@ impl Controller {
             {
                 continue;
             }
-            let mut refs = rs.owner_references().to_vec();
-            refs.push(owner_ref("apps/v1", "Deployment", &d.metadata));
-            let patch =
-                serde_json::json!({"metadata": {"ownerReferences": refs, "uid": rs.metadata.uid}});
-            match api
-                .patch(
-                    &rs.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(adopted) => out.push(adopted),
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(e) => return Err(e),
+            let owner = owner_ref("apps/v1", "Deployment", &d.metadata);
+            if let Some(adopted) = adopt(&api, rs.as_ref(), owner).await? {
+                out.push(adopted);
             }
         }
         Ok(out)

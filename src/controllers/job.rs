@@ -27,14 +27,15 @@ use k8s_openapi::api::batch::v1::{
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 
 use super::events::Events;
 use super::informer::{
-    Change, Expectations, Informer, Requeue, WorkQueue, controller_of, key_of, lock, run_workers,
-    split_key,
+    Change, Expectations, Informer, Requeue, WorkQueue, controller_of, ignore_gone, key_of, lock,
+    run_workers, split_key,
 };
+use super::podcontrol::{adopt, create_pod, delete_pod};
 use super::replicaset::{
     deletion_order, is_active, is_ready, owner_ref, pod_from_template, selects_some, slow_start,
 };
@@ -1060,23 +1061,9 @@ impl Controller {
             {
                 continue;
             }
-            let mut refs = pod.owner_references().to_vec();
-            refs.push(owner_ref("batch/v1", "Job", &job.metadata));
-            let patch = serde_json::json!({"metadata": {
-                "ownerReferences": refs,
-                "uid": pod.metadata.uid,
-            }});
-            match api
-                .patch(
-                    &pod.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(p) => pods.push(Arc::new(p)),
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(e) => return Err(e),
+            let owner = owner_ref("batch/v1", "Job", &job.metadata);
+            if let Some(p) = adopt(&api, pod.as_ref(), owner).await? {
+                pods.push(Arc::new(p));
             }
         }
         Ok(pods)
@@ -1139,26 +1126,13 @@ impl Controller {
                 plan.delete.iter().filter_map(|p| p.metadata.uid.clone()),
             );
             for pod in &plan.delete {
-                let name = pod.name_any();
-                match pods_api.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => self.events.normal(
-                        reference.clone(),
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {name}"),
-                    ),
-                    Err(e) => {
-                        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-                        self.expectations.observe_delete(key, uid);
-                        if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                            self.events.warning(
-                                reference.clone(),
-                                "FailedDelete",
-                                format!("Error deleting: {e}"),
-                            );
-                            return Err(e);
-                        }
-                    }
+                let deleted =
+                    delete_pod(&pods_api, &pod.name_any(), &self.events, reference.clone()).await;
+                if !matches!(deleted, Ok(true)) {
+                    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                    self.expectations.observe_delete(key, uid);
                 }
+                deleted?;
             }
         }
         if !plan.create.is_empty() {
@@ -1169,26 +1143,7 @@ impl Controller {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let pod = job_pod(&job, plan.create.get(i).copied().flatten());
                 let (api, events, reference) = (&pods_api, &self.events, reference.clone());
-                async move {
-                    match api.create(&PostParams::default(), &pod).await {
-                        Ok(p) => {
-                            events.normal(
-                                reference,
-                                "SuccessfulCreate",
-                                format!("Created pod: {}", p.name_any()),
-                            );
-                            Ok(())
-                        }
-                        Err(e) => {
-                            events.warning(
-                                reference,
-                                "FailedCreate",
-                                format!("Error creating: {e}"),
-                            );
-                            Err(e)
-                        }
-                    }
-                }
+                async move { create_pod(api, &pod, events, reference).await.map(|_| ()) }
             })
             .await;
             self.expectations.lower_adds(key, (count - created) as i64);
@@ -1210,18 +1165,14 @@ async fn remove_finalizer(api: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> 
     let patch = serde_json::json!({"metadata": {
         "$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER],
     }});
-    match api
-        .patch(
+    ignore_gone(
+        api.patch(
             &pod.name_any(),
             &PatchParams::default(),
             &Patch::Strategic(&patch),
         )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
+        .await,
+    )
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod ipam;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod podcontrol;
 pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;

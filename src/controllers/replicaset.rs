@@ -16,15 +16,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, ObjectMeta, OwnerReference, Time,
 };
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::events::Events;
 use super::informer::{
-    Change, Expectations, Informer, Requeue, WorkQueue, controller_of, ignore_gone, key_of,
-    run_workers, split_key,
+    Change, Expectations, Informer, Requeue, WorkQueue, controller_of, key_of, run_workers,
+    split_key,
 };
+use super::podcontrol::{adopt, create_pod, delete_pod, release};
 
 /// Upstream's `BurstReplicas`: at most this many creations or deletions per sync.
 const BURST_REPLICAS: usize = 500;
@@ -588,25 +589,7 @@ where
                     claimed.push(pod);
                 }
             } else if set.meta.deletion_timestamp.is_none() {
-                // Release: drop our owner reference.
-                let refs: Vec<&OwnerReference> = pod
-                    .owner_references()
-                    .iter()
-                    .filter(|o| o.uid != uid)
-                    .collect();
-                let patch = serde_json::json!({"metadata": {
-                    "ownerReferences": refs,
-                    "uid": pod.metadata.uid,
-                }});
-                ignore_gone(
-                    pods_api
-                        .patch(
-                            &pod.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(&patch),
-                        )
-                        .await,
-                )?;
+                release(&pods_api, pod.as_ref(), &uid).await?;
             }
         }
         if set.meta.deletion_timestamp.is_some() {
@@ -620,23 +603,9 @@ where
             {
                 continue;
             }
-            let mut refs = pod.owner_references().to_vec();
-            refs.push(owner_ref(self.kind.api_version, self.kind.kind, &set.meta));
-            let patch = serde_json::json!({"metadata": {
-                "ownerReferences": refs,
-                "uid": pod.metadata.uid,
-            }});
-            match pods_api
-                .patch(
-                    &pod.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(p) => claimed.push(Arc::new(p)),
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(e) => return Err(e),
+            let owner = owner_ref(self.kind.api_version, self.kind.kind, &set.meta);
+            if let Some(p) = adopt(&pods_api, pod.as_ref(), owner).await? {
+                claimed.push(Arc::new(p));
             }
         }
         Ok(claimed)
@@ -657,24 +626,9 @@ where
                 let (pods_api, pod, events, reference) =
                     (&pods_api, &pod, &self.events, reference.clone());
                 async move {
-                    match pods_api.create(&PostParams::default(), pod).await {
-                        Ok(p) => {
-                            events.normal(
-                                reference,
-                                "SuccessfulCreate",
-                                format!("Created pod: {}", p.name_any()),
-                            );
-                            Ok(())
-                        }
-                        Err(e) => {
-                            events.warning(
-                                reference,
-                                "FailedCreate",
-                                format!("Error creating: {e}"),
-                            );
-                            Err(e)
-                        }
-                    }
+                    create_pod(pods_api, pod, events, reference)
+                        .await
+                        .map(|_| ())
                 }
             })
             .await;
@@ -707,32 +661,13 @@ where
             let results = join_all(victims.iter().map(|p| {
                 let (pods_api, reference) = (&pods_api, reference.clone());
                 async move {
-                    let name = p.name_any();
-                    match pods_api.delete(&name, &DeleteParams::default()).await {
-                        Ok(_) => {
-                            self.events.normal(
-                                reference,
-                                "SuccessfulDelete",
-                                format!("Deleted pod: {name}"),
-                            );
-                            Ok(())
-                        }
-                        Err(kube::Error::Api(s)) if s.code == 404 => {
-                            let uid = p.metadata.uid.as_deref().unwrap_or_default();
-                            self.expectations.observe_delete(key, uid);
-                            Ok(())
-                        }
-                        Err(e) => {
-                            let uid = p.metadata.uid.as_deref().unwrap_or_default();
-                            self.expectations.observe_delete(key, uid);
-                            self.events.warning(
-                                reference,
-                                "FailedDelete",
-                                format!("Error deleting: {e}"),
-                            );
-                            Err(e)
-                        }
+                    let deleted =
+                        delete_pod(pods_api, &p.name_any(), &self.events, reference).await;
+                    if !matches!(deleted, Ok(true)) {
+                        let uid = p.metadata.uid.as_deref().unwrap_or_default();
+                        self.expectations.observe_delete(key, uid);
                     }
+                    deleted.map(|_| ())
                 }
             }))
             .await;

@@ -181,6 +181,57 @@ pub struct Inputs<'a> {
     pub node_memory: u64,
 }
 
+fn cm_data(cm: ConfigMap) -> BTreeMap<String, String> {
+    cm.data.unwrap_or_default()
+}
+
+fn secret_data(s: Secret) -> BTreeMap<String, String> {
+    s.data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// The `data` of the ConfigMap or Secret `name`; `None` when it is absent and `optional`.
+async fn string_data<K>(
+    api: &Api<K>,
+    name: &str,
+    optional: Option<bool>,
+    data: fn(K) -> BTreeMap<String, String>,
+) -> Result<Option<BTreeMap<String, String>>, Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    // Upstream's messages name the kind in lower case.
+    let word = K::kind(&()).to_lowercase();
+    match api.get_opt(name).await {
+        Ok(Some(obj)) => Ok(Some(data(obj))),
+        Ok(None) if optional == Some(true) => Ok(None),
+        Ok(None) => Err(Error(format!("{word} \"{name}\" not found"))),
+        Err(e) => Err(Error(format!("reading {word} \"{name}\": {e}"))),
+    }
+}
+
+/// One key of a `configMapKeyRef`/`secretKeyRef`; `None`: optional and absent, no variable.
+fn key_of(
+    data: Option<BTreeMap<String, String>>,
+    key: &str,
+    optional: Option<bool>,
+    kind: &str,
+    ns: &str,
+    name: &str,
+) -> Result<Option<String>, Error> {
+    let Some(data) = data else { return Ok(None) };
+    match data.get(key) {
+        Some(v) => Ok(Some(v.clone())),
+        None if optional == Some(true) => Ok(None),
+        None => Err(Error(format!(
+            "couldn't find key {key} in {kind} {ns}/{name}"
+        ))),
+    }
+}
+
 /// Builds the environment (`KEY=VALUE` strings, later ones win, order of first appearance
 /// kept).
 pub async fn build(i: &Inputs<'_>) -> Result<Vec<String>, Error> {
@@ -215,32 +266,14 @@ pub async fn build(i: &Inputs<'_>) -> Result<Vec<String>, Error> {
     let secrets: Api<Secret> = Api::namespaced(i.client.clone(), &ns);
     for from in i.container.env_from.clone().unwrap_or_default() {
         let prefix = from.prefix.clone().unwrap_or_default();
-        if let Some(r) = &from.config_map_ref {
-            match configmaps.get_opt(&r.name).await {
-                Ok(Some(cm)) => {
-                    for (k, v) in cm.data.unwrap_or_default() {
-                        vars.push((format!("{prefix}{k}"), v));
-                    }
-                }
-                Ok(None) if r.optional == Some(true) => {}
-                Ok(None) => return Err(Error(format!("configmap \"{}\" not found", r.name))),
-                Err(e) => return Err(Error(format!("reading configmap \"{}\": {e}", r.name))),
-            }
-        }
-        if let Some(r) = &from.secret_ref {
-            match secrets.get_opt(&r.name).await {
-                Ok(Some(s)) => {
-                    for (k, v) in s.data.unwrap_or_default() {
-                        vars.push((
-                            format!("{prefix}{k}"),
-                            String::from_utf8_lossy(&v.0).into_owned(),
-                        ));
-                    }
-                }
-                Ok(None) if r.optional == Some(true) => {}
-                Ok(None) => return Err(Error(format!("secret \"{}\" not found", r.name))),
-                Err(e) => return Err(Error(format!("reading secret \"{}\": {e}", r.name))),
-            }
+        // Validation admits exactly one source per entry.
+        let data = match (&from.config_map_ref, &from.secret_ref) {
+            (Some(r), _) => string_data(&configmaps, &r.name, r.optional, cm_data).await?,
+            (None, Some(r)) => string_data(&secrets, &r.name, r.optional, secret_data).await?,
+            (None, None) => None,
+        };
+        for (k, v) in data.unwrap_or_default() {
+            vars.push((format!("{prefix}{k}"), v));
         }
     }
     for e in i.container.env.clone().unwrap_or_default() {
@@ -259,36 +292,16 @@ pub async fn build(i: &Inputs<'_>) -> Result<Vec<String>, Error> {
                     i.node_memory,
                 )?
             } else if let Some(r) = &from.config_map_key_ref {
-                match configmaps.get_opt(&r.name).await {
-                    Ok(Some(cm)) => match cm.data.unwrap_or_default().get(&r.key) {
-                        Some(v) => v.clone(),
-                        None if r.optional == Some(true) => continue,
-                        None => {
-                            return Err(Error(format!(
-                                "couldn't find key {} in ConfigMap {ns}/{}",
-                                r.key, r.name
-                            )));
-                        }
-                    },
-                    Ok(None) if r.optional == Some(true) => continue,
-                    Ok(None) => return Err(Error(format!("configmap \"{}\" not found", r.name))),
-                    Err(e) => return Err(Error(format!("reading configmap \"{}\": {e}", r.name))),
+                let data = string_data(&configmaps, &r.name, r.optional, cm_data).await?;
+                match key_of(data, &r.key, r.optional, "ConfigMap", &ns, &r.name)? {
+                    Some(v) => v,
+                    None => continue,
                 }
             } else if let Some(r) = &from.secret_key_ref {
-                match secrets.get_opt(&r.name).await {
-                    Ok(Some(s)) => match s.data.unwrap_or_default().get(&r.key) {
-                        Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
-                        None if r.optional == Some(true) => continue,
-                        None => {
-                            return Err(Error(format!(
-                                "couldn't find key {} in Secret {ns}/{}",
-                                r.key, r.name
-                            )));
-                        }
-                    },
-                    Ok(None) if r.optional == Some(true) => continue,
-                    Ok(None) => return Err(Error(format!("secret \"{}\" not found", r.name))),
-                    Err(e) => return Err(Error(format!("reading secret \"{}\": {e}", r.name))),
+                let data = string_data(&secrets, &r.name, r.optional, secret_data).await?;
+                match key_of(data, &r.key, r.optional, "Secret", &ns, &r.name)? {
+                    Some(v) => v,
+                    None => continue,
                 }
             } else {
                 String::new()

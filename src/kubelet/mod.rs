@@ -287,7 +287,7 @@ impl Kubelet {
             for e in dir.flatten() {
                 let uid = e.file_name().to_string_lossy().into_owned();
                 if !live.contains(&uid) {
-                    worker::remove_pod_dir(&self.images, &e.path());
+                    worker::remove_pod_dir(&e.path());
                 }
             }
         }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Taint};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -497,25 +496,6 @@ impl StatusWriter {
     }
 }
 
-/// Memory capacity in bytes as a quantity string parse helper for tests and eviction.
-pub fn quantity_bytes(q: &Quantity) -> Option<u64> {
-    let s = q.0.trim();
-    let (num, mult) = [
-        ("Ki", 1u64 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-        ("k", 1000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-        ("T", 1_000_000_000_000),
-    ]
-    .iter()
-    .find_map(|(suffix, m)| s.strip_suffix(suffix).map(|n| (n, *m)))
-    .unwrap_or((s, 1));
-    num.parse::<u64>().ok().map(|n| n * mult)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,13 +573,5 @@ mod tests {
             (ready.status.as_str(), ready.message.as_deref()),
             ("False", Some("runtime down"))
         );
-    }
-
-    #[test]
-    fn quantities_parse_to_bytes() {
-        assert_eq!(quantity_bytes(&Quantity("64Mi".into())), Some(64 << 20));
-        assert_eq!(quantity_bytes(&Quantity("1G".into())), Some(1_000_000_000));
-        assert_eq!(quantity_bytes(&Quantity("512".into())), Some(512));
-        assert_eq!(quantity_bytes(&Quantity("x".into())), None);
     }
 }

@@ -107,94 +107,46 @@ async fn prepare_one(
             tmpfs: None,
         });
     }
-    if let Some(c) = &v.config_map {
-        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        let files = match cms.get_opt(&c.name).await.map_err(|e| setup(name, e))? {
-            Some(cm) => key_files(
-                &config_map_data(&cm),
-                c.items.as_deref(),
-                c.optional,
-                name,
-                &c.name,
-            )?,
-            None if c.optional == Some(true) => BTreeMap::new(),
-            None => return Err(setup(name, format!("configmap \"{}\" not found", c.name))),
-        };
-        let path = dir(pod_dir, "configmap", name);
-        write_atomic(&path, &files, c.default_mode.unwrap_or(0o644)).map_err(|e| setup(name, e))?;
-        return Ok(Prepared {
+    let content = |plugin: &str, files: &Files, mode: Option<i32>| {
+        let path = dir(pod_dir, plugin, name);
+        write_atomic(&path, files, mode.unwrap_or(0o644)).map_err(|e| setup(name, e))?;
+        Ok(Prepared {
             path,
             read_only: true,
             tmpfs: None,
-        });
+        })
+    };
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    if let Some(c) = &v.config_map {
+        let files =
+            source_files(&config_maps, &c.name, c.items.as_deref(), c.optional, name).await?;
+        return content("configmap", &files, c.default_mode);
     }
     if let Some(s) = &v.secret {
         let secret_name = s.secret_name.clone().unwrap_or_default();
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-        let files = match secrets
-            .get_opt(&secret_name)
-            .await
-            .map_err(|e| setup(name, e))?
-        {
-            Some(sec) => key_files(
-                &secret_data(&sec),
-                s.items.as_deref(),
-                s.optional,
-                name,
-                &secret_name,
-            )?,
-            None if s.optional == Some(true) => BTreeMap::new(),
-            None => return Err(setup(name, format!("secret \"{secret_name}\" not found"))),
-        };
-        let path = dir(pod_dir, "secret", name);
-        write_atomic(&path, &files, s.default_mode.unwrap_or(0o644)).map_err(|e| setup(name, e))?;
-        return Ok(Prepared {
-            path,
-            read_only: true,
-            tmpfs: None,
-        });
+        let files =
+            source_files(&secrets, &secret_name, s.items.as_deref(), s.optional, name).await?;
+        return content("secret", &files, s.default_mode);
     }
     if let Some(d) = &v.downward_api {
         let files = downward_files(pod, d.items.as_deref().unwrap_or_default(), host_ip, pod_ip)
             .map_err(|e| setup(name, e))?;
-        let path = dir(pod_dir, "downward-api", name);
-        write_atomic(&path, &files, d.default_mode.unwrap_or(0o644)).map_err(|e| setup(name, e))?;
-        return Ok(Prepared {
-            path,
-            read_only: true,
-            tmpfs: None,
-        });
+        return content("downward-api", &files, d.default_mode);
     }
     if let Some(p) = &v.projected {
         let mut files = BTreeMap::new();
         for src in p.sources.clone().unwrap_or_default() {
             if let Some(c) = &src.config_map {
-                let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-                match cms.get_opt(&c.name).await.map_err(|e| setup(name, e))? {
-                    Some(cm) => files.extend(key_files(
-                        &config_map_data(&cm),
-                        c.items.as_deref(),
-                        c.optional,
-                        name,
-                        &c.name,
-                    )?),
-                    None if c.optional == Some(true) => {}
-                    None => return Err(setup(name, format!("configmap \"{}\" not found", c.name))),
-                }
+                files.extend(
+                    source_files(&config_maps, &c.name, c.items.as_deref(), c.optional, name)
+                        .await?,
+                );
             }
             if let Some(s) = &src.secret {
-                let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-                match secrets.get_opt(&s.name).await.map_err(|e| setup(name, e))? {
-                    Some(sec) => files.extend(key_files(
-                        &secret_data(&sec),
-                        s.items.as_deref(),
-                        s.optional,
-                        name,
-                        &s.name,
-                    )?),
-                    None if s.optional == Some(true) => {}
-                    None => return Err(setup(name, format!("secret \"{}\" not found", s.name))),
-                }
+                files.extend(
+                    source_files(&secrets, &s.name, s.items.as_deref(), s.optional, name).await?,
+                );
             }
             if let Some(d) = &src.downward_api {
                 files.extend(
@@ -211,13 +163,7 @@ async fn prepare_one(
                 );
             }
         }
-        let path = dir(pod_dir, "projected", name);
-        write_atomic(&path, &files, p.default_mode.unwrap_or(0o644)).map_err(|e| setup(name, e))?;
-        return Ok(Prepared {
-            path,
-            read_only: true,
-            tmpfs: None,
-        });
+        return content("projected", &files, p.default_mode);
     }
     if let Some(c) = &v.persistent_volume_claim {
         return Err(setup(
@@ -231,32 +177,63 @@ async fn prepare_one(
     Err(Error::Unsupported(name.into()))
 }
 
-fn config_map_data(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> = cm
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
-    for (k, v) in cm.binary_data.clone().unwrap_or_default() {
-        out.insert(k, v.0);
-    }
-    out
+/// A ConfigMap or Secret as volume content: its keys and their bytes.
+trait KeyData:
+    kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug
+{
+    /// `configmap` or `secret`, as upstream's messages name them.
+    const WORD: &'static str;
+    fn key_data(&self) -> BTreeMap<String, Vec<u8>>;
 }
 
-fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> = s
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    for (k, v) in s.string_data.clone().unwrap_or_default() {
-        out.insert(k, v.into_bytes());
+impl KeyData for ConfigMap {
+    const WORD: &'static str = "configmap";
+    fn key_data(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out: BTreeMap<String, Vec<u8>> = self
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        for (k, v) in self.binary_data.clone().unwrap_or_default() {
+            out.insert(k, v.0);
+        }
+        out
     }
-    out
+}
+
+impl KeyData for Secret {
+    const WORD: &'static str = "secret";
+    fn key_data(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out: BTreeMap<String, Vec<u8>> = self
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        for (k, v) in self.string_data.clone().unwrap_or_default() {
+            out.insert(k, v.into_bytes());
+        }
+        out
+    }
+}
+
+/// The files of a configMap or secret source (a volume or a projection): a missing object
+/// fails unless the source is optional, then it contributes nothing.
+async fn source_files<K: KeyData>(
+    api: &Api<K>,
+    source: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    volume: &str,
+) -> Result<Files, Error> {
+    match api.get_opt(source).await.map_err(|e| setup(volume, e))? {
+        Some(obj) => key_files(&obj.key_data(), items, optional, volume, source),
+        None if optional == Some(true) => Ok(Files::new()),
+        None => Err(setup(volume, format!("{} \"{source}\" not found", K::WORD))),
+    }
 }
 
 /// A file to write: content and an optional per-item mode.

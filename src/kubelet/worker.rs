@@ -63,7 +63,7 @@ pub fn log_path(
 }
 
 /// Removes a pod's kubelet directory, unmounting anything still mounted in it first.
-pub fn remove_pod_dir(_images: &ImageService, dir: &Path) {
+pub fn remove_pod_dir(dir: &Path) {
     let rootfs = dir.join("rootfs");
     if let Ok(entries) = std::fs::read_dir(&rootfs) {
         for e in entries.flatten() {
@@ -253,13 +253,10 @@ impl Worker {
                 self.watch_exit(init, name, id);
             }
         }
-        if self.start_time.is_none() {
-            self.start_time = Some(SystemTime::now());
-        }
-        // Init containers that all succeeded before the restart stay done.
-        self.init_done = self.init.iter().all(succeeded) && !self.init.is_empty()
-            || self.init.is_empty()
-            || self.containers.iter().any(|r| r.id.is_some());
+        // Init containers that all succeeded before the restart stay done, and so do those of
+        // a pod whose regular containers already ran.
+        self.init_done =
+            self.init.iter().all(succeeded) || self.containers.iter().any(|r| r.id.is_some());
     }
 
     fn watch_exit(&mut self, init: bool, name: String, id: String) {
@@ -962,7 +959,7 @@ impl Worker {
         if let Err(e) = self.k.network.teardown_pod(&self.uid).await {
             tracing::warn!(pod = %self.uid, error = %e, "tearing down the pod network");
         }
-        remove_pod_dir(&self.k.images, &self.k.pod_dir(&self.uid));
+        remove_pod_dir(&self.k.pod_dir(&self.uid));
     }
 
     /// The containers are gone: the API object can go (upstream's final delete with grace 0,

@@ -2,11 +2,10 @@
 //! the namespace controller emptying a deleted namespace (custom resources included) so that a
 //! plain `kubectl delete namespace` completes.
 
-use std::time::{Duration, Instant};
-
 use crate::kubectl::Cluster;
 
-const CRD: &str = r#"
+/// A namespaced CRD with a schemaless v1, shared with the garbage collector tests.
+pub(crate) const CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
@@ -42,24 +41,11 @@ fn install_crd(c: &Cluster) {
     ]);
 }
 
-/// Polls until `check` holds, failing the test (with the server's log) after 20 s.
-fn eventually(c: &Cluster, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; server log:\n{}",
-            c.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn controller_manager_holds_its_lease() {
     let Some(c) = Cluster::start(33) else { return };
     let mut lease = serde_json::Value::Null;
-    eventually(&c, "the controller-manager lease", || {
+    c.eventually("the controller-manager lease", || {
         let out = c.run(
             &[
                 "get",
@@ -89,7 +75,7 @@ fn controller_manager_holds_its_lease() {
     assert!(spec["renewTime"].is_string(), "{lease}");
     // The leader renews it: renewTime moves on within a few retry periods.
     let first = spec["renewTime"].clone();
-    eventually(&c, "a lease renewal", || {
+    c.eventually("a lease renewal", || {
         let l = c.json(&[
             "get",
             "lease",
@@ -167,7 +153,7 @@ fn finalizers_hold_a_namespace_until_they_go() {
 
     // Upstream's condition messages say what is left and which finalizers hold it.
     let mut ns = serde_json::Value::Null;
-    eventually(&c, "the NamespaceContentRemaining condition", || {
+    c.eventually("the NamespaceContentRemaining condition", || {
         ns = c.json(&["get", "namespace", "held"]);
         ns["status"]["conditions"]
             .as_array()
@@ -207,7 +193,7 @@ fn finalizers_hold_a_namespace_until_they_go() {
         "-p",
         r#"{"metadata":{"finalizers":null}}"#,
     ]);
-    eventually(&c, "the namespace to go", || {
+    c.eventually("the namespace to go", || {
         !c.run(&["get", "namespace", "held"], None).status.success()
     });
 }

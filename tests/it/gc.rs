@@ -2,43 +2,12 @@
 //! and dependents (ConfigMaps, Secrets, a custom resource) linked by `ownerReferences`, deleted
 //! with `--cascade=background|foreground|orphan`, and a terminating unscheduled pod.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::controllers::CRD;
 use crate::kubectl::Cluster;
-
-const CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.example.com
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {plural: widgets, singular: widget, kind: Widget}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        x-kubernetes-preserve-unknown-fields: true
-"#;
-
-/// Polls until `check` holds, failing the test (with the server's log) after 30 s.
-fn eventually(c: &Cluster, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; server log:\n{}",
-            c.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn uid(c: &Cluster, kind: &str, name: &str) -> String {
     c.ok(&["get", kind, name, "-o", "jsonpath={.metadata.uid}"])
@@ -156,13 +125,13 @@ fn background(minor: u32) {
     create(&c, &object("ConfigMap", "dep-stale", &[stale], &[]));
 
     c.ok(&["delete", "configmap", "owner", "--cascade=background"]);
-    eventually(&c, "the dependents to be collected", || {
+    c.eventually("the dependents to be collected", || {
         gone(&c, "configmap", "dep-cm")
             && gone(&c, "secret", "dep-secret")
             && gone(&c, "widget", "dep-widget")
             && gone(&c, "configmap", "dep-stale")
     });
-    eventually(&c, "the dangling reference to be removed", || {
+    c.eventually("the dangling reference to be removed", || {
         owner_uids(&c, "configmap", "dep-both") == [other.clone()]
     });
     // The living owner and the object it owns stay.
@@ -206,7 +175,7 @@ fn foreground(minor: u32) {
         "--cascade=foreground",
         "--wait=false",
     ]);
-    eventually(&c, "the dependents to be deleted", || {
+    c.eventually("the dependents to be deleted", || {
         gone(&c, "configmap", "free")
             && c.json(&["get", "secret", "held"])["metadata"]["deletionTimestamp"].is_string()
             && c.json(&["get", "configmap", "loose"])["metadata"]["deletionTimestamp"].is_string()
@@ -221,15 +190,13 @@ fn foreground(minor: u32) {
     );
 
     release(&c, "secret", "held");
-    eventually(
-        &c,
-        "the owner to go once its blocking dependent went",
-        || gone(&c, "secret", "held") && gone(&c, "configmap", "owner"),
-    );
+    c.eventually("the owner to go once its blocking dependent went", || {
+        gone(&c, "secret", "held") && gone(&c, "configmap", "owner")
+    });
     // The non-blocking dependent did not hold the owner back.
     assert!(!gone(&c, "configmap", "loose"));
     release(&c, "configmap", "loose");
-    eventually(&c, "the loose dependent to go", || {
+    c.eventually("the loose dependent to go", || {
         gone(&c, "configmap", "loose")
     });
 }
@@ -277,7 +244,7 @@ fn orphan(minor: u32) {
         "--cascade=orphan",
         "--wait=false",
     ]);
-    eventually(&c, "the orphaned owner to go", || {
+    c.eventually("the orphaned owner to go", || {
         gone(&c, "configmap", "owner")
     });
     assert!(owner_uids(&c, "configmap", "dep-cm").is_empty());
@@ -330,9 +297,7 @@ fn cascade_flags_ask_the_garbage_collector() {
     let o = c.json(&["get", "configmap", "fg"]);
     assert!(o["metadata"]["deletionTimestamp"].is_string(), "{o}");
     release(&c, "configmap", "held");
-    eventually(&c, "the foreground owner to go", || {
-        gone(&c, "configmap", "fg")
-    });
+    c.eventually("the foreground owner to go", || gone(&c, "configmap", "fg"));
 
     c.ok(&["create", "configmap", "or"]);
     let or = uid(&c, "configmap", "or");
@@ -343,9 +308,7 @@ fn cascade_flags_ask_the_garbage_collector() {
     };
     create(&c, &object("ConfigMap", "kept", &[kept], &[]));
     c.ok(&["delete", "configmap", "or", "--cascade=orphan"]);
-    eventually(&c, "the orphaned owner to go", || {
-        gone(&c, "configmap", "or")
-    });
+    c.eventually("the orphaned owner to go", || gone(&c, "configmap", "or"));
     std::thread::sleep(Duration::from_secs(2));
     assert!(!gone(&c, "configmap", "kept"));
     assert!(owner_uids(&c, "configmap", "kept").is_empty());
@@ -361,7 +324,7 @@ fn unscheduled_terminating_pods_are_failed_and_force_deleted() {
         "spec":{"schedulerName":"nobody","containers":[{"name":"c","image":"busybox:1.36"}]}}"#;
     create(&c, pod);
     c.ok(&["delete", "pod", "stuck", "--wait=false"]);
-    eventually(&c, "the pod to be marked Failed", || {
+    c.eventually("the pod to be marked Failed", || {
         c.json(&["get", "pod", "stuck"])["status"]["phase"] == "Failed"
     });
     let p = c.json(&["get", "pod", "stuck", "--show-managed-fields"]);
@@ -371,5 +334,5 @@ fn unscheduled_terminating_pods_are_failed_and_force_deleted() {
         .unwrap_or_default();
     assert!(managers.contains(&"PodGC"), "{p}");
     release(&c, "pod", "stuck");
-    eventually(&c, "the pod to go", || gone(&c, "pod", "stuck"));
+    c.eventually("the pod to go", || gone(&c, "pod", "stuck"));
 }

@@ -164,6 +164,19 @@ impl Cluster {
         self._server.log()
     }
 
+    /// Polls until `check` holds, failing the test (with the server's log) after 30 s.
+    pub(crate) fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; server log:\n{}",
+                self.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);

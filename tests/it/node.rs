@@ -28,6 +28,11 @@ fn start(minor: u32) -> Option<(Cluster, Registry, String, tempfile::TempDir)> {
     let registry = Registry::start(dir.path())?;
     let image = registry.push_busybox("busybox:1");
     let c = Cluster::start_with(minor, &["--enable-agent", &format!("--node-name={NODE}")])?;
+    wait_node_ready(&c);
+    Some((c, registry, image, dir))
+}
+
+fn wait_node_ready(c: &Cluster) {
     let out = c.run(
         &[
             "wait",
@@ -43,7 +48,6 @@ fn start(minor: u32) -> Option<(Cluster, Registry, String, tempfile::TempDir)> {
         String::from_utf8_lossy(&out.stderr),
         c.server_log()
     );
-    Some((c, registry, image, dir))
 }
 
 /// Polls `pod` until `check` holds for its JSON, failing with the last state and the log.
@@ -106,16 +110,7 @@ fn containers_survive_kill_9_of_rk3s(c: &mut Cluster, _r: &Registry, image: &str
     c.kill9_and_restart();
     // The node comes back Ready, the container is the same instance, never restarted, and its
     // log went on while rk3s was down.
-    let out = c.run(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("node/{NODE}"),
-            "--timeout=60s",
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", c.server_log());
+    wait_node_ready(c);
     std::thread::sleep(Duration::from_secs(1));
     let after = wait_pod(c, "survivor", "Running again", |v| phase(v) == "Running");
     let cs = &after["status"]["containerStatuses"][0];
