@@ -371,7 +371,19 @@ impl Api {
             return Err(ApiError::no_route());
         }
         let watch = query.bool("watch")?;
-        let verb = handlers::verb(req.method(), &p, watch);
+        // exec/attach/portforward: a WebSocket GET or a SPDY POST, both authorized as `create`
+        // (upstream's AuthorizePodWebsocketUpgradeCreatePermission).
+        let streaming = p.group.is_empty()
+            && p.resource == "pods"
+            && matches!(
+                p.subresource.as_deref(),
+                Some("exec" | "attach" | "portforward")
+            );
+        let verb = if streaming && matches!(*req.method(), Method::GET | Method::POST) {
+            "create"
+        } else {
+            handlers::verb(req.method(), &p, watch)
+        };
         if let Some(sub) = &p.subresource {
             let Some(s) = resource.subresource(sub) else {
                 return Err(ApiError::no_route());
@@ -399,6 +411,9 @@ impl Api {
         )?;
         if p.subresource.as_deref() == Some("log") {
             return self.pod_log(&p, &query, req.uri().query()).await;
+        }
+        if streaming {
+            return self.pod_stream(&p, &query, req).await;
         }
         let table_ok = matches!(verb, "get" | "list" | "watch") && p.subresource.is_none();
         let format = request::negotiate(accept.as_deref(), table_ok)
@@ -533,6 +548,114 @@ impl Api {
             return Ok(Response::from_parts(parts, body));
         }
         let code = resp.status().as_u16();
+        let text = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        Err(match code {
+            404 => ApiError::new(404, "NotFound", text),
+            400 => ApiError::bad_request(text),
+            c => ApiError::new(c, "InternalError", text),
+        })
+    }
+
+    /// `pods/exec`, `pods/attach`, `pods/portforward`: checks the pod and container as upstream's
+    /// REST storage does, then hands the request (with hyper's pending upgrade) to the kubelet
+    /// of the pod's node and returns its answer untouched (101 Switching Protocols when the
+    /// session starts).
+    async fn pod_stream(
+        &self,
+        p: &request::Path,
+        query: &request::Query,
+        req: Request<Body>,
+    ) -> Result<Response<Body>> {
+        let sub = p.subresource.clone().unwrap_or_default();
+        let ns = p.namespace.clone().unwrap_or_default();
+        let name = p.name.clone().unwrap_or_default();
+        let key = format!("/registry/pods/{ns}/{name}");
+        let Some(pod) = self.storage.get(&key).await?.map(|s| s.object) else {
+            return Err(ApiError::not_found("", "pods", "pods", &name));
+        };
+        let phase = pod["status"]["phase"].as_str().unwrap_or_default();
+        if matches!(phase, "Succeeded" | "Failed") {
+            return Err(ApiError::bad_request(match sub.as_str() {
+                "exec" => format!(
+                    "cannot exec into a container in a completed pod; current phase is {phase}"
+                ),
+                "attach" => format!(
+                    "cannot attach to a container in a completed pod; current phase is {phase}"
+                ),
+                _ => format!(
+                    "unable to forward port because pod is not running. Current status={phase}"
+                ),
+            }));
+        }
+        let names = |k: &str| -> Vec<String> {
+            pod["spec"][k]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c["name"].as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let uri = if sub == "portforward" {
+            format!("/portForward/{ns}/{name}")
+        } else {
+            let (regular, init) = (names("containers"), names("initContainers"));
+            let container = match query.get("container").filter(|c| !c.is_empty()) {
+                Some(c) if regular.iter().chain(&init).any(|n| n == c) => c.to_string(),
+                Some(c) => {
+                    return Err(ApiError::bad_request(format!(
+                        "container {c} is not valid for pod {name}"
+                    )));
+                }
+                None if regular.len() == 1 => regular[0].clone(),
+                None => {
+                    let mut m = format!(
+                        "a container name must be specified for pod {name}, choose one of: [{}]",
+                        regular.join(" ")
+                    );
+                    if !init.is_empty() {
+                        m.push_str(&format!(
+                            " or one of the init containers: [{}]",
+                            init.join(" ")
+                        ));
+                    }
+                    return Err(ApiError::bad_request(m));
+                }
+            };
+            format!("/{sub}/{ns}/{name}/{container}")
+        };
+        let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+            return Err(ApiError::bad_request(format!(
+                "pod {name} does not have a host assigned"
+            )));
+        };
+        let router = self.kubelets.read().ok().and_then(|k| k.get(node).cloned());
+        let Some(router) = router else {
+            return Err(ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("no connection to the kubelet of node {node:?}"),
+            ));
+        };
+        let (mut parts, body) = req.into_parts();
+        let uri = match parts.uri.query() {
+            Some(q) => format!("{uri}?{q}"),
+            None => uri,
+        };
+        parts.uri = uri
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ApiError::internal(e.to_string()))?;
+        let resp = tower::ServiceExt::oneshot(router, Request::from_parts(parts, body))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let code = resp.status().as_u16();
+        if code < 400 {
+            return Ok(resp);
+        }
         let text = axum::body::to_bytes(resp.into_body(), 64 * 1024)
             .await
             .map(|b| String::from_utf8_lossy(&b).into_owned())

@@ -67,6 +67,25 @@ const LOG: Subresource = Subresource {
     kind: "Pod",
     verbs: &["get"],
 };
+/// `pods/exec`, `pods/attach`, `pods/portforward`: streams upgraded by the API server and served
+/// by the pod's kubelet; GET (WebSocket) and POST (SPDY) are both authorized as `create`.
+const EXEC: Subresource = Subresource {
+    name: "exec",
+    group: "",
+    version: "v1",
+    kind: "PodExecOptions",
+    verbs: &["create", "get"],
+};
+const ATTACH: Subresource = Subresource {
+    name: "attach",
+    kind: "PodAttachOptions",
+    ..EXEC
+};
+const PORTFORWARD: Subresource = Subresource {
+    name: "portforward",
+    kind: "PodPortForwardOptions",
+    ..EXEC
+};
 const BINDING: Subresource = Subresource {
     name: "binding",
     group: "",
@@ -256,7 +275,7 @@ fn table() -> Vec<Resource> {
         entry::<core::Pod>(spec!(
             short: &["po"],
             categories: ALL,
-            subresources: &[BINDING, LOG, STATUS]
+            subresources: &[ATTACH, BINDING, EXEC, LOG, PORTFORWARD, STATUS]
         )),
         entry::<core::PodTemplate>(spec!()),
         entry::<core::ReplicationController>(spec!(

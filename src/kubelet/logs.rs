@@ -173,14 +173,14 @@ fn error(code: StatusCode, message: String) -> Response {
     (code, message).into_response()
 }
 
-/// The kubelet's HTTP routes (served in-process to the API server).
+/// The kubelet's HTTP routes (served in-process to the API server): logs here, exec, attach and
+/// port-forward from `streaming`.
 pub fn router(kubelet: Arc<Kubelet>) -> axum::Router {
-    axum::Router::new()
-        .route(
-            "/containerLogs/{namespace}/{pod}/{container}",
-            axum::routing::get(container_logs),
-        )
-        .with_state(kubelet)
+    let router = axum::Router::new().route(
+        "/containerLogs/{namespace}/{pod}/{container}",
+        axum::routing::get(container_logs),
+    );
+    super::streaming::add_routes(router).with_state(kubelet)
 }
 
 async fn container_logs(

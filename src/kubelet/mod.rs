@@ -13,6 +13,7 @@ pub mod logs;
 pub mod node;
 pub mod pod;
 pub mod runtime;
+pub mod streaming;
 pub mod volumes;
 pub mod worker;
 

@@ -96,7 +96,24 @@ impl Cluster {
         }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    /// A shell command line running kubectl with `args` against this cluster (for script(1)).
+    pub(crate) fn shell_line(&self, args: &[&str]) -> String {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut line = format!(
+            "KUBECONFIG={} HOME={} {}",
+            quote(&self.kubeconfig.to_string_lossy()),
+            quote(&self.home.to_string_lossy()),
+            quote(&self.kubectl.to_string_lossy())
+        );
+        for a in args {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        line
+    }
+
+    /// kubectl with this cluster's kubeconfig and home, stdout and stderr piped.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.kubectl);
         cmd.env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", &self.home)

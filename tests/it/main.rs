@@ -15,6 +15,7 @@ mod node;
 mod python;
 mod services_ctrl;
 mod simnodes;
+mod streams;
 mod support;
 mod workloads;
 mod workloads_ds_sts;

@@ -9,14 +9,14 @@ use serde_json::Value;
 use crate::kubectl::Cluster;
 use crate::support::registry::Registry;
 
-const NODE: &str = "rk3s-test-node";
+pub(crate) const NODE: &str = "rk3s-test-node";
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
 /// A server with its kubelet, a registry holding busybox, and the image reference.
-fn start(minor: u32) -> Option<(Cluster, Registry, String, tempfile::TempDir)> {
+pub(crate) fn start(minor: u32) -> Option<(Cluster, Registry, String, tempfile::TempDir)> {
     if !is_root() {
         if std::env::var_os("RK3S_TESTS_STRICT").is_some_and(|v| v == "1") {
             panic!("the node tests need root and RK3S_TESTS_STRICT=1");
@@ -51,7 +51,12 @@ fn wait_node_ready(c: &Cluster) {
 }
 
 /// Polls `pod` until `check` holds for its JSON, failing with the last state and the log.
-fn wait_pod(c: &Cluster, pod: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_pod(
+    c: &Cluster,
+    pod: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = c.run(&["get", "pod", pod, "-o", "json"], None);
@@ -70,7 +75,7 @@ fn wait_pod(c: &Cluster, pod: &str, what: &str, check: impl Fn(&Value) -> bool) 
     }
 }
 
-fn phase(v: &Value) -> &str {
+pub(crate) fn phase(v: &Value) -> &str {
     v["status"]["phase"].as_str().unwrap_or_default()
 }
 

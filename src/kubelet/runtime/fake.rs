@@ -9,7 +9,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
-use super::{ContainerConfig, Error, Runtime, State, validate_id};
+use super::{ContainerConfig, Error, ExecProcess, ExecSpec, Runtime, State, validate_id};
 
 /// One call made on the fake, in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,6 +17,16 @@ pub enum Call {
     Start(Box<ContainerConfig>),
     Stop { id: String, grace: Duration },
     Remove(String),
+    Exec { id: String, spec: ExecSpec },
+}
+
+/// What an exec on the fake does: write `stdout` and `stderr`, then copy its stdin (when it has
+/// one) to stdout until stdin closes, then exit with `exit_code`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecReply {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
 }
 
 #[derive(Default)]
@@ -25,6 +35,8 @@ struct Inner {
     calls: Vec<Call>,
     /// args[0] → start failure message.
     start_failures: BTreeMap<String, String>,
+    /// args[0] → what an exec of it does.
+    exec_replies: BTreeMap<String, ExecReply>,
     next_pid: i32,
 }
 
@@ -67,6 +79,12 @@ impl Fake {
         self.lock()
             .start_failures
             .insert(arg0.to_string(), message.to_string());
+    }
+
+    /// From now on, an exec whose `args[0]` is `arg0` behaves as `reply` says (others write
+    /// nothing and exit 0).
+    pub fn on_exec(&self, arg0: &str, reply: ExecReply) {
+        self.lock().exec_replies.insert(arg0.to_string(), reply);
     }
 
     /// Makes a running container exit with `exit_code` (128+N means killed by signal N).
@@ -190,5 +208,68 @@ impl Runtime for Fake {
 
     fn list(&self) -> Result<Vec<(ContainerConfig, State)>, Error> {
         Ok(self.lock().containers.values().cloned().collect())
+    }
+
+    fn exec(&self, id: &str, spec: ExecSpec) -> BoxFuture<'_, Result<ExecProcess, Error>> {
+        let reply = {
+            let mut inner = self.lock();
+            inner.calls.push(Call::Exec {
+                id: id.to_string(),
+                spec: spec.clone(),
+            });
+            match inner.containers.get(id) {
+                Some((_, State::Running { .. })) => Ok(spec
+                    .args
+                    .first()
+                    .and_then(|a| inner.exec_replies.get(a))
+                    .cloned()
+                    .unwrap_or_default()),
+                Some(_) => Err(Error::NotRunning(id.to_string())),
+                None => Err(Error::NotFound(id.to_string())),
+            }
+        };
+        async move { Ok(fake_process(reply?, &spec)) }.boxed()
+    }
+}
+
+/// An in-memory process acting out `reply` (needs a tokio runtime: it runs as a task).
+fn fake_process(reply: ExecReply, spec: &ExecSpec) -> ExecProcess {
+    use tokio::io::AsyncWriteExt;
+    let (mut out_w, out_r) = tokio::io::duplex(64 * 1024);
+    let (mut err_w, err_r) = tokio::io::duplex(64 * 1024);
+    let (in_w, mut in_r) = tokio::io::duplex(64 * 1024);
+    let echo = spec.stdin;
+    let tty = spec.tty;
+    let task = tokio::spawn(async move {
+        out_w.write_all(&reply.stdout).await?;
+        if tty {
+            out_w.write_all(&reply.stderr).await?;
+        } else {
+            err_w.write_all(&reply.stderr).await?;
+        }
+        drop(err_w);
+        if echo {
+            tokio::io::copy(&mut in_r, &mut out_w).await?;
+        }
+        Ok::<i32, std::io::Error>(reply.exit_code)
+    });
+    let (resize, _) = tokio::sync::mpsc::unbounded_channel();
+    ExecProcess {
+        stdin: echo.then(|| Box::pin(in_w) as _),
+        stdout: Box::pin(out_r),
+        stderr: (!tty).then(|| Box::pin(err_r) as _),
+        resize: tty.then_some(resize),
+        exit: async move {
+            match task.await {
+                Ok(Ok(code)) => Ok(code),
+                Ok(Err(source)) => Err(Error::Io {
+                    action: "write",
+                    path: "fake exec output".into(),
+                    source,
+                }),
+                Err(e) => Err(Error::Join(e)),
+            }
+        }
+        .boxed(),
     }
 }

@@ -9,22 +9,27 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{
+    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, socketpair,
+};
 use nix::unistd::Pid;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-use super::{ContainerConfig, Error, Runtime, State, validate_id};
+use super::{ContainerConfig, Error, ExecProcess, ExecSpec, Runtime, State, validate_id};
 
 pub(super) const CONFIG: &str = "config.json";
 pub(super) const STARTED: &str = "started.json";
@@ -240,6 +245,150 @@ impl Inner {
         self.wait(id).await
     }
 
+    /// Starts the exec helper (`shim exec`, see `shim.rs`) and waits for its first report.
+    async fn exec(&self, id: &str, spec: ExecSpec) -> Result<ExecProcess, Error> {
+        if !self.state(id)?.is_running() {
+            return Err(Error::NotRunning(id.to_string()));
+        }
+        let shim_err = |reason: String| Error::Shim {
+            id: id.to_string(),
+            reason,
+        };
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| shim_err(format!("socketpair: {e}")))?;
+        let json = serde_json::to_string(&spec).map_err(|source| Error::Json {
+            path: PathBuf::from("exec spec"),
+            source,
+        })?;
+        let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.arg("shim")
+            .arg("exec")
+            .arg(&self.state_dir)
+            .arg(&self.run_dir)
+            .arg(id)
+            .arg(json)
+            .stdin(piped(spec.stdin && !spec.tty))
+            .stdout(piped(!spec.tty))
+            .stderr(piped(!spec.tty));
+        let raw = theirs.as_raw_fd();
+        // SAFETY: runs between fork and exec in the child, calling only async-signal-safe
+        // functions (fcntl, dup2) on descriptors that exist in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                use nix::libc;
+                let fd = super::shim::EXEC_CONTROL_FD;
+                if raw == fd {
+                    let flags = libc::fcntl(raw, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(raw, fd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|source| Error::Io {
+            action: "spawn exec helper",
+            path: self.exe.clone(),
+            source,
+        })?;
+        drop(theirs);
+        let control =
+            ControlSocket::new(ours).map_err(|e| shim_err(format!("control socket: {e}")))?;
+        let (first, fds) = control
+            .recv()
+            .await
+            .map_err(|e| shim_err(format!("exec helper: {e}")))?;
+        if !first.starts_with("started ") {
+            // The helper exits right after reporting a failure; reap it without blocking.
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+            return Err(match first.strip_prefix("failed ") {
+                Some(reason) => Error::Exec {
+                    id: id.to_string(),
+                    reason: reason.to_string(),
+                },
+                None => shim_err("the exec helper exited without starting the process".into()),
+            });
+        }
+        let (stdin, stdout, stderr, resize): (Option<Writer>, Reader, Option<Reader>, _) = if spec
+            .tty
+        {
+            let master = fds
+                .into_iter()
+                .next()
+                .ok_or_else(|| shim_err("the exec helper sent no terminal".into()))?;
+            let pty = Arc::new(Pty::new(master).map_err(|e| shim_err(format!("terminal: {e}")))?);
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u16, u16)>();
+            let resizer = pty.clone();
+            tokio::spawn(async move {
+                while let Some((width, height)) = rx.recv().await {
+                    resizer.resize(width, height);
+                }
+            });
+            let stdin: Option<Writer> = if spec.stdin {
+                Some(Box::pin(PtyWriter(pty.clone())))
+            } else {
+                None
+            };
+            (stdin, Box::pin(PtyReader(pty)), None, Some(tx))
+        } else {
+            let stdin: Option<Writer> = match child.stdin.take() {
+                Some(s) => Some(Box::pin(s)),
+                None => None,
+            };
+            let stdout: Reader = match child.stdout.take() {
+                Some(s) => Box::pin(s),
+                None => Box::pin(tokio::io::empty()),
+            };
+            let stderr: Option<Reader> = match child.stderr.take() {
+                Some(s) => Some(Box::pin(s)),
+                None => None,
+            };
+            (stdin, stdout, stderr, None)
+        };
+        let id = id.to_string();
+        let exit = async move {
+            // Holding `control` keeps the process alive: the helper kills it when this closes.
+            loop {
+                let (msg, _) = control.recv().await.map_err(|e| Error::Shim {
+                    id: id.clone(),
+                    reason: format!("exec helper: {e}"),
+                })?;
+                if let Some(code) = msg.strip_prefix("exit ") {
+                    let _ = child.wait().await;
+                    return code.trim().parse::<i32>().map_err(|_| Error::Shim {
+                        id: id.clone(),
+                        reason: format!("exec helper reported {msg:?}"),
+                    });
+                }
+                if msg.is_empty() {
+                    let status = child.wait().await;
+                    return Err(Error::Shim {
+                        id,
+                        reason: format!("exec helper ended ({status:?}) without an exit code"),
+                    });
+                }
+            }
+        }
+        .boxed();
+        Ok(ExecProcess {
+            stdin,
+            stdout,
+            stderr,
+            resize,
+            exit,
+        })
+    }
+
     fn signal(&self, id: &str, pid: i32, signal: Signal) -> Result<(), Error> {
         match kill(Pid::from_raw(pid), signal) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
@@ -373,6 +522,172 @@ impl Runtime for Local {
 
     fn list(&self) -> Result<Vec<(ContainerConfig, State)>, Error> {
         self.inner.list()
+    }
+
+    fn exec(&self, id: &str, spec: ExecSpec) -> BoxFuture<'_, Result<ExecProcess, Error>> {
+        let id = id.to_string();
+        async move { self.inner.exec(&id, spec).await }.boxed()
+    }
+}
+
+type Reader = Pin<Box<dyn AsyncRead + Send>>;
+type Writer = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// The daemon's end of an exec helper's SOCK_SEQPACKET control socket.
+struct ControlSocket(AsyncFd<OwnedFd>);
+
+impl ControlSocket {
+    fn new(fd: OwnedFd) -> std::io::Result<ControlSocket> {
+        set_nonblocking(&fd)?;
+        // SAFETY: the AsyncFd owns the OwnedFd, which stays open and unchanged until dropped.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)?;
+        Ok(ControlSocket(fd))
+    }
+
+    /// The next message and the descriptors passed with it; an empty message is the end.
+    async fn recv(&self) -> std::io::Result<(String, Vec<OwnedFd>)> {
+        loop {
+            let mut guard = self.0.readable().await?;
+            let got = guard.try_io(|fd| {
+                let mut buf = [0u8; 4096];
+                let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+                let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+                let msg = recvmsg::<()>(
+                    fd.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut space),
+                    MsgFlags::MSG_CMSG_CLOEXEC,
+                )
+                .map_err(std::io::Error::from)?;
+                let mut fds = Vec::new();
+                for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
+                    if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                        // SAFETY: the kernel just installed these descriptors for us.
+                        fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
+                    }
+                }
+                let n = msg.bytes;
+                Ok((String::from_utf8_lossy(&buf[..n]).into_owned(), fds))
+            });
+            match got {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+/// The master of an exec's terminal, read and written without blocking.
+struct Pty(AsyncFd<OwnedFd>);
+
+impl Pty {
+    fn new(master: OwnedFd) -> std::io::Result<Pty> {
+        set_nonblocking(&master)?;
+        // SAFETY: the AsyncFd owns the OwnedFd, which stays open and unchanged until dropped.
+        let fd = unsafe { AsyncFd::register(master) }.map_err(std::io::Error::from)?;
+        Ok(Pty(fd))
+    }
+
+    fn resize(&self, width: u16, height: u16) {
+        let size = nix::libc::winsize {
+            ws_row: height,
+            ws_col: width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
+        unsafe { nix::libc::ioctl(self.0.as_raw_fd(), nix::libc::TIOCSWINSZ, &size) };
+    }
+}
+
+struct PtyReader(Arc<Pty>);
+
+impl AsyncRead for PtyReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut guard = std::task::ready!(self.0.0.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            let got = guard.try_io(|fd| {
+                // SAFETY: reads at most `unfilled.len()` bytes into memory we own.
+                let n = unsafe {
+                    nix::libc::read(fd.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len())
+                };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match got {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // EIO: every process holding the terminal is gone, the terminal's end of file.
+                Ok(Err(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+struct PtyWriter(Arc<Pty>);
+
+impl AsyncWrite for PtyWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let mut guard = std::task::ready!(self.0.0.poll_write_ready(cx))?;
+            let got = guard.try_io(|fd| {
+                // SAFETY: writes at most `data.len()` bytes from memory we own.
+                let n =
+                    unsafe { nix::libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match got {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for PtyWriter {
+    /// A terminal has no end of its input: like a user typing Ctrl-D, send the end-of-file
+    /// character (the terminal is in canonical mode unless the program changed it).
+    fn drop(&mut self) {
+        // SAFETY: writes one byte from a static.
+        unsafe { nix::libc::write(self.0.0.as_raw_fd(), b"\x04".as_ptr().cast(), 1) };
     }
 }
 

@@ -18,12 +18,14 @@ mod spec;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use fake::{Call, Fake};
+pub use fake::{Call, ExecReply, Fake};
 pub use local::Local;
 pub use shim::shim_main;
 pub use spec::build as build_spec;
@@ -114,6 +116,29 @@ impl State {
     }
 }
 
+/// What to run inside a running container (its namespaces, cgroup, user, env, cwd), like `runc exec`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+}
+
+/// A running exec'd process. Dropping it before it exits kills the process.
+pub struct ExecProcess {
+    /// Some iff `spec.stdin`; dropping it closes the process's stdin (with a tty: sends the
+    /// terminal's end-of-file character).
+    pub stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
+    /// With a tty: the terminal output.
+    pub stdout: Pin<Box<dyn AsyncRead + Send>>,
+    /// None with a tty.
+    pub stderr: Option<Pin<Box<dyn AsyncRead + Send>>>,
+    /// Terminal size changes as (width, height) (tty only).
+    pub resize: Option<tokio::sync::mpsc::UnboundedSender<(u16, u16)>>,
+    /// Resolves with the exit code (128+N when killed by signal N).
+    pub exit: BoxFuture<'static, Result<i32, Error>>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid container id {0:?}: want [a-z0-9-], at most 64 characters")]
@@ -124,6 +149,11 @@ pub enum Error {
     NotFound(String),
     #[error("container {0} is still running")]
     StillRunning(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// The exec'd process could not be started (runc's "OCI runtime exec failed").
+    #[error("exec in container {id} failed: {reason}")]
+    Exec { id: String, reason: String },
     #[error("invalid container config {id}: {reason}")]
     InvalidConfig { id: String, reason: String },
     #[error("{action} {path}")]
@@ -166,6 +196,9 @@ pub trait Runtime: Send + Sync {
     fn remove(&self, id: &str) -> BoxFuture<'_, Result<(), Error>>;
     /// Containers known on disk (running or exited, not removed) with their config.
     fn list(&self) -> Result<Vec<(ContainerConfig, State)>, Error>;
+    /// Runs another process in the running container `id` (CRI ExecSync/Exec); resolves once
+    /// it runs, or with `Error::Exec` if it could not be started.
+    fn exec(&self, id: &str, spec: ExecSpec) -> BoxFuture<'_, Result<ExecProcess, Error>>;
 }
 
 /// Same rule the kubelet uses to build ids; checked again here because the id becomes a path.

@@ -13,6 +13,17 @@
 //! started, `exit.json`), then one line `started` or `failed` to that pipe and closes it. When the
 //! container exits it writes `exit.json`, and only then exits itself, so a reader that sees the shim
 //! gone and no `exit.json` knows the shim died abnormally.
+//!
+//! `rk3s shim exec <state_dir> <run_dir> <id> <ExecSpec JSON>` is the exec helper (`runc exec`):
+//! a short-lived, single-threaded child of the daemon that starts one more process in a running
+//! container with libcontainer's tenant builder, using the container's own process settings
+//! (user, env, cwd, capabilities) with other args. Its stdin/stdout/stderr become the process's
+//! (without a tty); with a tty libcontainer creates a terminal inside the container (so it is the
+//! process's controlling terminal, on the container's `/dev/pts`) and hands the master over a
+//! console socket. Descriptor 3 is a SOCK_SEQPACKET control socket to the daemon: one message
+//! `started <pid>` (with the terminal master attached) or `failed <reason>`, then `exit <code>`.
+//! When the daemon closes its end (the exec session was dropped, or the daemon died) the helper
+//! kills the process; either way it reaps it before exiting.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -34,7 +45,7 @@ use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType, Spec};
 
 use super::local::{self, Started};
 use super::log::{LineFramer, Stream};
-use super::{ContainerConfig, State};
+use super::{ContainerConfig, ExecSpec, State};
 
 /// Entry point of `rk3s shim …`: `main()` must call it before anything else (no tokio runtime, no
 /// threads) when `argv[1] == "shim"`. `args` is the whole argv; what follows `shim` is
@@ -45,6 +56,9 @@ pub fn shim_main(args: &[String]) -> ! {
         .skip_while(|a| a.as_str() != "shim")
         .skip(1)
         .collect();
+    if rest.first().is_some_and(|a| a.as_str() == "exec") {
+        exec_main(&rest[1..]);
+    }
     let [state_dir, run_dir, id] = rest.as_slice() else {
         eprintln!("usage: rk3s shim <state_dir> <run_dir> <id>");
         std::process::exit(2);
@@ -245,6 +259,242 @@ fn create_and_start(
         shim_pid: std::process::id() as i32,
     };
     Ok((started, container, outputs, log))
+}
+
+/// The descriptor the daemon passes the exec helper's control socket on.
+pub(super) const EXEC_CONTROL_FD: i32 = 3;
+
+/// Entry point of `rk3s shim exec …` (see the module doc). Never returns.
+fn exec_main(rest: &[&String]) -> ! {
+    // SAFETY: the daemon puts the control socket on this descriptor before exec; nothing else in
+    // this fresh process owns it. A missing descriptor makes every use fail with EBADF.
+    let control = unsafe { OwnedFd::from_raw_fd(EXEC_CONTROL_FD) };
+    let _ = nix::fcntl::fcntl(
+        control.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    let send = |msg: &str, fds: &[i32]| {
+        let iov = [std::io::IoSlice::new(msg.as_bytes())];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(fds)];
+        let cmsgs: &[nix::sys::socket::ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        let _ = nix::sys::socket::sendmsg::<()>(
+            control.as_raw_fd(),
+            &iov,
+            cmsgs,
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        );
+    };
+    let [state_dir, run_dir, id, spec] = rest else {
+        send(
+            "failed usage: rk3s shim exec <state_dir> <run_dir> <id> <spec>",
+            &[],
+        );
+        std::process::exit(2);
+    };
+    let paths = Paths {
+        dir: Path::new(state_dir.as_str()).join(id.as_str()),
+        run_dir: PathBuf::from(run_dir.as_str()),
+        id: id.to_string(),
+    };
+    // The exec'd process's intermediate parent exits early; its orphans come to us.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let started = serde_json::from_str::<ExecSpec>(spec)
+        .map_err(|e| format!("bad exec spec: {e}"))
+        .and_then(|spec| exec_start(&paths, &spec));
+    let (pid, master) = match started {
+        Ok(ok) => ok,
+        Err(reason) => {
+            send(&format!("failed {reason}"), &[]);
+            std::process::exit(1);
+        }
+    };
+    let fds: Vec<i32> = master.iter().map(|m| m.as_raw_fd()).collect();
+    send(&format!("started {}", pid.as_raw()), &fds);
+    drop(master);
+    // Only the process holds its stdio now, so the daemon sees EOF when it (and whatever it
+    // started) is done.
+    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+        for target in [0, 1, 2] {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), target);
+        }
+    }
+    let code = exec_wait(pid, &control);
+    send(&format!("exit {code}"), &[]);
+    std::process::exit(0);
+}
+
+/// Starts the exec'd process; returns its pid and, with a tty, the terminal master.
+fn exec_start(paths: &Paths, spec: &ExecSpec) -> Result<(Pid, Option<OwnedFd>), String> {
+    if spec.args.is_empty() {
+        return Err("no command given".into());
+    }
+    let bundle = paths.dir.join(local::BUNDLE).join("config.json");
+    let init = Spec::load(&bundle).map_err(|e| format!("read {}: {e}", bundle.display()))?;
+    // The container's own process settings (user, env, cwd, capabilities, rlimits), as
+    // `runc exec` inherits them, with the exec's args and terminal.
+    let mut process = init
+        .process()
+        .clone()
+        .ok_or_else(|| "the container spec has no process".to_string())?;
+    process.set_args(Some(spec.args.clone()));
+    process.set_terminal(Some(spec.tty));
+    let tag = format!("exec-{}", std::process::id());
+    let process_path = paths.dir.join(format!("{tag}.json"));
+    let data = serde_json::to_vec(&process).map_err(|e| format!("encode process: {e}"))?;
+    std::fs::write(&process_path, data)
+        .map_err(|e| format!("write {}: {e}", process_path.display()))?;
+    let console = if spec.tty {
+        Some(ConsoleSocket::bind(&paths.dir, &tag)?)
+    } else {
+        None
+    };
+    let dup = |fd: i32| {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+            // SAFETY: fcntl just returned this descriptor and nothing else owns it.
+            .map(|d| unsafe { OwnedFd::from_raw_fd(d) })
+            .map_err(|e| format!("dup stdio: {e}"))
+    };
+    let mut builder = ContainerBuilder::new(paths.id.clone(), SyscallType::default())
+        .with_executor(Exec)
+        .with_root_path(&paths.run_dir)
+        .and_then(|b| b.validate_id())
+        .map_err(|e| start_message(&e))?;
+    builder = match &console {
+        Some(c) => builder.with_console_socket(Some(&c.path)),
+        None => builder
+            .with_stdin(dup(0)?)
+            .with_stdout(dup(1)?)
+            .with_stderr(dup(2)?),
+    };
+    let pid = builder
+        .as_tenant()
+        .with_process(Some(&process_path))
+        // Detached is what lets libcontainer hand the terminal over the console socket; the
+        // process is our child either way.
+        .with_detach(spec.tty)
+        .build()
+        .map_err(|e| start_message(&e));
+    let _ = std::fs::remove_file(&process_path);
+    let pid = pid?;
+    let master = match console {
+        Some(c) => match c.receive() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    Ok((pid, master))
+}
+
+/// The unix socket libcontainer sends an exec's terminal master to; removed when dropped.
+struct ConsoleSocket {
+    path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleSocket {
+    /// Binds `<dir>/<tag>.sock` by a relative name from inside `dir` (the absolute path can be
+    /// longer than a socket address allows); changing directory is safe in this single-threaded
+    /// helper.
+    fn bind(dir: &Path, tag: &str) -> Result<ConsoleSocket, String> {
+        let name = format!("{tag}.sock");
+        let path = dir.join(&name);
+        let _ = std::fs::remove_file(&path);
+        std::env::set_current_dir(dir).map_err(|e| format!("chdir {}: {e}", dir.display()))?;
+        let listener = std::os::unix::net::UnixListener::bind(&name);
+        let _ = std::env::set_current_dir("/");
+        let listener = listener.map_err(|e| format!("bind {}: {e}", path.display()))?;
+        Ok(ConsoleSocket { path, listener })
+    }
+
+    /// The terminal master the exec'd process's init sent (its connection was made by `build`).
+    fn receive(&self) -> Result<OwnedFd, String> {
+        let (conn, _) = self
+            .listener
+            .accept()
+            .map_err(|e| format!("accept console socket: {e}"))?;
+        let mut buf = [0u8; 256];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| format!("receive terminal: {e}"))?;
+        let cmsgs = msg.cmsgs().map_err(|e| format!("receive terminal: {e}"))?;
+        for cmsg in cmsgs {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = cmsg
+                && let Some(fd) = fds.first()
+            {
+                // SAFETY: the kernel just installed this descriptor for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+        Err("the exec'd process sent no terminal".into())
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Waits for the exec'd process `pid`, killing it when the daemon closes the control socket.
+/// Returns its exit code (128+N when killed by signal N).
+fn exec_wait(pid: Pid, control: &OwnedFd) -> i32 {
+    // SAFETY: plain syscall with integer arguments; a non-negative result is a new descriptor.
+    let raw = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    // SAFETY: `raw` is a fresh descriptor from the kernel when non-negative.
+    let pidfd = (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw as i32) });
+    let mut control_open = true;
+    loop {
+        match waitpid(
+            Pid::from_raw(-1),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        ) {
+            Ok(WaitStatus::Exited(p, code)) if p == pid => return code,
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => return 128 + sig as i32,
+            // Some other orphan: reap it and look again.
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 255,
+        }
+        let mut fds = Vec::new();
+        if control_open {
+            fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(p) = &pidfd {
+            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+        }
+        // Without a pidfd (kernel < 5.3) look at the process again every 100 ms.
+        let timeout = if pidfd.is_some() {
+            PollTimeout::NONE
+        } else {
+            PollTimeout::from(100u16)
+        };
+        if poll(&mut fds, timeout).is_err() {
+            continue;
+        }
+        let hangup = control_open
+            && fds
+                .first()
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty());
+        if hangup {
+            // Anything from the daemon, or its end closing, means: stop the process.
+            control_open = false;
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+    }
 }
 
 /// A pseudo-terminal for a `tty: true` container: (master, slave). The slave becomes the container's

@@ -65,7 +65,7 @@ fn env(test: &str) -> Option<Env> {
     .unwrap();
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
     for applet in [
-        "sh", "echo", "sleep", "id", "pwd", "cat", "yes", "head", "hostname", "true", "ls",
+        "sh", "echo", "sleep", "id", "pwd", "cat", "yes", "head", "hostname", "true", "ls", "tty",
     ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
@@ -669,5 +669,139 @@ fn unwritable_log_is_a_start_error() {
         };
         assert_eq!(*exit_code, 128);
         assert!(message.starts_with("open log "), "{message}");
+    });
+}
+
+/// Reads a whole stream of an exec'd process.
+async fn read_all(r: Option<std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>>) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = String::new();
+    if let Some(mut r) = r {
+        r.read_to_string(&mut out).await.unwrap();
+    }
+    out
+}
+
+fn exec_spec(args: &[&str], tty: bool, stdin: bool) -> ExecSpec {
+    ExecSpec {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin,
+    }
+}
+
+#[test]
+fn exec_runs_in_the_container_with_its_settings_stdin_and_a_tty() {
+    use tokio::io::AsyncWriteExt;
+    let Some(env) = env("exec") else { return };
+    let mut config = env.config("exec", &["sleep", "100"]);
+    config.env = vec!["GREETING=hello".into()];
+    config.cwd = "/tmp".into();
+    config.uid = 1000;
+    config.gid = 1000;
+    rt().block_on(async {
+        env.local.start(config).await.unwrap();
+
+        // The container's environment, cwd, user and hostname; separate streams; exit code.
+        let p = env
+            .local
+            .exec(
+                "exec",
+                exec_spec(
+                    &[
+                        "sh",
+                        "-c",
+                        "echo $GREETING; pwd; id -u; hostname; echo oops >&2; exit 3",
+                    ],
+                    false,
+                    false,
+                ),
+            )
+            .await
+            .unwrap();
+        assert!(p.stdin.is_none() && p.resize.is_none());
+        let (out, err) = tokio::join!(read_all(Some(p.stdout)), read_all(p.stderr));
+        assert_eq!(out, "hello\n/tmp\n1000\nexec\n");
+        assert_eq!(err, "oops\n");
+        assert_eq!(p.exit.await.unwrap(), 3);
+
+        // stdin reaches the process, and closing it ends `cat`.
+        let mut p = env
+            .local
+            .exec("exec", exec_spec(&["cat"], false, true))
+            .await
+            .unwrap();
+        let mut stdin = p.stdin.take().unwrap();
+        stdin.write_all(b"through stdin").await.unwrap();
+        drop(stdin);
+        assert_eq!(read_all(Some(p.stdout)).await, "through stdin");
+        assert_eq!(p.exit.await.unwrap(), 0);
+
+        // A terminal of the container's own devpts, as its controlling terminal.
+        let p = env
+            .local
+            .exec(
+                "exec",
+                exec_spec(
+                    &["sh", "-c", "tty; [ -t 0 ] && echo in-is-tty"],
+                    true,
+                    false,
+                ),
+            )
+            .await
+            .unwrap();
+        assert!(p.stderr.is_none() && p.resize.is_some());
+        let out = read_all(Some(p.stdout)).await;
+        assert!(out.contains("/dev/pts/"), "{out:?}");
+        assert!(out.contains("in-is-tty"), "{out:?}");
+        assert_eq!(p.exit.await.unwrap(), 0);
+
+        // Dropping a session kills its process.
+        let p = env
+            .local
+            .exec("exec", exec_spec(&["sleep", "1234"], false, false))
+            .await
+            .unwrap();
+        drop(p);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let p = env
+                .local
+                .exec(
+                    "exec",
+                    exec_spec(&["sh", "-c", "cat /proc/[0-9]*/cmdline"], false, false),
+                )
+                .await
+                .unwrap();
+            let (procs, _) = tokio::join!(read_all(Some(p.stdout)), p.exit);
+            if !procs.contains("1234") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "sleep 1234 survived: {procs:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // A missing executable is an exec error naming it.
+        let err = env
+            .local
+            .exec("exec", exec_spec(&["/no/such/binary"], false, false))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::Exec { .. }), "{err:?}");
+        assert!(err.to_string().contains("/no/such/binary"), "{err}");
+
+        // Only running containers take an exec.
+        env.local
+            .stop("exec", Duration::from_secs(1))
+            .await
+            .unwrap();
+        let err = env
+            .local
+            .exec("exec", exec_spec(&["true"], false, false))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::NotRunning(_)), "{err:?}");
     });
 }

@@ -22,7 +22,7 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "sleep", "httpd", "wget", "nslookup", "env", "id", "hostname",
     "mkdir", "touch", "true", "false", "head", "tail", "dd", "yes", "printf", "test", "grep",
-    "seq", "date", "ps", "kill", "mount", "ip",
+    "seq", "date", "ps", "kill", "mount", "ip", "tar", "tty", "wc",
 ];
 
 /// The login of a registry started with [`Registry::start_with_auth`].

@@ -1,0 +1,189 @@
+//! kubectl exec, cp and port-forward against rk3s's in-process kubelet, with kubectl 1.33
+//! (WebSocket, and the SPDY tunnel for port-forward) and 1.27 (SPDY/3.1). Root only, one at a
+//! time with the other node tests (nextest group `node`).
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::kubectl::Cluster;
+use crate::node::{phase, start, wait_pod};
+
+macro_rules! streams_test {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn kubectl_1_33() {
+                if let Some((c, _r, image, _dir)) = super::start(33) {
+                    super::$name(&c, &image);
+                }
+            }
+            #[test]
+            fn kubectl_1_27() {
+                if let Some((c, _r, image, _dir)) = super::start(27) {
+                    super::$name(&c, &image);
+                }
+            }
+        }
+    };
+}
+
+/// A running busybox pod serving `/www` over HTTP on port 8080 (localhost included).
+fn web_pod(c: &Cluster, image: &str) {
+    c.ok(&[
+        "run",
+        "web",
+        &format!("--image={image}"),
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo hello-from-httpd > /www/index.html && exec httpd -f -p 8080 -h /www",
+    ]);
+    wait_pod(c, "web", "Running", |v| phase(v) == "Running");
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A file of `len` bytes that is not the same byte repeated (so a shifted or truncated copy
+/// shows).
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+streams_test!(exec_with_stdin_tty_and_exit_codes);
+fn exec_with_stdin_tty_and_exit_codes(c: &Cluster, image: &str) {
+    web_pod(c, image);
+    assert_eq!(
+        c.ok(&["exec", "web", "--", "echo", "hello", "exec"]),
+        "hello exec\n"
+    );
+
+    // stdout and stderr stay apart; the exit code becomes kubectl's.
+    let out = c.run(
+        &[
+            "exec",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(stdout_of(&out), "out\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("err\n"),
+        "{out:?}"
+    );
+
+    // stdin: its end reaches the process (cat ends).
+    let out = c.run(&["exec", "-i", "web", "--", "cat"], Some("piped\ninput\n"));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout_of(&out), "piped\ninput\n");
+    let out = c.run(&["exec", "-i", "web", "--", "wc", "-c"], Some(""));
+    assert!(out.status.success(), "{out:?}");
+
+    // The exec'd process is in the container: its hostname, its filesystem, its environment.
+    assert_eq!(
+        c.ok(&["exec", "web", "--", "cat", "/www/index.html"]),
+        "hello-from-httpd\n"
+    );
+    assert_eq!(c.ok(&["exec", "web", "--", "hostname"]), "web\n");
+
+    // A terminal: kubectl needs one itself, so it runs under script(1).
+    let line = c.shell_line(&["exec", "-it", "web", "--", "tty"]);
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run script");
+    let text = stdout_of(&out);
+    assert!(text.contains("/dev/pts/"), "{out:?}");
+
+    // Errors name the problem.
+    let err = c.fails(&["exec", "web", "-c", "nope", "--", "true"], None);
+    assert!(
+        err.contains("container nope is not valid for pod web"),
+        "{err}"
+    );
+    let out = c.run(&["exec", "web", "--", "/no/such/binary"], None);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/binary"), "{err}");
+
+    c.ok(&["delete", "pod", "web", "--grace-period=1", "--timeout=60s"]);
+}
+
+streams_test!(cp_both_ways);
+fn cp_both_ways(c: &Cluster, image: &str) {
+    web_pod(c, image);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("big.bin");
+    let data = pattern(300 * 1024);
+    std::fs::write(&local, &data).unwrap();
+    c.ok(&["cp", local.to_str().unwrap(), "web:/tmp/big.bin"]);
+    assert_eq!(
+        c.ok(&["exec", "web", "--", "wc", "-c", "/tmp/big.bin"])
+            .split_whitespace()
+            .next(),
+        Some(data.len().to_string().as_str())
+    );
+    let back = dir.path().join("back.bin");
+    c.ok(&["cp", "web:/tmp/big.bin", back.to_str().unwrap()]);
+    let got = std::fs::read(&back).unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the copied file differs");
+    c.ok(&["delete", "pod", "web", "--grace-period=1", "--timeout=60s"]);
+}
+
+streams_test!(port_forward_reaches_localhost_in_the_pod);
+fn port_forward_reaches_localhost_in_the_pod(c: &Cluster, image: &str) {
+    web_pod(c, image);
+    let mut pf = c
+        .command(&["port-forward", "pod/web", ":8080"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run kubectl port-forward");
+    // "Forwarding from 127.0.0.1:NNNNN -> 8080"
+    let mut stdout = pf.stdout.take().unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        let mut buf = [0u8; 256];
+        let n = stdout.read(&mut buf).unwrap_or(0);
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let port = seen
+            .lines()
+            .find_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse::<u16>().ok());
+        if let Some(p) = port {
+            break p;
+        }
+        assert!(
+            n > 0 && Instant::now() < deadline,
+            "port-forward printed {seen:?}"
+        );
+    };
+    // Two requests over two connections: each gets its own pair of streams.
+    for _ in 0..2 {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        conn.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        let _ = conn.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1."), "{reply:?}");
+        assert!(reply.contains("hello-from-httpd"), "{reply:?}");
+    }
+    let _ = pf.kill();
+    let _ = pf.wait();
+    c.ok(&["delete", "pod", "web", "--grace-period=1", "--timeout=60s"]);
+}
