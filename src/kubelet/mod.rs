@@ -12,6 +12,7 @@ pub mod images;
 pub mod logs;
 pub mod node;
 pub mod pod;
+pub mod probe;
 pub mod runtime;
 pub mod streaming;
 pub mod volumes;

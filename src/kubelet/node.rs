@@ -95,6 +95,15 @@ pub fn go_arch(rust: &str) -> &'static str {
     }
 }
 
+/// Allocatable memory: what `resourceFieldRef: limits.memory` resolves to for a container
+/// without a memory limit (upstream uses the node's allocatable).
+pub fn allocatable_memory() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo_total(&meminfo)
+        .unwrap_or(0)
+        .saturating_sub(Reserved::default().memory_bytes)
+}
+
 /// `MemTotal` of /proc/meminfo in bytes.
 fn meminfo_total(meminfo: &str) -> Option<u64> {
     meminfo_field(meminfo, "MemTotal")

@@ -22,8 +22,9 @@ use tokio::sync::watch;
 
 use super::images::{ImageService, PullPolicy};
 use super::pod::{self, Phase, Record, Terminated};
-use super::runtime::{self, ContainerConfig, Mount, MountKind, State};
-use super::{Kubelet, env, volumes};
+use super::probe::{self, Kind, Report, ReportEvent};
+use super::runtime::{self, ContainerConfig, ExecSpec, Mount, MountKind, Runtime, State};
+use super::{Kubelet, env, logs, volumes};
 use crate::network::PodAddress;
 
 /// Labels the kubelet puts on its containers, read back when re-adopting them.
@@ -101,7 +102,11 @@ pub struct Worker {
     last_status: Value,
     volumes: BTreeMap<String, volumes::Prepared>,
     volume_error: Option<String>,
-    recorder: Recorder,
+    recorder: Events,
+    /// Probe tasks of the running containers, by container name.
+    probes: HashMap<String, Vec<tokio::task::JoinHandle<()>>>,
+    probe_tx: tokio::sync::mpsc::UnboundedSender<Report>,
+    probe_rx: tokio::sync::mpsc::UnboundedReceiver<Report>,
 }
 
 impl Worker {
@@ -109,13 +114,8 @@ impl Worker {
         let Some(pod) = rx.borrow_and_update().clone() else {
             return;
         };
-        let recorder = Recorder::new(
-            k.client.clone(),
-            Reporter {
-                controller: "kubelet".into(),
-                instance: Some(k.config.node_name.clone()),
-            },
-        );
+        let recorder = Events::new(k.client.clone(), &k.config.node_name);
+        let (probe_tx, probe_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut w = Worker {
             k,
             uid,
@@ -137,6 +137,9 @@ impl Worker {
             volumes: BTreeMap::new(),
             volume_error: None,
             recorder,
+            probes: HashMap::new(),
+            probe_tx,
+            probe_rx,
         };
         w.adopt();
         let mut wake;
@@ -176,8 +179,12 @@ impl Worker {
                 Some((init, name, state)) = w.exits.next(), if !w.exits.is_empty() => {
                     w.exited(init, &name, state);
                 }
+                Some(report) = w.probe_rx.recv() => w.probed(report),
                 _ = sleep => {}
             }
+        }
+        for (_, tasks) in w.probes.drain() {
+            tasks.iter().for_each(|t| t.abort());
         }
         if let Ok(mut views) = w.k.views.lock() {
             views.remove(&w.key());
@@ -244,13 +251,14 @@ impl Worker {
                     r.state = Phase::Running {
                         started_at: *started_at,
                     };
-                    r.ready = true;
-                    r.started = true;
                 }
                 State::Exited { .. } => r.state = Phase::Terminated(terminated(&id, &state)),
             }
             if matches!(state, State::Running { .. }) {
+                self.start_probes(init, &name, &id);
                 self.watch_exit(init, name, id);
+            } else if let State::Exited { exit_code, .. } = state {
+                self.read_termination_message(init, &name, &id, exit_code);
             }
         }
         // Init containers that all succeeded before the restart stay done, and so do those of
@@ -280,9 +288,259 @@ impl Worker {
                 r.state = Phase::Terminated(terminated(&id, &s));
                 r.ready = false;
                 r.started = false;
+                if let State::Exited { exit_code, .. } = s {
+                    self.read_termination_message(init, name, &id, exit_code);
+                }
+                self.stop_probes(name);
             }
             Ok(State::Running { .. }) => {}
             Err(e) => tracing::warn!(container = name, error = %e, "waiting for a container"),
+        }
+    }
+
+    /// The message of a terminated container: what it wrote to its terminationMessagePath
+    /// (at most 4096 bytes), else with `FallbackToLogsOnError` and a failure the tail of its
+    /// log (80 lines, 2048 bytes), as upstream.
+    fn read_termination_message(&mut self, init: bool, name: &str, id: &str, exit_code: i32) {
+        let Some(c) = self.spec_container(init, name) else {
+            return;
+        };
+        let file = self
+            .k
+            .pod_dir(&self.uid)
+            .join("containers")
+            .join(name)
+            .join(id);
+        let mut message = std::fs::read(&file).unwrap_or_default();
+        message.truncate(4096);
+        if message.is_empty()
+            && exit_code != 0
+            && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+        {
+            let restart = self.record_mut(init, name).map(|r| r.restart_count);
+            let meta = &self.pod.metadata;
+            let path = log_path(
+                &self.k.config.log_dir,
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+                &self.uid,
+                name,
+                restart.unwrap_or(0),
+            );
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let tail = logs::select(
+                &text,
+                &logs::Options {
+                    tail_lines: Some(80),
+                    ..Default::default()
+                },
+            );
+            message = tail[tail.len().saturating_sub(2048)..].to_vec();
+        }
+        if message.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&message).into_owned();
+        if let Some(r) = self.record_mut(init, name)
+            && let Phase::Terminated(t) = &mut r.state
+        {
+            t.message = text;
+        }
+    }
+
+    /// Runs `args` in container `id` and collects its output, for exec probes and hooks.
+    fn exec_fn(&self, id: &str) -> probe::ExecFn {
+        let rt = self.k.runtime.clone();
+        let id = id.to_string();
+        Arc::new(move |args| {
+            let (rt, id) = (rt.clone(), id.clone());
+            async move { exec_capture(rt.as_ref(), &id, args).await }.boxed()
+        })
+    }
+
+    fn probe_target(&self, c: &Container, id: &str) -> probe::Target {
+        probe::Target::new(self.pod_ip(), c, self.exec_fn(id))
+    }
+
+    /// A container instance started running (or was adopted): its startup probe runs first;
+    /// liveness and readiness once it has passed. Without probes it is started and ready.
+    fn start_probes(&mut self, init: bool, name: &str, id: &str) {
+        self.stop_probes(name);
+        let Some(c) = self.spec_container(init, name) else {
+            return;
+        };
+        if init {
+            // Probes apply to regular containers (init containers must simply finish).
+            if let Some(r) = self.record_mut(init, name) {
+                r.started = true;
+                r.ready = true;
+            }
+            return;
+        }
+        match c.startup_probe.clone() {
+            Some(p) => {
+                if let Some(r) = self.record_mut(init, name) {
+                    r.started = false;
+                    r.ready = false;
+                }
+                let task = probe::spawn(
+                    Kind::Startup,
+                    p,
+                    name.to_string(),
+                    id.to_string(),
+                    self.probe_target(&c, id),
+                    self.probe_tx.clone(),
+                );
+                self.probes.insert(name.to_string(), vec![task]);
+            }
+            None => self.started(&c, id),
+        }
+    }
+
+    /// The startup probe passed (or there is none): liveness and readiness probes begin.
+    fn started(&mut self, c: &Container, id: &str) {
+        let name = c.name.clone();
+        let readiness = c.readiness_probe.is_some();
+        if let Some(r) = self.record_mut(false, &name) {
+            r.started = true;
+            r.ready = !readiness;
+        }
+        let mut tasks = Vec::new();
+        for kind in [Kind::Liveness, Kind::Readiness] {
+            if let Some(p) = kind.of(c) {
+                tasks.push(probe::spawn(
+                    kind,
+                    p.clone(),
+                    name.clone(),
+                    id.to_string(),
+                    self.probe_target(c, id),
+                    self.probe_tx.clone(),
+                ));
+            }
+        }
+        self.probes.entry(name).or_default().extend(tasks);
+    }
+
+    fn stop_probes(&mut self, name: &str) {
+        if let Some(tasks) = self.probes.remove(name) {
+            tasks.iter().for_each(|t| t.abort());
+        }
+    }
+
+    /// A probe's news: events for failed attempts; readiness marks the container; a failed
+    /// liveness or startup probe kills it, and the restart policy takes it from there.
+    fn probed(&mut self, report: Report) {
+        let current = self
+            .containers
+            .iter()
+            .find(|r| r.name == report.container)
+            .and_then(|r| r.id.clone());
+        if current.as_deref() != Some(report.id.as_str()) {
+            return;
+        }
+        let Some(c) = self.spec_container(false, &report.container) else {
+            return;
+        };
+        match report.event {
+            ReportEvent::Failed(msg) => self.event(
+                EventType::Warning,
+                "Unhealthy",
+                "Probe",
+                format!("{} probe failed: {msg}", report.kind.title()),
+            ),
+            ReportEvent::Result(ok) => match (report.kind, ok) {
+                (Kind::Startup, true) => {
+                    self.stop_probes(&report.container);
+                    self.started(&c, &report.id);
+                }
+                (Kind::Readiness, ok) => {
+                    if let Some(r) = self.record_mut(false, &report.container) {
+                        r.ready = ok;
+                    }
+                }
+                (Kind::Liveness, true) => {}
+                (kind @ (Kind::Liveness | Kind::Startup), false) => {
+                    self.stop_probes(&report.container);
+                    self.event(
+                        EventType::Normal,
+                        "Killing",
+                        "Kill",
+                        format!(
+                            "Container {} failed {} probe, will be restarted",
+                            report.container,
+                            kind.title().to_lowercase()
+                        ),
+                    );
+                    let grace = kind
+                        .of(&c)
+                        .and_then(|p| p.termination_grace_period_seconds)
+                        .map(|s| Duration::from_secs(s.max(0) as u64))
+                        .unwrap_or_else(|| self.grace());
+                    let kill = self.kill(&c, report.id.clone(), grace);
+                    tokio::spawn(kill);
+                }
+            },
+        }
+    }
+
+    /// The pod's terminationGracePeriodSeconds.
+    fn grace(&self) -> Duration {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .map(|s| Duration::from_secs(s.max(0) as u64))
+            .unwrap_or(DEFAULT_GRACE)
+    }
+
+    /// Upstream's killContainer: the preStop hook within the grace period, then SIGTERM and
+    /// SIGKILL after what is left of it (at least 2 s, as upstream). Resolves with the exit.
+    fn kill(
+        &self,
+        c: &Container,
+        id: String,
+        grace: Duration,
+    ) -> BoxFuture<'static, Result<State, runtime::Error>> {
+        let rt = self.k.runtime.clone();
+        let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone());
+        let target = self.probe_target(c, &id);
+        let what = self.hook_subject(&c.name);
+        let recorder = self.hook_events();
+        async move {
+            let begun = Instant::now();
+            if let Some(h) = pre_stop
+                && let Err(e) = probe::run_handler(&h, &target, Some(grace)).await
+            {
+                recorder(
+                    "FailedPreStopHook",
+                    format!("PreStopHook failed: {}", hook_message(&h, &what, &e)),
+                );
+            }
+            let left = grace
+                .saturating_sub(begun.elapsed())
+                .max(Duration::from_secs(2).min(grace));
+            rt.stop(&id, left).await
+        }
+        .boxed()
+    }
+
+    /// `Container "c" in Pod "p_ns(uid)"`, how upstream's hook failures name the container.
+    fn hook_subject(&self, container: &str) -> String {
+        let meta = &self.pod.metadata;
+        format!(
+            "Container {container:?} in Pod \"{}_{}({})\"",
+            meta.name.as_deref().unwrap_or_default(),
+            meta.namespace.as_deref().unwrap_or_default(),
+            self.uid
+        )
+    }
+
+    /// Records Warning events from tasks that outlive a borrow of the worker.
+    fn hook_events(&self) -> impl Fn(&str, String) + Send + 'static {
+        let reference = kube::Resource::object_ref(&self.pod, &());
+        let recorder = self.recorder.clone();
+        move |reason: &str, note: String| {
+            recorder.publish(&reference, EventType::Warning, reason, "Hook", note);
         }
     }
 
@@ -578,7 +836,7 @@ impl Worker {
             node_cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
                 .unwrap_or(1),
-            node_memory: 0,
+            node_memory: super::node::allocatable_memory(),
         })
         .await;
         let env = match env {
@@ -638,10 +896,26 @@ impl Worker {
                     r.id = Some(id.clone());
                     r.image_id = image_id;
                     r.state = Phase::Running { started_at };
-                    r.started = true;
-                    r.ready = true;
                 }
-                self.watch_exit(init, name.to_string(), id);
+                self.watch_exit(init, name.to_string(), id.clone());
+                // Upstream runs postStart before the container counts as started; when it
+                // fails the container is killed and restarted under the restart policy.
+                if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
+                    let target = self.probe_target(&c, &id);
+                    if let Err(e) = probe::run_handler(&h, &target, None).await {
+                        let msg = hook_message(&h, &self.hook_subject(name), &e);
+                        self.event(
+                            EventType::Warning,
+                            "FailedPostStartHook",
+                            "Hook",
+                            format!("PostStartHook failed: {msg}"),
+                        );
+                        let kill = self.kill(&c, id, self.grace());
+                        tokio::spawn(kill);
+                        return;
+                    }
+                }
+                self.start_probes(init, name, &id);
             }
             Ok(s @ State::Exited { .. }) => {
                 let mut t = terminated(&id, &s);
@@ -909,17 +1183,10 @@ impl Worker {
         })
     }
 
-    /// Stops every container (preStop hooks are not run yet), tears down the sandbox and
-    /// removes the pod's files.
+    /// Stops every container (preStop hooks first, within the grace period), tears down the
+    /// sandbox and removes the pod's files.
     async fn terminate(&mut self, grace: Option<Duration>) {
-        let grace = grace.unwrap_or_else(|| {
-            self.pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds)
-                .map(|s| Duration::from_secs(s.max(0) as u64))
-                .unwrap_or(DEFAULT_GRACE)
-        });
+        let grace = grace.unwrap_or_else(|| self.grace());
         let running: Vec<(bool, String, String)> = self
             .init
             .iter()
@@ -936,12 +1203,23 @@ impl Worker {
                 format!("Stopping container {name}"),
             );
         }
-        let rt = self.k.runtime.clone();
-        let stops = running.iter().map(|(init, name, id)| {
-            let rt = rt.clone();
-            let (init, name, id) = (*init, name.clone(), id.clone());
-            async move { (init, name, rt.stop(&id, grace).await) }
-        });
+        for (_, tasks) in self.probes.drain() {
+            tasks.iter().for_each(|t| t.abort());
+        }
+        let stops: Vec<_> = running
+            .iter()
+            .map(|(init, name, id)| {
+                let kill = match self.spec_container(*init, name) {
+                    Some(c) => self.kill(&c, id.clone(), grace),
+                    None => {
+                        let (rt, id) = (self.k.runtime.clone(), id.clone());
+                        async move { rt.stop(&id, grace).await }.boxed()
+                    }
+                };
+                let (init, name) = (*init, name.clone());
+                async move { (init, name, kill.await) }
+            })
+            .collect();
         for (init, name, state) in futures_util::future::join_all(stops).await {
             self.exited(init, &name, state);
         }
@@ -1050,7 +1328,57 @@ impl Worker {
 
     fn event(&self, type_: EventType, reason: &str, action: &str, note: String) {
         let reference = kube::Resource::object_ref(&self.pod, &());
-        let recorder = self.recorder.clone();
+        self.recorder
+            .publish(&reference, type_, reason, action, note);
+    }
+}
+
+/// The pod's event recorder. kube's `Recorder` folds every event with the same reason and
+/// action into one series, whatever its message, so "Created container: a" would hide
+/// "Created container: b"; upstream's correlator only folds identical events. So each distinct
+/// (type, reason, action, message) gets its own `Recorder`, whose series counts repeats.
+#[derive(Clone)]
+struct Events {
+    client: kube::Client,
+    reporter: Reporter,
+    by_event: Arc<std::sync::Mutex<HashMap<String, Recorder>>>,
+}
+
+impl Events {
+    /// Distinct events remembered per pod; beyond it the oldest series simply restart.
+    const MAX: usize = 64;
+
+    fn new(client: kube::Client, node: &str) -> Events {
+        Events {
+            client,
+            reporter: Reporter {
+                controller: "kubelet".into(),
+                instance: Some(node.to_string()),
+            },
+            by_event: Default::default(),
+        }
+    }
+
+    fn publish(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let key = format!("{type_:?}\0{reason}\0{action}\0{note}");
+        let recorder = {
+            let Ok(mut map) = self.by_event.lock() else {
+                return;
+            };
+            if map.len() >= Self::MAX && !map.contains_key(&key) {
+                map.clear();
+            }
+            map.entry(key)
+                .or_insert_with(|| Recorder::new(self.client.clone(), self.reporter.clone()))
+                .clone()
+        };
         let event = KEvent {
             type_,
             reason: reason.into(),
@@ -1058,12 +1386,88 @@ impl Worker {
             action: action.into(),
             secondary: None,
         };
+        let reference = reference.clone();
         tokio::spawn(async move {
             if let Err(e) = recorder.publish(&event, &reference).await {
                 tracing::debug!(error = %e, "writing an event");
             }
         });
     }
+}
+
+/// Runs `args` in a running container without stdin or tty: (exit code, stdout and stderr
+/// as they came, at most 10 KiB kept).
+async fn exec_capture(
+    rt: &dyn Runtime,
+    id: &str,
+    args: Vec<String>,
+) -> Result<(i32, Vec<u8>), String> {
+    use tokio::io::AsyncReadExt;
+    const KEEP: usize = 10 * 1024;
+    let p = rt
+        .exec(
+            id,
+            ExecSpec {
+                args,
+                tty: false,
+                stdin: false,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let runtime::ExecProcess {
+        stdout,
+        stderr,
+        exit,
+        ..
+    } = p;
+    let out = std::sync::Mutex::new(Vec::new());
+    let drain = |mut r: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>| {
+        let out = &out;
+        async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = r.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut o) = out.lock()
+                    && o.len() < KEEP
+                {
+                    let take = n.min(KEEP - o.len());
+                    o.extend_from_slice(&buf[..take]);
+                }
+            }
+        }
+    };
+    let errs = async {
+        if let Some(e) = stderr {
+            drain(e).await;
+        }
+    };
+    let (_, _, code) = tokio::join!(drain(stdout), errs, exit);
+    let code = code.map_err(|e| e.to_string())?;
+    Ok((code, out.into_inner().unwrap_or_default()))
+}
+
+/// Upstream's hook failure text: `Exec lifecycle hook ([cmd]) for Container "c" in Pod
+/// "p_ns(uid)" failed - error: …`.
+fn hook_message(h: &k8s_openapi::api::core::v1::LifecycleHandler, what: &str, e: &str) -> String {
+    let kind = if let Some(x) = &h.exec {
+        format!(
+            "Exec lifecycle hook ([{}])",
+            x.command.clone().unwrap_or_default().join(" ")
+        )
+    } else if let Some(g) = &h.http_get {
+        format!(
+            "HTTP lifecycle hook ({})",
+            g.path.clone().unwrap_or_default()
+        )
+    } else if h.tcp_socket.is_some() {
+        "TCP lifecycle hook".to_string()
+    } else {
+        "Sleep lifecycle hook".to_string()
+    };
+    format!("{kind} for {what} failed - error: {e}")
 }
 
 /// Statuses equal apart from fields the API server owns.

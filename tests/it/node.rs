@@ -98,6 +98,186 @@ macro_rules! node_test {
     };
 }
 
+/// Behaviour that does not depend on the kubectl version runs with the newest only.
+macro_rules! node_test_once {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn kubectl_1_33() {
+                if let Some((mut c, r, image, _dir)) = super::start(33) {
+                    super::$name(&mut c, &r, &image);
+                }
+            }
+        }
+    };
+}
+
+/// Polls the events of `pod` until one has `reason` and a message containing `text`.
+fn wait_event(c: &Cluster, pod: &str, reason: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={pod}"),
+            "-o",
+            "json",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        let found = v["items"].as_array().is_some_and(|items| {
+            items.iter().any(|e| {
+                e["reason"] == reason && e["message"].as_str().is_some_and(|m| m.contains(text))
+            })
+        });
+        if found {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {reason} event containing {text:?} for {pod}: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn container_status<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+node_test_once!(probes_and_termination_messages);
+fn probes_and_termination_messages(c: &mut Cluster, _r: &Registry, image: &str) {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().display();
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: probed}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: live
+    image: {image}
+    command: [sh, -c, "mkdir /www && echo ok > /www/index.html && httpd -p 8080 -h /www && sleep 3 && rm /www/index.html && sleep 600"]
+    ports: [{{name: web, containerPort: 8080}}]
+    livenessProbe:
+      httpGet: {{path: /index.html, port: web}}
+      periodSeconds: 1
+      failureThreshold: 1
+  - name: unready
+    image: {image}
+    command: [sleep, "600"]
+    readinessProbe:
+      tcpSocket: {{port: 9999}}
+      periodSeconds: 1
+  - name: slowstart
+    image: {image}
+    command: [sleep, "600"]
+    startupProbe:
+      tcpSocket: {{port: 9998}}
+      periodSeconds: 1
+      failureThreshold: 2
+  - name: hooks
+    image: {image}
+    command: [sh, -c, "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, "echo started > /tmp/started"]}}}}
+      preStop: {{exec: {{command: [sh, -c, "echo stopping > /data/prestop"]}}}}
+    readinessProbe:
+      exec: {{command: [cat, /tmp/started]}}
+      periodSeconds: 1
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes: [{{name: data, hostPath: {{path: "{data_dir}", type: DirectoryOrCreate}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: messages}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: badhook
+    image: {image}
+    command: [sleep, "600"]
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, "echo no way; exit 7"]}}}}
+  - name: msg
+    image: {image}
+    command: [sh, -c, "echo -n bye > /dev/termination-log; exit 3"]
+  - name: fallback
+    image: {image}
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: [sh, -c, "echo oops; exit 1"]
+"#
+    );
+    c.ok_in(&["apply", "-f", "-"], Some(&manifest));
+
+    // The failing liveness probe restarts `live`; `slowstart` never passes its startup probe
+    // and is restarted too; `unready` runs but is never ready, so neither is the pod.
+    let v = wait_pod(c, "probed", "restarts from its probes", |v| {
+        container_status(v, "live")["restartCount"].as_i64() >= Some(1)
+            && container_status(v, "slowstart")["restartCount"].as_i64() >= Some(1)
+            && container_status(v, "unready")["state"]["running"].is_object()
+            && container_status(v, "hooks")["ready"] == true
+    });
+    let live = container_status(&v, "live");
+    assert!(live["lastState"]["terminated"].is_object(), "{live}");
+    let unready = container_status(&v, "unready");
+    assert_eq!(unready["ready"], false, "{unready}");
+    assert_eq!(unready["started"], true, "{unready}");
+    assert_eq!(container_status(&v, "slowstart")["started"], false);
+    let ready = v["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unready")),
+        "{ready}"
+    );
+    wait_event(
+        c,
+        "probed",
+        "Unhealthy",
+        "Liveness probe failed: HTTP probe failed with statuscode: 404",
+    );
+    wait_event(
+        c,
+        "probed",
+        "Killing",
+        "Container live failed liveness probe, will be restarted",
+    );
+    wait_event(c, "probed", "Unhealthy", "Readiness probe failed: dial tcp");
+    wait_event(c, "probed", "Unhealthy", "Startup probe failed: dial tcp");
+
+    // Termination messages: the file the container wrote, or the log's tail on failure; a
+    // failed postStart hook kills its container.
+    let v = wait_pod(c, "messages", "Failed", |v| phase(v) == "Failed");
+    wait_event(
+        c,
+        "messages",
+        "FailedPostStartHook",
+        "Exec lifecycle hook ([sh -c echo no way; exit 7]) for Container \"badhook\"",
+    );
+    assert!(container_status(&v, "badhook")["state"]["terminated"].is_object());
+    let msg = &container_status(&v, "msg")["state"]["terminated"];
+    assert_eq!(msg["exitCode"], 3, "{msg}");
+    assert_eq!(msg["message"], "bye", "{msg}");
+    let fallback = &container_status(&v, "fallback")["state"]["terminated"];
+    assert_eq!(fallback["message"], "oops\n", "{fallback}");
+    c.ok(&["delete", "pod", "probed", "messages", "--timeout=60s"]);
+    // preStop ran before the container was stopped.
+    let prestop = std::fs::read_to_string(data.path().join("prestop")).unwrap_or_default();
+    assert_eq!(prestop, "stopping\n");
+}
+
 node_test!(containers_survive_kill_9_of_rk3s);
 fn containers_survive_kill_9_of_rk3s(c: &mut Cluster, _r: &Registry, image: &str) {
     c.ok(&[

@@ -50,6 +50,22 @@ use super::{ContainerConfig, ExecSpec, State};
 /// Entry point of `rk3s shim …`: `main()` must call it before anything else (no tokio runtime, no
 /// threads) when `argv[1] == "shim"`. `args` is the whole argv; what follows `shim` is
 /// `<state_dir> <run_dir> <id>`. Never returns.
+/// Closes every descriptor above stderr (the shim opens its own files after this).
+fn close_inherited_fds() {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd > 2)
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        // The directory listing's own descriptor is among them and already closed: EBADF.
+        let _ = nix::unistd::close(fd);
+    }
+}
+
 pub fn shim_main(args: &[String]) -> ! {
     let rest: Vec<&String> = args
         .iter()
@@ -85,6 +101,9 @@ pub fn shim_main(args: &[String]) -> ! {
     if let Err(e) = setsid() {
         eprintln!("shim {}: setsid: {e}", paths.id);
     }
+    // Descriptors the daemon inherited without close-on-exec (a lock held by whatever started
+    // it, a socket of a supervisor) must not stay open as long as the container runs.
+    close_inherited_fds();
     // Do not pin whatever directory the daemon was started in.
     let _ = std::env::set_current_dir("/");
     // Orphans of the container's intermediate processes come to us, not to PID 1.
