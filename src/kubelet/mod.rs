@@ -94,6 +94,14 @@ impl Kubelet {
 
     /// Runs until the task is aborted: the node loop and the pod watch.
     pub async fn run(self: Arc<Self>) {
+        // Airgap tarballs first, as k3s preloads them before the kubelet runs pods: a pod with
+        // `imagePullPolicy: Never` must find its image.
+        let images = self.images.clone();
+        let dir = self.config.data_dir.agent_images();
+        if let Err(e) = tokio::task::spawn_blocking(move || images.import_dir(&dir)).await {
+            tracing::error!(error = %e, "importing airgap images");
+        }
+        tokio::spawn(self.clone().image_gc_loop());
         let machine = node::Machine::read(self.config.data_dir.root());
         let node = loop {
             match node::register(&self.client, &self.config, &machine).await {
@@ -152,7 +160,15 @@ impl Kubelet {
                 .images
                 .list()
                 .into_iter()
-                .map(|i| (vec![i.repo_digest.clone(), i.reference.clone()], i.size))
+                .map(|i| {
+                    // An imported image has no repo digest (its `repo_digest` is its id), and
+                    // the node lists only repo digests and tags, as containerd reports them.
+                    let mut names = vec![i.reference.clone()];
+                    if i.repo_digest.contains('@') {
+                        names.insert(0, i.repo_digest.clone());
+                    }
+                    (names, i.size)
+                })
                 .collect();
             let input = node::StatusInput {
                 config: &self.config,
@@ -175,6 +191,28 @@ impl Kubelet {
                 Duration::from_millis(250)
             };
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Image garbage collection every `images::gc::PERIOD` with upstream's default thresholds;
+    /// images in use are those a container's root filesystem was made from.
+    async fn image_gc_loop(self: Arc<Self>) {
+        let policy = images::GcPolicy::default();
+        loop {
+            tokio::time::sleep(images::gc::PERIOD).await;
+            let service = self.images.clone();
+            let policy = policy.clone();
+            match tokio::task::spawn_blocking(move || service.collect_garbage(&policy)).await {
+                Ok(Ok(Some(o))) if o.freed < o.amount_to_free => tracing::warn!(
+                    reason = "FreeDiskSpaceFailed",
+                    "Failed to garbage collect required amount of images. Attempted to free {} bytes, but only found {} bytes eligible to free.",
+                    o.amount_to_free,
+                    o.freed
+                ),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "image garbage collection"),
+                Err(e) => tracing::warn!(error = %e, "image garbage collection task"),
+            }
         }
     }
 

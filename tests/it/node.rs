@@ -9,9 +9,9 @@ use serde_json::Value;
 use crate::kubectl::Cluster;
 use crate::support::registry::Registry;
 
-const NODE: &str = "rk3s-test-node";
+pub(crate) const NODE: &str = "rk3s-test-node";
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
@@ -32,7 +32,7 @@ fn start(minor: u32) -> Option<(Cluster, Registry, String, tempfile::TempDir)> {
     Some((c, registry, image, dir))
 }
 
-fn wait_node_ready(c: &Cluster) {
+pub(crate) fn wait_node_ready(c: &Cluster) {
     let out = c.run(
         &[
             "wait",
@@ -51,7 +51,12 @@ fn wait_node_ready(c: &Cluster) {
 }
 
 /// Polls `pod` until `check` holds for its JSON, failing with the last state and the log.
-fn wait_pod(c: &Cluster, pod: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_pod(
+    c: &Cluster,
+    pod: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = c.run(&["get", "pod", pod, "-o", "json"], None);
@@ -70,7 +75,7 @@ fn wait_pod(c: &Cluster, pod: &str, what: &str, check: impl Fn(&Value) -> bool) 
     }
 }
 
-fn phase(v: &Value) -> &str {
+pub(crate) fn phase(v: &Value) -> &str {
     v["status"]["phase"].as_str().unwrap_or_default()
 }
 
