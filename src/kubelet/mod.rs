@@ -203,16 +203,48 @@ impl Kubelet {
             let service = self.images.clone();
             let policy = policy.clone();
             match tokio::task::spawn_blocking(move || service.collect_garbage(&policy)).await {
-                Ok(Ok(Some(o))) if o.freed < o.amount_to_free => tracing::warn!(
-                    reason = "FreeDiskSpaceFailed",
-                    "Failed to garbage collect required amount of images. Attempted to free {} bytes, but only found {} bytes eligible to free.",
-                    o.amount_to_free,
-                    o.freed
-                ),
+                Ok(Ok(Some(o))) if o.freed < o.amount_to_free => {
+                    let note = format!(
+                        "Failed to garbage collect required amount of images. Attempted to free {} bytes, but only found {} bytes eligible to free.",
+                        o.amount_to_free, o.freed
+                    );
+                    tracing::warn!(reason = "FreeDiskSpaceFailed", "{note}");
+                    self.node_event("FreeDiskSpaceFailed", "GarbageCollect", note)
+                        .await;
+                }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "image garbage collection"),
                 Err(e) => tracing::warn!(error = %e, "image garbage collection task"),
             }
+        }
+    }
+
+    /// A Warning event about this Node, referenced as upstream's kubelet does (uid = name).
+    async fn node_event(&self, reason: &str, action: &str, note: String) {
+        use kube::runtime::events::{Event as KEvent, EventType, Recorder, Reporter};
+        let recorder = Recorder::new(
+            self.client.clone(),
+            Reporter {
+                controller: "kubelet".into(),
+                instance: Some(self.config.node_name.clone()),
+            },
+        );
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(self.config.node_name.clone()),
+            uid: Some(self.config.node_name.clone()),
+            ..Default::default()
+        };
+        let event = KEvent {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::debug!(error = %e, "writing a node event");
         }
     }
 

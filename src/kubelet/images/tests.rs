@@ -963,3 +963,29 @@ fn garbage_collection_removes_unused_images_and_keeps_used_ones() {
     assert!(service.get("used:1").is_some());
     assert!(service.get("idle:1").is_none());
 }
+
+#[test]
+fn metadata_from_before_airgap_imports_is_moved_out_of_the_airgap_directory() {
+    let Some((tmp, service)) = import_setup() else {
+        return;
+    };
+    let file = write(
+        tmp.path(),
+        "m.tar",
+        &docker_archive(&["moved:1"], &test_image("m"), false),
+    );
+    service.import(&file).unwrap();
+    drop(service);
+    // The old layout kept the metadata in `agent/images/`, now the airgap directory.
+    let agent = tmp.path().join("agent");
+    std::fs::create_dir_all(agent.join("images")).unwrap();
+    std::fs::rename(
+        agent.join("content/metadata.json"),
+        agent.join("images/metadata.json"),
+    )
+    .unwrap();
+    let service = ImageService::open(&agent, Registries::empty()).unwrap();
+    assert!(service.get("moved:1").is_some());
+    assert!(!agent.join("images/metadata.json").exists());
+    assert!(service.import_dir(&agent.join("images")).is_empty());
+}
