@@ -541,6 +541,11 @@ impl ImageService {
                     path.display(),
                     start.elapsed().as_secs_f64()
                 ),
+                // k3s's wording; the path is already in front, so only the reason follows.
+                Err(Error::Import { message, .. }) => tracing::error!(
+                    "Error encountered while importing {}: {message}",
+                    path.display()
+                ),
                 Err(e) => {
                     tracing::error!("Error encountered while importing {}: {e}", path.display())
                 }
