@@ -989,3 +989,52 @@ fn metadata_from_before_airgap_imports_is_moved_out_of_the_airgap_directory() {
     assert!(!agent.join("images/metadata.json").exists());
     assert!(service.import_dir(&agent.join("images")).is_empty());
 }
+
+#[test]
+fn layers_repeated_through_links_in_a_docker_archive_are_followed() {
+    let Some((tmp, service)) = import_setup() else {
+        return;
+    };
+    // Older `docker save` writes a repeated layer once and links to it from the second
+    // directory; hard links name the archive path, symlinks a path relative to themselves.
+    let layer = Layer::new().file("same", 0o644, b"again").finish();
+    let image = TestImage::new(
+        vec![layer.clone(), layer.clone(), layer.clone()],
+        serde_json::json!({}),
+    );
+    let config_name = format!("{}.json", hex_of(&image.config));
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": ["linked:1"],
+        "Layers": ["a/layer.tar", "b/layer.tar", "c/layer.tar"],
+    }]))
+    .unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add(&config_name, &image.config);
+    add("a/layer.tar", &layer);
+    add("manifest.json", &manifest);
+    for (kind, name, target) in [
+        (tar::EntryType::Symlink, "b/layer.tar", "../a/layer.tar"),
+        (tar::EntryType::Link, "c/layer.tar", "a/layer.tar"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o777);
+        h.set_size(0);
+        b.append_link(&mut h, name, target).unwrap();
+    }
+    let file = write(tmp.path(), "linked.tar", &b.into_inner().unwrap());
+    let images = service.import(&file).unwrap();
+    assert_eq!(images[0].layers().len(), 3);
+    assert_eq!(
+        std::fs::read(images[0].layers()[2].join("same")).unwrap(),
+        b"again"
+    );
+}
