@@ -67,8 +67,35 @@ enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+    /// Import, list and remove this node's container images (safe while the server runs).
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
     /// Check that the kernel has what rk3s needs.
     CheckConfig,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImagesCommand {
+    /// Import image tarballs: docker-archive or OCI image layout, as .tar, .tar.gz or .tar.zst.
+    Import {
+        /// The tarballs.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List images like `crictl images`: IMAGE, TAG, IMAGE ID, SIZE.
+    Ls {
+        /// Only print image ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove images by reference or image id (refused while a container uses one).
+    Rm {
+        /// References (`busybox:1.36`) or image ids (`sha256:…` or a unique prefix).
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -495,6 +522,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(server::run_datastore(config))?;
         }
         Command::EtcdSnapshot { command } => snapshot(&data_dir, command)?,
+        Command::Images { command } => return images(&data_dir, command),
         Command::CheckConfig => {
             let machine = check_config::Machine::read();
             let (lines, ok) = check_config::report(&machine);
@@ -556,6 +584,147 @@ fn snapshot(data_dir: &DataDir, command: SnapshotCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `rk3s images …`: works on the image store directly; the store's file lock and the
+/// kubelet's reload of changed metadata make it safe while `rk3s server` runs. Each failing
+/// argument is reported on one line and the others still go on; the exit code is 1 if any
+/// failed.
+fn images(data_dir: &DataDir, command: ImagesCommand) -> anyhow::Result<ExitCode> {
+    let service = kubelet::images::ImageService::open(
+        &data_dir.agent(),
+        kubelet::images::Registries::empty(),
+    )
+    .context("opening the image store")?;
+    let mut failed = false;
+    match command {
+        ImagesCommand::Import { files } => {
+            for file in files {
+                match service.import(&file) {
+                    Ok(images) => {
+                        for i in images {
+                            println!("imported {} ({})", i.reference, i.id);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("rk3s: error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+        }
+        ImagesCommand::Ls { quiet } => {
+            let images = service.list();
+            if quiet {
+                let mut seen = std::collections::BTreeSet::new();
+                for i in images {
+                    if seen.insert(i.id.clone()) {
+                        println!("{}", i.id);
+                    }
+                }
+            } else {
+                print!("{}", images_table(&images));
+            }
+        }
+        ImagesCommand::Rm { images } => {
+            for name in images {
+                match service.remove(&name) {
+                    Ok(removed) => {
+                        for r in removed {
+                            println!("Deleted: {r}");
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("rk3s: error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The `crictl images` table: repository, tag, the first 13 characters of the image id and
+/// the size in decimal units.
+fn images_table(images: &[kubelet::images::Image]) -> String {
+    let rows: Vec<[String; 4]> = images
+        .iter()
+        .map(|i| {
+            let (repo, tag) = split_reference(&i.reference);
+            let hex = i.id.strip_prefix("sha256:").unwrap_or(&i.id);
+            [
+                repo.to_string(),
+                tag.to_string(),
+                hex.chars().take(13).collect(),
+                human_size(i.size),
+            ]
+        })
+        .collect();
+    let header = ["IMAGE", "TAG", "IMAGE ID", "SIZE"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&header).chain(&rows) {
+        let line = format!(
+            "{:<w0$}   {:<w1$}   {:<w2$}   {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `registry/repo:tag` → (`registry/repo`, `tag`); a digest reference has the tag `<none>`.
+fn split_reference(reference: &str) -> (&str, &str) {
+    if let Some((repo, _)) = reference.split_once('@') {
+        return (repo, "<none>");
+    }
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "<none>"),
+    }
+}
+
+/// Sizes as Docker's `units.HumanSize` prints them (4 significant digits, decimal units).
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < UNITS.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    // `%.4g`: four significant digits without trailing zeros.
+    let digits = if size >= 1000.0 {
+        0
+    } else if size >= 100.0 {
+        1
+    } else if size >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let mut text = format!("{size:.digits$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text}{}", UNITS[unit])
+}
+
 /// Formats Unix seconds as an RFC 3339 UTC timestamp (civil-from-days, no time zone data needed).
 fn rfc3339(secs: u64) -> String {
     let days = (secs / 86400) as i64;
@@ -596,6 +765,28 @@ mod tests {
     fn timestamps_are_rfc3339() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn image_sizes_and_names_print_like_crictl() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_000), "1kB");
+        assert_eq!(human_size(1_234_567), "1.235MB");
+        assert_eq!(human_size(4_270_000), "4.27MB");
+        assert_eq!(human_size(123_456_789_000), "123.5GB");
+        assert_eq!(
+            split_reference("docker.io/library/busybox:1.36"),
+            ("docker.io/library/busybox", "1.36")
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/x"),
+            ("127.0.0.1:5000/x", "<none>")
+        );
+        assert_eq!(
+            split_reference("docker.io/x@sha256:ab"),
+            ("docker.io/x", "<none>")
+        );
     }
 
     #[test]

@@ -96,6 +96,14 @@ impl Kubelet {
 
     /// Runs until the task is aborted: the node loop and the pod watch.
     pub async fn run(self: Arc<Self>) {
+        // Airgap tarballs first, as k3s preloads them before the kubelet runs pods: a pod with
+        // `imagePullPolicy: Never` must find its image.
+        let images = self.images.clone();
+        let dir = self.config.data_dir.agent_images();
+        if let Err(e) = tokio::task::spawn_blocking(move || images.import_dir(&dir)).await {
+            tracing::error!(error = %e, "importing airgap images");
+        }
+        tokio::spawn(self.clone().image_gc_loop());
         let machine = node::Machine::read(self.config.data_dir.root());
         let node = loop {
             match node::register(&self.client, &self.config, &machine).await {
@@ -154,7 +162,15 @@ impl Kubelet {
                 .images
                 .list()
                 .into_iter()
-                .map(|i| (vec![i.repo_digest.clone(), i.reference.clone()], i.size))
+                .map(|i| {
+                    // An imported image has no repo digest (its `repo_digest` is its id), and
+                    // the node lists only repo digests and tags, as containerd reports them.
+                    let mut names = vec![i.reference.clone()];
+                    if i.repo_digest.contains('@') {
+                        names.insert(0, i.repo_digest.clone());
+                    }
+                    (names, i.size)
+                })
                 .collect();
             let input = node::StatusInput {
                 config: &self.config,
@@ -177,6 +193,60 @@ impl Kubelet {
                 Duration::from_millis(250)
             };
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Image garbage collection every `images::gc::PERIOD` with upstream's default thresholds;
+    /// images in use are those a container's root filesystem was made from.
+    async fn image_gc_loop(self: Arc<Self>) {
+        let policy = images::GcPolicy::default();
+        loop {
+            tokio::time::sleep(images::gc::PERIOD).await;
+            let service = self.images.clone();
+            let policy = policy.clone();
+            match tokio::task::spawn_blocking(move || service.collect_garbage(&policy)).await {
+                Ok(Ok(Some(o))) if o.freed < o.amount_to_free => {
+                    let note = format!(
+                        "Failed to garbage collect required amount of images. Attempted to free {} bytes, but only found {} bytes eligible to free.",
+                        o.amount_to_free, o.freed
+                    );
+                    tracing::warn!(reason = "FreeDiskSpaceFailed", "{note}");
+                    self.node_event("FreeDiskSpaceFailed", "GarbageCollect", note)
+                        .await;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "image garbage collection"),
+                Err(e) => tracing::warn!(error = %e, "image garbage collection task"),
+            }
+        }
+    }
+
+    /// A Warning event about this Node, referenced as upstream's kubelet does (uid = name).
+    async fn node_event(&self, reason: &str, action: &str, note: String) {
+        use kube::runtime::events::{Event as KEvent, EventType, Recorder, Reporter};
+        let recorder = Recorder::new(
+            self.client.clone(),
+            Reporter {
+                controller: "kubelet".into(),
+                instance: Some(self.config.node_name.clone()),
+            },
+        );
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(self.config.node_name.clone()),
+            uid: Some(self.config.node_name.clone()),
+            ..Default::default()
+        };
+        let event = KEvent {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::debug!(error = %e, "writing a node event");
         }
     }
 

@@ -30,10 +30,16 @@ fn version_and_help_list_only_real_commands() {
         format!("rk3s version v{}", env!("CARGO_PKG_VERSION"))
     );
     let help = String::from_utf8_lossy(&rk3s(&["--help"], &[]).stdout).into_owned();
-    for cmd in ["server", "datastore", "etcd-snapshot", "check-config"] {
+    for cmd in [
+        "server",
+        "datastore",
+        "etcd-snapshot",
+        "images",
+        "check-config",
+    ] {
         assert!(help.contains(&format!("  {cmd} ")), "{help}");
     }
-    for later in ["agent", "token", "images", "killall"] {
+    for later in ["agent", "token", "killall"] {
         assert!(
             !help.contains(&format!("  {later} ")),
             "{later} is listed but not built: {help}"
@@ -152,4 +158,117 @@ fn check_config_prints_one_line_per_feature() {
         out.status.code(),
         Some(if any_required_missing { 1 } else { 0 })
     );
+}
+
+#[test]
+fn images_import_ls_and_rm_work_on_a_data_dir() {
+    use crate::support::registry::{Layer, TestImage, docker_archive, gzip, oci_layout, zstd};
+    if !nix::unistd::geteuid().is_root() {
+        if std::env::var_os("RK3S_TESTS_STRICT").is_some_and(|v| v == "1") {
+            panic!("importing images needs root (chown, mknod) and RK3S_TESTS_STRICT=1");
+        }
+        println!("SKIP: importing images needs root (chown, mknod)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = format!("--data-dir={}", dir.path().join("data").display());
+    let run = |args: &[&str]| {
+        let mut all = vec![data_dir.as_str(), "images"];
+        all.extend_from_slice(args);
+        crate::support::rk3s(dir.path(), &all)
+    };
+    let image = |word: &str| {
+        TestImage::new(
+            vec![Layer::new().file("word", 0o644, word.as_bytes()).finish()],
+            serde_json::json!({"config": {"Cmd": [word]}}),
+        )
+    };
+    let docker = dir.path().join("app.tar.zst");
+    std::fs::write(
+        &docker,
+        zstd(&docker_archive(&["app:1", "app:2"], &image("app"), false)),
+    )
+    .unwrap();
+    let oci = dir.path().join("tool.tgz");
+    std::fs::write(
+        &oci,
+        gzip(&oci_layout(
+            "example.com/tools/tool:0.1",
+            &image("tool"),
+            None,
+        )),
+    )
+    .unwrap();
+    let corrupt = dir.path().join("corrupt.tar");
+    std::fs::write(&corrupt, b"\0\0not a tar").unwrap();
+    let path = |p: &std::path::Path| p.display().to_string();
+
+    // A bad file is reported on one line, the others are imported, the exit code says so.
+    let out = run(&["import", &path(&docker), &path(&corrupt), &path(&oci)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("rk3s: error: importing {}: ", path(&corrupt))),
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    for r in [
+        "docker.io/library/app:1",
+        "docker.io/library/app:2",
+        "example.com/tools/tool:0.1",
+    ] {
+        assert!(
+            stdout.contains(&format!("imported {r} (sha256:")),
+            "{stdout}"
+        );
+    }
+
+    let out = run(&["ls"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows[0], vec!["IMAGE", "TAG", "IMAGE ID", "SIZE"], "{table}");
+    assert_eq!(rows.len(), 4, "{table}");
+    assert_eq!(rows[1][0], "docker.io/library/app", "{table}");
+    assert_eq!(rows[1][1], "1", "{table}");
+    assert_eq!(rows[1][2].len(), 13, "{table}");
+    assert!(rows[1][3].ends_with("kB"), "{table}");
+    assert_eq!(rows[3][0], "example.com/tools/tool", "{table}");
+
+    let out = run(&["ls", "-q"]);
+    let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(ids.lines().count(), 2, "{ids}");
+    assert!(
+        ids.lines()
+            .all(|l| l.starts_with("sha256:") && l.len() == 71),
+        "{ids}"
+    );
+
+    let out = run(&["rm", "app:1", "nope:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Deleted: docker.io/library/app:1\n"
+    );
+    assert_eq!(stderr(&out).trim(), "rk3s: error: no such image \"nope:1\"");
+    let out = run(&["ls"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!table.contains("app   1"), "{table}");
+    assert_eq!(table.lines().count(), 3, "{table}");
+
+    let missing = dir.path().join("missing.tar");
+    let out = run(&["import", &path(&missing)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&path(&missing)), "{}", stderr(&out));
+    let out = run(&["import"]);
+    assert_eq!(out.status.code(), Some(2), "FILE is required");
 }

@@ -48,11 +48,15 @@ impl Cluster {
     }
 
     pub(crate) fn start_with(minor: u32, extra: &[&str]) -> Option<Cluster> {
+        Cluster::start_in(minor, tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// Like [`Cluster::start_with`], with `dir` as the data dir (prepared by the test).
+    pub(crate) fn start_in(minor: u32, dir: tempfile::TempDir, extra: &[&str]) -> Option<Cluster> {
         let kubectl = kubectl_bin(minor)?;
         if !have_etcdctl() {
             return None;
         }
-        let dir = tempfile::tempdir().unwrap();
         let server = Process::server(dir.path(), extra);
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let home = dir.path().join("home");
@@ -175,6 +179,11 @@ impl Cluster {
     /// What the server logged so far (for failure messages).
     pub(crate) fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// The server's `--data-dir`.
+    pub(crate) fn data_dir(&self) -> &Path {
+        self._dir.path()
     }
 
     pub(crate) fn server_log(&self) -> String {

@@ -1,5 +1,6 @@
 //! The one integration-test binary: real clients (etcdctl, the rk3s binary) against real processes.
 
+mod airgap;
 mod arch;
 mod cli;
 mod controllers;

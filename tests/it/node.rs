@@ -11,7 +11,7 @@ use crate::support::registry::Registry;
 
 pub(crate) const NODE: &str = "rk3s-test-node";
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
@@ -32,7 +32,7 @@ pub(crate) fn start(minor: u32) -> Option<(Cluster, Registry, String, tempfile::
     Some((c, registry, image, dir))
 }
 
-fn wait_node_ready(c: &Cluster) {
+pub(crate) fn wait_node_ready(c: &Cluster) {
     let out = c.run(
         &[
             "wait",

@@ -44,13 +44,13 @@ pub enum UnpackError {
 /// Compression of a layer blob, known from the media type or sniffed from the magic bytes
 /// (Docker schema 2 and OCI both mislabel layers in the wild).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Compression {
+pub(super) enum Compression {
     None,
     Gzip,
     Zstd,
 }
 
-fn sniff(head: &[u8]) -> Compression {
+pub(super) fn sniff(head: &[u8]) -> Compression {
     if head.starts_with(&[0x1f, 0x8b]) {
         Compression::Gzip
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -106,7 +106,7 @@ pub fn unpack_layer(blob: &Path, dest: &Path, diff_id: &str) -> Result<(), Unpac
     Ok(())
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..])? {

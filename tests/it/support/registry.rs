@@ -317,3 +317,170 @@ pub fn busybox_layer() -> Vec<u8> {
         .file("etc/group", 0o644, b"root:x:0:\nnobody:x:65534:\n")
         .finish()
 }
+
+/// An image as files: its layers (uncompressed tars) and its config JSON.
+pub struct TestImage {
+    pub layers: Vec<Vec<u8>>,
+    pub config: Vec<u8>,
+}
+
+impl TestImage {
+    /// `config` gets its `rootfs`, `os` and `architecture` filled in.
+    pub fn new(layers: Vec<Vec<u8>>, mut config: serde_json::Value) -> TestImage {
+        let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+        config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
+        config["os"] = "linux".into();
+        if config.get("architecture").is_none() {
+            config["architecture"] = goarch().into();
+        }
+        TestImage {
+            layers,
+            config: serde_json::to_vec(&config).expect("config json"),
+        }
+    }
+
+    /// The busybox image of [`Registry::push_busybox`].
+    pub fn busybox() -> TestImage {
+        TestImage::new(
+            vec![busybox_layer()],
+            serde_json::json!({
+                "config": {
+                    "Cmd": ["sh"],
+                    "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                }
+            }),
+        )
+    }
+}
+
+/// A tar of `(path, bytes)` regular files.
+pub fn tar_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        b.append_data(&mut h, path, data.as_slice())
+            .expect("tar in memory");
+    }
+    b.into_inner().expect("tar in memory")
+}
+
+/// The hex part of the sha256 of `data`.
+pub fn hex_of(data: &[u8]) -> String {
+    sha256(data).trim_start_matches("sha256:").to_string()
+}
+
+/// What classic `docker save` writes (`<config hex>.json`, `<n>/layer.tar`, `manifest.json`
+/// last); the layers gzip'd if asked.
+pub fn docker_archive(tags: &[&str], image: &TestImage, gzip_layers: bool) -> Vec<u8> {
+    let config_name = format!("{}.json", hex_of(&image.config));
+    let mut files = vec![(config_name.clone(), image.config.clone())];
+    let mut layer_names = Vec::new();
+    for (i, l) in image.layers.iter().enumerate() {
+        let name = format!("layer{i}/layer.tar");
+        let data = if gzip_layers { gzip(l) } else { l.clone() };
+        files.push((name.clone(), data));
+        layer_names.push(name);
+    }
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": tags,
+        "Layers": layer_names,
+    }]);
+    files.push((
+        "manifest.json".to_string(),
+        serde_json::to_vec(&manifest).expect("manifest json"),
+    ));
+    tar_of(&files)
+}
+
+/// Adds the blobs of an OCI image manifest for `image` (gzip layers) to `blobs`; returns the
+/// manifest's descriptor.
+pub fn oci_manifest(image: &TestImage, blobs: &mut Vec<(String, Vec<u8>)>) -> serde_json::Value {
+    let mut layers = Vec::new();
+    for l in &image.layers {
+        let gz = gzip(l);
+        layers.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": sha256(&gz),
+            "size": gz.len(),
+        }));
+        blobs.push((format!("blobs/sha256/{}", hex_of(&gz)), gz));
+    }
+    blobs.push((
+        format!("blobs/sha256/{}", hex_of(&image.config)),
+        image.config.clone(),
+    ));
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": sha256(&image.config),
+            "size": image.config.len(),
+        },
+        "layers": layers,
+    }))
+    .expect("manifest json");
+    let desc = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha256(&manifest),
+        "size": manifest.len(),
+    });
+    blobs.push((format!("blobs/sha256/{}", hex_of(&manifest)), manifest));
+    desc
+}
+
+/// An OCI image layout holding `image` as `name` (annotation `io.containerd.image.name`). With
+/// `other_arch`, the name points to an index of `image` for this machine and `other` for that
+/// architecture.
+pub fn oci_layout(name: &str, image: &TestImage, other: Option<(&str, &TestImage)>) -> Vec<u8> {
+    let mut blobs = Vec::new();
+    let mut top = oci_manifest(image, &mut blobs);
+    if let Some((other_arch, other)) = other {
+        let mut foreign = oci_manifest(other, &mut blobs);
+        foreign["platform"] = serde_json::json!({"os": "linux", "architecture": other_arch});
+        let mut native = top.clone();
+        native["platform"] = serde_json::json!({"os": "linux", "architecture": goarch()});
+        if goarch() == "arm64" {
+            native["platform"]["variant"] = "v8".into();
+        }
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [foreign, native],
+        }))
+        .expect("index json");
+        top = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": sha256(&index),
+            "size": index.len(),
+        });
+        blobs.push((format!("blobs/sha256/{}", hex_of(&index)), index));
+    }
+    top["annotations"] = serde_json::json!({
+        "io.containerd.image.name": name,
+        "org.opencontainers.image.ref.name": "latest",
+    });
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [top]});
+    let mut files = vec![
+        (
+            "oci-layout".to_string(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        (
+            "index.json".to_string(),
+            serde_json::to_vec(&index).expect("index json"),
+        ),
+    ];
+    files.extend(blobs);
+    tar_of(&files)
+}
+
+/// zstd of `data`, for `.tar.zst` archives.
+pub fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 3).expect("zstd in memory")
+}
