@@ -187,3 +187,36 @@ fn port_forward_reaches_localhost_in_the_pod(c: &Cluster, image: &str) {
     let _ = pf.wait();
     c.ok(&["delete", "pod", "web", "--grace-period=1", "--timeout=60s"]);
 }
+
+streams_test!(attach_follows_the_output_until_the_container_ends);
+fn attach_follows_the_output_until_the_container_ends(c: &Cluster, image: &str) {
+    c.ok(&[
+        "run",
+        "ticker",
+        &format!("--image={image}"),
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo tick $i; echo tock $i >&2; sleep 0.2; done",
+    ]);
+    wait_pod(c, "ticker", "Running", |v| phase(v) == "Running");
+    // Its stdin is not kept open: asking for it is refused with the reason.
+    let err = c.fails(&["attach", "-i", "ticker"], None);
+    assert!(err.contains("stdin"), "{err}");
+    let out = c.run(&["attach", "ticker"], None);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = stdout_of(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // It joined while the loop ran and stayed to the end, each stream on its own side.
+    assert!(stdout.ends_with("tick 30\n"), "{stdout:?}");
+    assert!(!stdout.contains("tock"), "{stdout:?}");
+    assert!(stderr.contains("tock 30\n"), "{stderr:?}");
+    c.ok(&[
+        "delete",
+        "pod",
+        "ticker",
+        "--grace-period=1",
+        "--timeout=60s",
+    ]);
+}
