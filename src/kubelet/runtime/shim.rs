@@ -500,8 +500,8 @@ fn exec_wait(pid: Pid, control: &OwnedFd) -> i32 {
 /// A pseudo-terminal for a `tty: true` container: (master, slave). The slave becomes the container's
 /// stdin/stdout/stderr (so `isatty` holds, and programs line-buffer as on a terminal); the shim
 /// reads the master. Output post-processing is turned off so lines end in `\n`, not `\r\n`. It
-/// is not the container's controlling terminal (nobody attaches to it; `kubectl attach` is not
-/// supported).
+/// is not the container's controlling terminal (nobody writes to it: `kubectl attach` follows
+/// the log instead).
 fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
     use nix::libc;
     // SAFETY: posix_openpt returns a new descriptor or -1; nothing else owns it.

@@ -66,6 +66,7 @@ fn env(test: &str) -> Option<Env> {
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
     for applet in [
         "sh", "echo", "sleep", "id", "pwd", "cat", "yes", "head", "hostname", "true", "ls", "tty",
+        "stty",
     ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
@@ -754,6 +755,20 @@ fn exec_runs_in_the_container_with_its_settings_stdin_and_a_tty() {
         let out = read_all(Some(p.stdout)).await;
         assert!(out.contains("/dev/pts/"), "{out:?}");
         assert!(out.contains("in-is-tty"), "{out:?}");
+        assert_eq!(p.exit.await.unwrap(), 0);
+
+        // Resizes reach the terminal.
+        let p = env
+            .local
+            .exec(
+                "exec",
+                exec_spec(&["sh", "-c", "sleep 0.5; stty size"], true, false),
+            )
+            .await
+            .unwrap();
+        p.resize.as_ref().unwrap().send((100, 30)).unwrap();
+        let out = read_all(Some(p.stdout)).await;
+        assert_eq!(out.trim(), "30 100");
         assert_eq!(p.exit.await.unwrap(), 0);
 
         // Dropping a session kills its process.
