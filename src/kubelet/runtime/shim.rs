@@ -57,8 +57,10 @@ pub fn shim_main(args: &[String]) -> ! {
         .skip(1)
         .collect();
     if rest.first().is_some_and(|a| a.as_str() == "exec") {
+        close_inherited(EXEC_CONTROL_FD + 1);
         exec_main(&rest[1..]);
     }
+    close_inherited(3);
     let [state_dir, run_dir, id] = rest.as_slice() else {
         eprintln!("usage: rk3s shim <state_dir> <run_dir> <id>");
         std::process::exit(2);
@@ -104,6 +106,29 @@ pub fn shim_main(args: &[String]) -> ! {
             eprintln!("shim {}: {e}", paths.id);
             std::process::exit(1);
         }
+    }
+}
+
+/// Closes every descriptor from `first` on: whatever the daemon inherited without close-on-exec
+/// (a test harness's `flock` on a lock file, say) must not live on in a shim that outlives it.
+fn close_inherited(first: i32) {
+    // SAFETY: plain syscall with integer arguments; only closes descriptors nothing here uses.
+    let done =
+        unsafe { nix::libc::syscall(nix::libc::SYS_close_range, first as u32, u32::MAX, 0) } == 0;
+    if done {
+        return;
+    }
+    // Kernels before 5.9: close what /proc lists.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .filter(|fd| *fd >= first)
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        let _ = nix::unistd::close(fd);
     }
 }
 
