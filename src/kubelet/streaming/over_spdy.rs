@@ -140,7 +140,7 @@ where
     }
     let _ = error_w.shutdown().await;
     // The client hangs up once it has read everything; closing first could cut off output
-    // it has not read yet (spdystream drops what is buffered when the connection goes).
+    // it has not read yet.
     let _ = tokio::time::timeout(HANGUP_TIMEOUT, session.closed()).await;
     session.close().await;
 }
