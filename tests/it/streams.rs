@@ -187,3 +187,293 @@ fn port_forward_reaches_localhost_in_the_pod(c: &Cluster, image: &str) {
     let _ = pf.wait();
     c.ok(&["delete", "pod", "web", "--grace-period=1", "--timeout=60s"]);
 }
+
+streams_test!(attach_follows_the_output_until_the_container_ends);
+fn attach_follows_the_output_until_the_container_ends(c: &Cluster, image: &str) {
+    c.ok(&[
+        "run",
+        "ticker",
+        &format!("--image={image}"),
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo tick $i; echo tock $i >&2; sleep 0.2; done",
+    ]);
+    wait_pod(c, "ticker", "Running", |v| phase(v) == "Running");
+    // Its stdin is not kept open: asking for it is refused with the reason.
+    let err = c.fails(&["attach", "-i", "ticker"], None);
+    assert!(err.contains("stdin"), "{err}");
+    let out = c.run(&["attach", "ticker"], None);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = stdout_of(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // It joined while the loop ran and stayed to the end, each stream on its own side.
+    assert!(stdout.ends_with("tick 30\n"), "{stdout:?}");
+    assert!(!stdout.contains("tock"), "{stdout:?}");
+    assert!(stderr.contains("tock 30\n"), "{stderr:?}");
+    c.ok(&[
+        "delete",
+        "pod",
+        "ticker",
+        "--grace-period=1",
+        "--timeout=60s",
+    ]);
+}
+
+/// The kubelet's streaming server behind a stand-in API server on plain HTTP, with the recording
+/// fake runtime: both kubectl transports (WebSocket and SPDY/3.1) without a node, root or the
+/// node lock.
+mod transports {
+    use std::io::{Read, Write};
+    use std::net::SocketAddr;
+    use std::process::{Command, Output, Stdio};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::response::IntoResponse;
+    use axum::routing::{any, get};
+    use futures_util::FutureExt;
+    use rk3s::kubelet::runtime::{ContainerConfig, ExecReply, ExecSpec, Fake, Runtime};
+    use rk3s::kubelet::streaming::{Dial, Options, Start, serve_exec, serve_portforward};
+    use serde_json::json;
+
+    struct Api {
+        addr: SocketAddr,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    /// Serves discovery, the pod `web` (container `app`) and its exec/portforward, forwarding
+    /// every port to `target`.
+    fn start(fake: Arc<Fake>, target: SocketAddr) -> Api {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let exec = move |req: Request<Body>| {
+            let fake = fake.clone();
+            async move {
+                let opts = match Options::parse(req.uri().query(), true) {
+                    Ok(o) => o,
+                    Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e).into_response(),
+                };
+                let spec = ExecSpec {
+                    args: opts.command.clone(),
+                    tty: opts.tty,
+                    stdin: opts.stdin,
+                };
+                let start: Start = Box::new(move || {
+                    async move { fake.exec("app-0", spec).await.map_err(|e| e.to_string()) }.boxed()
+                });
+                serve_exec(req, opts, start).await
+            }
+        };
+        let pf = move |req: Request<Body>| async move {
+            let dial: Dial = Arc::new(move |_| {
+                async move { tokio::net::TcpStream::connect(target).await }.boxed()
+            });
+            serve_portforward(req, dial).await
+        };
+        let json = |v: serde_json::Value| {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                v.to_string(),
+            )
+        };
+        let router = axum::Router::new()
+            .route("/api", get(move || async move { json(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})) }))
+            .route("/apis", get(move || async move { json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})) }))
+            .route("/api/v1", get(move || async move { json(json!({
+                "kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                    {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
+                     "verbs": ["get", "list"], "shortNames": ["po"]},
+                    {"name": "pods/exec", "singularName": "", "namespaced": true,
+                     "kind": "PodExecOptions", "verbs": ["create", "get"]},
+                    {"name": "pods/portforward", "singularName": "", "namespaced": true,
+                     "kind": "PodPortForwardOptions", "verbs": ["create", "get"]}]})) }))
+            .route("/api/v1/namespaces/default/pods/web", get(move || async move { json(json!({
+                "kind": "Pod", "apiVersion": "v1",
+                "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+                "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+                "status": {"phase": "Running"}})) }))
+            .route("/api/v1/namespaces/default/pods/web/exec", any(exec))
+            .route("/api/v1/namespaces/default/pods/web/portforward", any(pf));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(async move { axum::serve(listener, router).await });
+        Api { addr, _rt: rt }
+    }
+
+    fn fake() -> Arc<Fake> {
+        let fake = Arc::new(Fake::new());
+        let config: ContainerConfig = serde_json::from_value(json!({
+            "id": "app-0", "labels": {}, "rootfs": "/", "readonly_rootfs": false,
+            "args": ["sleep"], "env": [], "cwd": "", "uid": 0, "gid": 0, "additional_gids": [],
+            "hostname": "web", "netns": null, "mounts": [], "cgroup_path": "/x",
+            "resources": {}, "privileged": false, "capabilities_add": [],
+            "capabilities_drop": [], "no_new_privileges": false, "log_path": "/dev/null",
+            "tty": false
+        }))
+        .unwrap();
+        futures_util::FutureExt::now_or_never(fake.start(config))
+            .unwrap()
+            .unwrap();
+        fake.on_exec(
+            "big",
+            ExecReply {
+                stdout: vec![b'x'; 300 * 1024],
+                ..ExecReply::default()
+            },
+        );
+        fake.on_exec(
+            "report",
+            ExecReply {
+                stdout: b"to stdout\n".to_vec(),
+                stderr: b"to stderr\n".to_vec(),
+                exit_code: 3,
+            },
+        );
+        fake
+    }
+
+    fn kubectl(
+        minor: u32,
+        api: &Api,
+        home: &std::path::Path,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Output {
+        let bin = crate::kubectl::kubectl_bin(minor).unwrap();
+        // A hung session fails the test instead of blocking it.
+        let mut cmd = Command::new("timeout");
+        cmd.arg("60").arg(bin);
+        cmd.env("HOME", home)
+            .env("KUBECONFIG", home.join("none"))
+            .arg(format!("--server=http://{}", api.addr))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match stdin {
+            None => cmd.stdin(Stdio::null()).output().unwrap(),
+            Some(input) => {
+                let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
+                child.stdin.take().unwrap().write_all(input).unwrap();
+                child.wait_with_output().unwrap()
+            }
+        }
+    }
+
+    fn exec_cp_and_port_forward(minor: u32) {
+        if crate::kubectl::kubectl_bin(minor).is_none() {
+            return;
+        }
+        // An echo server stands in for the pod's port.
+        let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = echo.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in echo.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut conn = conn;
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = conn.read(&mut buf) {
+                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let api = start(fake(), target);
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+
+        let out = kubectl(minor, &api, home, &["exec", "web", "--", "report"], None);
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "to stdout\n");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("to stderr\n"),
+            "{out:?}"
+        );
+
+        let out = kubectl(minor, &api, home, &["exec", "web", "--", "big"], None);
+        assert!(
+            out.status.success(),
+            "{:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout.len(), 300 * 1024, "big output");
+        // stdin, large enough to need flow control, and its end.
+        let data: Vec<u8> = (0..300 * 1024).map(|i| (i * 7 + i / 251) as u8).collect();
+        let out = kubectl(
+            minor,
+            &api,
+            home,
+            &["exec", "-i", "web", "--", "cat"],
+            Some(&data),
+        );
+        assert!(
+            out.status.success(),
+            "{:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout == data,
+            "stdin came back with {} bytes",
+            out.stdout.len()
+        );
+
+        // port-forward: two connections, each echoed.
+        let mut pf = Command::new(crate::kubectl::kubectl_bin(minor).unwrap())
+            .env("HOME", home)
+            .env("KUBECONFIG", home.join("none"))
+            .arg(format!("--server=http://{}", api.addr))
+            .args(["port-forward", "pod/web", ":8080"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = pf.stdout.take().unwrap();
+        let mut seen = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            let mut buf = [0u8; 256];
+            let n = stdout.read(&mut buf).unwrap_or(0);
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if let Some(p) = seen
+                .lines()
+                .find_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse::<u16>().ok())
+            {
+                break p;
+            }
+            assert!(
+                n > 0 && Instant::now() < deadline,
+                "port-forward printed {seen:?}"
+            );
+        };
+        for msg in [&b"first"[..], &b"second"[..]] {
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            conn.write_all(msg).unwrap();
+            let mut got = vec![0u8; msg.len()];
+            conn.read_exact(&mut got).unwrap();
+            assert_eq!(got, msg);
+        }
+        let _ = pf.kill();
+        let _ = pf.wait();
+    }
+
+    #[test]
+    fn kubectl_1_33_over_websocket() {
+        exec_cp_and_port_forward(33);
+    }
+
+    #[test]
+    fn kubectl_1_27_over_spdy() {
+        exec_cp_and_port_forward(27);
+    }
+}

@@ -50,22 +50,6 @@ use super::{ContainerConfig, ExecSpec, State};
 /// Entry point of `rk3s shim …`: `main()` must call it before anything else (no tokio runtime, no
 /// threads) when `argv[1] == "shim"`. `args` is the whole argv; what follows `shim` is
 /// `<state_dir> <run_dir> <id>`. Never returns.
-/// Closes every descriptor above stderr (the shim opens its own files after this).
-fn close_inherited_fds() {
-    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .filter(|fd| *fd > 2)
-                .collect()
-        })
-        .unwrap_or_default();
-    for fd in fds {
-        // The directory listing's own descriptor is among them and already closed: EBADF.
-        let _ = nix::unistd::close(fd);
-    }
-}
-
 pub fn shim_main(args: &[String]) -> ! {
     let rest: Vec<&String> = args
         .iter()
@@ -73,8 +57,10 @@ pub fn shim_main(args: &[String]) -> ! {
         .skip(1)
         .collect();
     if rest.first().is_some_and(|a| a.as_str() == "exec") {
+        close_inherited(EXEC_CONTROL_FD + 1);
         exec_main(&rest[1..]);
     }
+    close_inherited(3);
     let [state_dir, run_dir, id] = rest.as_slice() else {
         eprintln!("usage: rk3s shim <state_dir> <run_dir> <id>");
         std::process::exit(2);
@@ -101,9 +87,6 @@ pub fn shim_main(args: &[String]) -> ! {
     if let Err(e) = setsid() {
         eprintln!("shim {}: setsid: {e}", paths.id);
     }
-    // Descriptors the daemon inherited without close-on-exec (a lock held by whatever started
-    // it, a socket of a supervisor) must not stay open as long as the container runs.
-    close_inherited_fds();
     // Do not pin whatever directory the daemon was started in.
     let _ = std::env::set_current_dir("/");
     // Orphans of the container's intermediate processes come to us, not to PID 1.
@@ -123,6 +106,29 @@ pub fn shim_main(args: &[String]) -> ! {
             eprintln!("shim {}: {e}", paths.id);
             std::process::exit(1);
         }
+    }
+}
+
+/// Closes every descriptor from `first` on: whatever the daemon inherited without close-on-exec
+/// (a test harness's `flock` on a lock file, say) must not live on in a shim that outlives it.
+fn close_inherited(first: i32) {
+    // SAFETY: plain syscall with integer arguments; only closes descriptors nothing here uses.
+    let done =
+        unsafe { nix::libc::syscall(nix::libc::SYS_close_range, first as u32, u32::MAX, 0) } == 0;
+    if done {
+        return;
+    }
+    // Kernels before 5.9: close what /proc lists.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .filter(|fd| *fd >= first)
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        let _ = nix::unistd::close(fd);
     }
 }
 
@@ -519,8 +525,8 @@ fn exec_wait(pid: Pid, control: &OwnedFd) -> i32 {
 /// A pseudo-terminal for a `tty: true` container: (master, slave). The slave becomes the container's
 /// stdin/stdout/stderr (so `isatty` holds, and programs line-buffer as on a terminal); the shim
 /// reads the master. Output post-processing is turned off so lines end in `\n`, not `\r\n`. It
-/// is not the container's controlling terminal (nobody attaches to it; `kubectl attach` is not
-/// supported).
+/// is not the container's controlling terminal (nobody writes to it: `kubectl attach` follows
+/// the log instead).
 fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
     use nix::libc;
     // SAFETY: posix_openpt returns a new descriptor or -1; nothing else owns it.

@@ -66,6 +66,7 @@ fn env(test: &str) -> Option<Env> {
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
     for applet in [
         "sh", "echo", "sleep", "id", "pwd", "cat", "yes", "head", "hostname", "true", "ls", "tty",
+        "stty",
     ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
@@ -128,10 +129,10 @@ impl Drop for Env {
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
-                let _ = rt.block_on(tokio::time::timeout(
-                    Duration::from_secs(5),
-                    self.local.wait(id),
-                ));
+                // The timer is created inside the runtime (it needs its reactor).
+                let _ = rt.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(5), self.local.wait(id)).await
+                });
             }
             let _ = rt.block_on(self.local.remove(id));
         }
@@ -756,6 +757,20 @@ fn exec_runs_in_the_container_with_its_settings_stdin_and_a_tty() {
         assert!(out.contains("in-is-tty"), "{out:?}");
         assert_eq!(p.exit.await.unwrap(), 0);
 
+        // Resizes reach the terminal.
+        let p = env
+            .local
+            .exec(
+                "exec",
+                exec_spec(&["sh", "-c", "sleep 0.5; stty size"], true, false),
+            )
+            .await
+            .unwrap();
+        p.resize.as_ref().unwrap().send((100, 30)).unwrap();
+        let out = read_all(Some(p.stdout)).await;
+        assert_eq!(out.trim(), "30 100");
+        assert_eq!(p.exit.await.unwrap(), 0);
+
         // Dropping a session kills its process.
         let p = env
             .local
@@ -804,4 +819,38 @@ fn exec_runs_in_the_container_with_its_settings_stdin_and_a_tty() {
             .unwrap();
         assert!(matches!(err, Error::NotRunning(_)), "{err:?}");
     });
+}
+
+#[test]
+fn shims_do_not_keep_descriptors_the_daemon_inherited() {
+    use std::os::fd::AsRawFd;
+    let Some(env) = env("fds") else { return };
+    // Like a test harness's `flock` descriptor: open, and inherited by children.
+    let marker = env.tmp.path().join("inherited.lock");
+    let file = std::fs::File::create(&marker).unwrap();
+    nix::fcntl::fcntl(
+        file.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let config = env.config("fds", &["sleep", "100"]);
+    rt().block_on(async {
+        env.local.start(config).await.unwrap();
+        let started: local::Started =
+            local::read_json(&env.tmp.path().join("state/fds").join(local::STARTED)).unwrap();
+        let fds: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{}/fd", started.shim_pid))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .collect();
+        assert!(!fds.contains(&marker), "{fds:?}");
+        // The exec helper keeps only its stdio and control socket too.
+        let p = env
+            .local
+            .exec("fds", exec_spec(&["true"], false, false))
+            .await
+            .unwrap();
+        assert_eq!(p.exit.await.unwrap(), 0);
+    });
+    drop(file);
 }

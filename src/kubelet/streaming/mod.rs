@@ -179,7 +179,7 @@ pub(crate) enum Outcome {
 
 /// Starts the process and copies between it and the client until it exits (then its remaining
 /// output, for at most `DRAIN`) or the client goes away (then the process is killed by dropping
-/// it). `command` names the process in the status message.
+/// it).
 pub(crate) async fn pump(start: Start, client: Client) -> Outcome {
     let Client {
         stdin,

@@ -22,6 +22,8 @@ const EXEC_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 const PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
 /// How long the client may take to open the streams of an exec (upstream's 30 s).
 const STREAMS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the client may take to hang up after the status was sent.
+const HANGUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The protocols the client offers (the header may repeat and hold comma lists).
 fn offered(req: &Request<Body>) -> Vec<String> {
@@ -112,15 +114,21 @@ where
         return;
     };
     let (_, mut error_w) = error.split();
-    let reader = |s: Option<Stream>| s.map(|s| s.split().0);
     let writer = |s: Option<Stream>| s.map(|s| s.split().1);
+    // Our side of stdin stays open until the end: kubectl takes a FIN on it as the end of the
+    // session's input and stops sending (client-go's v2+ stdin handling).
+    let (stdin, _stdin_w) = match stdin.map(Stream::split) {
+        Some((r, w)) => (Some(r), Some(w)),
+        None => (None, None),
+    };
+    let reader = |s: Option<Stream>| s.map(|s| s.split().0);
     let (resize_tx, resize_rx) = mpsc::unbounded_channel();
     if let Some(r) = reader(resize) {
         tokio::spawn(read_resizes(r, resize_tx));
     }
     let gone = session.clone();
     let client = Client {
-        stdin: reader(stdin).map(|r| Box::pin(r) as _),
+        stdin: stdin.map(|r| Box::pin(r) as _),
         stdout: writer(stdout).map(|w| Box::pin(w) as _),
         stderr: writer(stderr).map(|w| Box::pin(w) as _),
         resize: opts.tty.then_some(resize_rx),
@@ -131,6 +139,9 @@ where
         let _ = error_w.write_all(s.to_string().as_bytes()).await;
     }
     let _ = error_w.shutdown().await;
+    // The client hangs up once it has read everything; closing first could cut off output
+    // it has not read yet.
+    let _ = tokio::time::timeout(HANGUP_TIMEOUT, session.closed()).await;
     session.close().await;
 }
 
