@@ -136,7 +136,7 @@ pub struct Api {
     crd_reload: tokio::sync::Mutex<()>,
     /// The kubelets this server reaches, by node name: their HTTP routes (`/containerLogs/…`),
     /// served in-process for the server's own node.
-    kubelets: std::sync::RwLock<std::collections::HashMap<String, axum::Router>>,
+    pub(super) kubelets: std::sync::RwLock<std::collections::HashMap<String, axum::Router>>,
 }
 
 impl Api {
@@ -363,6 +363,11 @@ impl Api {
         {
             p.subresource = Some(std::mem::replace(&mut p.resource, "namespaces".into()));
             p.name = Some(ns);
+        }
+        // metrics.k8s.io is computed from the kubelets, never stored.
+        if p.group == metrics::GROUP {
+            let body = self.metrics(req.method(), &p, &query, &user).await?;
+            return Ok(json_response(StatusCode::OK, &body));
         }
         let resource = self
             .resource(&p.group, &p.version, &p.resource)
@@ -714,6 +719,12 @@ impl Api {
     ) -> Option<Response<Body>> {
         let path = path.trim_end_matches('/');
         let aggregated = discovery::Aggregated::negotiate(accept);
+        // `/apis…` documents also list metrics.k8s.io (served by `metrics`, not the table).
+        let apis = || {
+            let mut all = self.resources().to_vec();
+            all.extend(metrics::resources());
+            all
+        };
         let doc = match path {
             "/api" => match aggregated {
                 Some(v) => {
@@ -728,24 +739,22 @@ impl Api {
             },
             "/apis" => match aggregated {
                 Some(v) => {
-                    let d = discovery::aggregated(&self.resources(), false, v);
+                    let d = discovery::aggregated(&apis(), false, v);
                     let mut r = json_response(StatusCode::OK, &d);
                     if let Ok(ct) = HeaderValue::from_str(&v.content_type()) {
                         r.headers_mut().insert(header::CONTENT_TYPE, ct);
                     }
                     return Some(r);
                 }
-                None => discovery::api_group_list(&self.resources()),
+                None => discovery::api_group_list(&apis()),
             },
             "/api/v1" => discovery::api_resource_list(&self.resources(), "", "v1")?,
             _ => {
                 let rest = path.strip_prefix("/apis/")?;
                 match rest.split('/').collect::<Vec<_>>().as_slice() {
-                    [group] => discovery::api_group(&self.resources(), group)
+                    [group] => discovery::api_group(&apis(), group)
                         .unwrap_or_else(|| ApiError::no_route().to_status()),
-                    [group, version] => {
-                        discovery::api_resource_list(&self.resources(), group, version)?
-                    }
+                    [group, version] => discovery::api_resource_list(&apis(), group, version)?,
                     _ => return None,
                 }
             }

@@ -18,6 +18,7 @@ pub mod fields;
 pub mod handlers;
 pub mod local;
 pub mod meta;
+pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;

@@ -173,13 +173,18 @@ fn error(code: StatusCode, message: String) -> Response {
     (code, message).into_response()
 }
 
-/// The kubelet's HTTP routes (served in-process to the API server): logs here, exec, attach and
-/// port-forward from `streaming`.
+/// The kubelet's HTTP routes (served in-process to the API server): logs here, resource usage
+/// (`/stats/summary`, from `stats`), exec, attach and port-forward from `streaming`.
 pub fn router(kubelet: Arc<Kubelet>) -> axum::Router {
-    let router = axum::Router::new().route(
-        "/containerLogs/{namespace}/{pod}/{container}",
-        axum::routing::get(container_logs),
-    );
+    let router = axum::Router::new()
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            axum::routing::get(container_logs),
+        )
+        .route(
+            "/stats/summary",
+            axum::routing::get(super::stats::summary_route),
+        );
     super::streaming::add_routes(router).with_state(kubelet)
 }
 

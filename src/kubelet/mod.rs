@@ -14,6 +14,7 @@ pub mod node;
 pub mod pod;
 pub mod probe;
 pub mod runtime;
+pub mod stats;
 pub mod streaming;
 pub mod volumes;
 pub mod worker;
@@ -68,6 +69,8 @@ pub struct Kubelet {
     workers: Mutex<HashMap<String, watch::Sender<Option<Pod>>>>,
     /// `namespace/name` → what the log server needs to find a container's log files.
     pub views: Mutex<HashMap<String, worker::View>>,
+    /// The last samples of the node's and containers' resource usage (`/stats/summary`).
+    pub stats: stats::Collector,
 }
 
 impl Kubelet {
@@ -86,6 +89,7 @@ impl Kubelet {
             network,
             workers: Mutex::new(HashMap::new()),
             views: Mutex::new(HashMap::new()),
+            stats: stats::Collector::default(),
         })
     }
 
@@ -104,6 +108,7 @@ impl Kubelet {
             tracing::error!(error = %e, "importing airgap images");
         }
         tokio::spawn(self.clone().image_gc_loop());
+        tokio::spawn(stats::run(self.clone()));
         let machine = node::Machine::read(self.config.data_dir.root());
         let node = loop {
             match node::register(&self.client, &self.config, &machine).await {

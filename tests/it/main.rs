@@ -18,5 +18,6 @@ mod services_ctrl;
 mod simnodes;
 mod streams;
 mod support;
+mod top;
 mod workloads;
 mod workloads_ds_sts;
