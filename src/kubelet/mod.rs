@@ -14,6 +14,7 @@ pub mod node;
 pub mod pod;
 pub mod probe;
 pub mod runtime;
+pub mod static_pods;
 pub mod stats;
 pub mod streaming;
 pub mod volumes;
@@ -120,8 +121,27 @@ impl Kubelet {
             }
         };
         tracing::info!(node = %self.config.node_name, "node registered");
+        let node_uid = node.metadata.uid.clone().unwrap_or_default();
+        tokio::spawn(self.clone().static_pods_loop(node_uid));
         tokio::spawn(self.clone().node_loop(node, machine));
         self.watch_pods().await;
+    }
+
+    /// Static pods from `<data-dir>/agent/pod-manifests/`, re-read every 20 s.
+    async fn static_pods_loop(self: Arc<Self>, node_uid: String) {
+        let dir = self.config.data_dir.agent().join("pod-manifests");
+        let mut reported = Default::default();
+        loop {
+            static_pods::sync(
+                &self.client,
+                &dir,
+                &self.config.node_name,
+                &node_uid,
+                &mut reported,
+            )
+            .await;
+            tokio::time::sleep(static_pods::CHECK).await;
+        }
     }
 
     /// Lease renewals, the pod network once the node has its podCIDR, and status reports.

@@ -33,6 +33,57 @@ pub(crate) struct Cluster {
     home: PathBuf,
 }
 
+/// A server with its kubelet leaves containers behind by design (they outlive rk3s); a test
+/// that fails before deleting its pods must not leave them to the next one. So the shims of
+/// this data dir and their containers are killed and its mounts detached.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !self.extra.iter().any(|a| a == "--enable-agent") {
+            return;
+        }
+        let _ = self._server.child.kill();
+        let _ = self._server.child.wait();
+        let dir = self._dir.path().to_path_buf();
+        let needle = format!("shim {}", dir.join("agent/containers").display());
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if !String::from_utf8_lossy(&cmd)
+                .replace('\0', " ")
+                .contains(&needle)
+            {
+                continue;
+            }
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> = mountinfo
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&*dir.to_string_lossy()))
+            .collect();
+        // Deepest first.
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 impl Cluster {
     pub(crate) fn start(minor: u32) -> Option<Cluster> {
         Cluster::start_with(minor, &[])

@@ -693,3 +693,46 @@ fn a_deployment_runs_on_the_node(c: &mut Cluster, _r: &Registry, image: &str) {
     assert!(ok, "no answer from {ip}:8080");
     c.ok(&["delete", "deployment", "web"]);
 }
+
+node_test_once!(static_pods_run_from_manifest_files);
+fn static_pods_run_from_manifest_files(c: &mut Cluster, _r: &Registry, image: &str) {
+    let dir = c.data_dir().join("agent/pod-manifests");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("web.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {image}\n    command: [sleep, \"3600\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("broken.yaml"), "kind: [").unwrap();
+    // The files are read every 20 s, as upstream's fileCheckFrequency.
+    let name = format!("web-{NODE}");
+    let v = wait_pod(c, &name, "Running", |v| phase(v) == "Running");
+    assert_eq!(
+        v["metadata"]["annotations"]["kubernetes.io/config.source"], "file",
+        "{v}"
+    );
+    assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], "Node", "{v}");
+    assert_eq!(v["spec"]["nodeName"], NODE);
+    let log = c.server_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("static pod manifest") && l.contains("broken.yaml")),
+        "{log}"
+    );
+    // A removed manifest takes its pod with it.
+    std::fs::remove_file(dir.join("web.yaml")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = c.run(&["get", "pod", &name, "-o", "name"], None);
+        if !out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the static pod was never deleted"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
