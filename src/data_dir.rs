@@ -67,6 +67,11 @@ impl DataDir {
         self.root.join("agent")
     }
 
+    /// `storage/`: the local-path provisioner's volume directories.
+    pub fn storage(&self) -> PathBuf {
+        self.root.join("storage")
+    }
+
     /// `agent/images/`: airgap image tarballs imported at start.
     pub fn agent_images(&self) -> PathBuf {
         self.agent().join("images")

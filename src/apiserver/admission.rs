@@ -298,6 +298,9 @@ pub async fn admit(call: &Call<'_>, obj: &mut Value, old: Option<&Value>) -> Res
     if old.is_none() && is(call, "", "pods") {
         priority(call, obj).await?;
     }
+    if old.is_none() && is(call, "", "persistentvolumeclaims") {
+        default_storage_class(call, obj).await?;
+    }
     defaults::apply(group, plural, obj);
     if is(call, "", "services") {
         match old {
@@ -424,6 +427,73 @@ async fn priority(call: &Call<'_>, obj: &mut Value) -> Result<()> {
     }
     spec.insert("priority".into(), Value::from(value));
     spec.insert("preemptionPolicy".into(), Value::from(policy));
+    Ok(())
+}
+
+/// DefaultStorageClass admission (upstream's plugin): a claim created without a class (the
+/// field absent or null, and no beta annotation; `""` means "no class" and stays) gets the
+/// default StorageClass, the one annotated `storageclass.kubernetes.io/is-default-class:
+/// "true"` (or the beta annotation), the newest if several are.
+async fn default_storage_class(call: &Call<'_>, obj: &mut Value) -> Result<()> {
+    if obj
+        .pointer("/spec/storageClassName")
+        .is_some_and(|v| !v.is_null())
+        || obj
+            .pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class")
+            .is_some()
+    {
+        return Ok(());
+    }
+    let api: &Api = call.api;
+    let Some(classes) = api.resource("storage.k8s.io", "v1", "storageclasses") else {
+        return Ok(());
+    };
+    let page = api
+        .storage
+        .list(&classes.key_prefix(None), 0, None, 0)
+        .await?;
+    let is_default = |c: &Value| {
+        [
+            "storageclass.kubernetes.io/is-default-class",
+            "storageclass.beta.kubernetes.io/is-default-class",
+        ]
+        .iter()
+        .any(|a| {
+            c.pointer("/metadata/annotations")
+                .and_then(|m| m.get(*a))
+                .and_then(Value::as_str)
+                == Some("true")
+        })
+    };
+    let created = |c: &Value| {
+        c.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let name = |c: &Value| {
+        c.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    // Upstream picks the newest default, ties broken by name.
+    let Some(class) = page
+        .items
+        .into_iter()
+        .map(|s| s.object)
+        .filter(is_default)
+        .max_by(|a, b| {
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| name(b).cmp(&name(a)))
+        })
+    else {
+        return Ok(());
+    };
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("storageClassName".into(), Value::from(name(&class)));
+    }
     Ok(())
 }
 

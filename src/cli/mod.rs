@@ -493,6 +493,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cluster_cidr: args.cluster_cidr,
                     // Filled in by the server once the PKI is loaded.
                     root_ca: String::new(),
+                    storage_dir: data_dir.storage(),
                 }),
                 scheduler: (!args.disable_scheduler).then(|| scheduler::Config {
                     identity: server::hostname(),

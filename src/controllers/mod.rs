@@ -16,6 +16,7 @@ pub mod gc;
 pub mod informer;
 pub mod ipam;
 pub mod job;
+pub mod localpath;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podcontrol;
@@ -32,8 +33,8 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{self as core_v1, Pod, ReplicationController};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::{Api, Client};
 use tokio::task::JoinSet;
 
@@ -48,6 +49,8 @@ pub struct Config {
     pub cluster_cidr: ipam::Cidr,
     /// The cluster CA (PEM) published in every namespace's `kube-root-ca.crt` ConfigMap.
     pub root_ca: String,
+    /// Where the local-path provisioner creates volume directories (`<data-dir>/storage`).
+    pub storage_dir: std::path::PathBuf,
 }
 
 /// The Lease the controller-manager's leader holds.
@@ -123,6 +126,16 @@ pub fn start(client: &Client, config: &Config) -> JoinSet<()> {
         pods.clone(),
         claims.clone(),
         revisions.clone(),
+    );
+    let volumes = Informer::<core_v1::PersistentVolume>::new(Api::all(client.clone()));
+    let storage_classes =
+        Informer::<k8s_openapi::api::storage::v1::StorageClass>::new(Api::all(client.clone()));
+    let local_path = localpath::Controller::new(
+        client.clone(),
+        config.storage_dir.clone(),
+        claims.clone(),
+        volumes.clone(),
+        storage_classes.clone(),
     );
     // Services, service accounts, quotas and disruption budgets.
     use k8s_openapi::api::core::v1 as core;
@@ -200,6 +213,9 @@ pub fn start(client: &Client, config: &Config) -> JoinSet<()> {
     set.spawn(daemon_sets.run());
     set.spawn(ds.run(config.resync));
     set.spawn(claims.run());
+    set.spawn(volumes.run());
+    set.spawn(storage_classes.run());
+    set.spawn(local_path.run(config.resync));
     set.spawn(stateful_sets.run());
     set.spawn(sts.run(config.resync));
     set.spawn(services.run());

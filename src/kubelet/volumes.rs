@@ -1,6 +1,7 @@
 //! Pod volumes on the node: emptyDir (also `medium: Memory`), hostPath, configMap, secret,
 //! downwardAPI and projected, under `<data-dir>/agent/pods/<uid>/volumes/<plugin>/<name>` as
-//! upstream lays them out.
+//! upstream lays them out, and persistentVolumeClaim, which mounts the directory of the
+//! claim's bound hostPath or local PersistentVolume.
 //!
 //! Content volumes are written the way upstream's atomic writer does: files go into a fresh
 //! timestamped directory, `..data` is swapped to it with one rename, and each visible name is
@@ -11,7 +12,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume,
+    ConfigMap, DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod,
+    Secret, Volume,
 };
 use kube::api::Api;
 
@@ -166,15 +168,69 @@ async fn prepare_one(
         return content("projected", &files, p.default_mode);
     }
     if let Some(c) = &v.persistent_volume_claim {
-        return Err(setup(
-            name,
-            format!(
-                "persistentVolumeClaim \"{}\" is not supported on this node yet",
-                c.claim_name
-            ),
-        ));
+        let path = claim_path(client, ns, &c.claim_name)
+            .await
+            .map_err(|m| setup(name, m))?;
+        return Ok(Prepared {
+            path,
+            read_only: c.read_only.unwrap_or(false),
+            tmpfs: None,
+        });
     }
     Err(Error::Unsupported(name.into()))
+}
+
+/// The host directory behind a claim: the claim must be bound (upstream's volume manager
+/// refuses unbound claims with "PVC is not bound" and retries), and its PersistentVolume a
+/// hostPath (checked by its `type`, so DirectoryOrCreate creates it) or a local volume.
+async fn claim_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBuf, String> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let pvc = match claims.get_opt(claim).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(format!(
+                "error processing PVC {ns}/{claim}: persistentvolumeclaim \"{claim}\" not found"
+            ));
+        }
+        Err(e) => return Err(format!("error processing PVC {ns}/{claim}: {e}")),
+    };
+    let phase = pvc.status.as_ref().and_then(|s| s.phase.as_deref());
+    let volume = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .filter(|v| !v.is_empty());
+    let (Some(volume), Some("Bound")) = (volume, phase) else {
+        return Err(format!(
+            "error processing PVC {ns}/{claim}: PVC is not bound"
+        ));
+    };
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let pv = match volumes.get_opt(volume).await {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            return Err(format!(
+                "error processing PVC {ns}/{claim}: persistentvolume \"{volume}\" not found"
+            ));
+        }
+        Err(e) => return Err(format!("error processing PVC {ns}/{claim}: {e}")),
+    };
+    let spec = pv.spec.unwrap_or_default();
+    if let Some(h) = spec.host_path {
+        let path = PathBuf::from(&h.path);
+        host_path_check(&path, h.type_.as_deref().unwrap_or(""))?;
+        return Ok(path);
+    }
+    if let Some(l) = spec.local {
+        let path = PathBuf::from(&l.path);
+        if !path.exists() {
+            return Err(format!("path {} does not exist", path.display()));
+        }
+        return Ok(path);
+    }
+    Err(format!(
+        "persistentvolume \"{volume}\" has a volume source this node does not support"
+    ))
 }
 
 /// A ConfigMap or Secret as volume content: its keys and their bytes.

@@ -14,8 +14,8 @@ use super::{
 /// A filter plugin: `Ok` when the node passes.
 pub type Filter = fn(&Cycle, &NodeInfo) -> Result<(), Rejection>;
 
-/// The filters of upstream's default profile that rk3s has, in upstream's order (the volume
-/// plugins come later, with volumes). A node's first rejection is the one reported.
+/// The filters of upstream's default profile that rk3s has, in upstream's order (of the volume
+/// plugins, VolumeBinding). A node's first rejection is the one reported.
 pub const PLUGINS: &[(&str, Filter)] = &[
     ("NodeUnschedulable", node_unschedulable),
     ("NodeName", node_name),
@@ -23,6 +23,7 @@ pub const PLUGINS: &[(&str, Filter)] = &[
     ("NodeAffinity", node_affinity),
     ("NodePorts", node_ports),
     ("NodeResourcesFit", node_resources_fit),
+    ("VolumeBinding", volume_binding),
     ("PodTopologySpread", pod_topology_spread),
     ("InterPodAffinity", inter_pod_affinity),
 ];
@@ -97,6 +98,33 @@ pub fn node_affinity(cycle: &Cycle, node: &NodeInfo) -> Result<(), Rejection> {
             "NodeAffinity",
             Code::UnschedulableAndUnresolvable,
             "node(s) didn't match Pod's node affinity/selector",
+        ))
+    }
+}
+
+/// VolumeBinding's Filter: the volumes of the pod's bound claims must allow the node (their
+/// `nodeAffinity.required`, terms ORed, as upstream's `CheckNodeAffinity`).
+pub fn volume_binding(cycle: &Cycle, node: &NodeInfo) -> Result<(), Rejection> {
+    let claims = &cycle.claims;
+    if claims.missing_volume {
+        return Err(Rejection::new(
+            "VolumeBinding",
+            Code::UnschedulableAndUnresolvable,
+            super::volumes::REASON_PV_NOT_EXIST,
+        ));
+    }
+    let fits = claims.affinities.iter().all(|a| {
+        a.node_selector_terms
+            .iter()
+            .any(|t| super::term_matches(t, node))
+    });
+    if fits {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            "VolumeBinding",
+            Code::UnschedulableAndUnresolvable,
+            super::volumes::REASON_NODE_CONFLICT,
         ))
     }
 }

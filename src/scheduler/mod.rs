@@ -19,6 +19,7 @@ pub mod run;
 pub mod score;
 #[cfg(test)]
 mod tests;
+pub mod volumes;
 
 pub use run::start;
 
@@ -272,6 +273,8 @@ pub struct Cycle<'a> {
     pub requests: Resources,
     /// Whether any node holds a pod with a required anti-affinity term.
     pub anti_affinity: bool,
+    /// What the pod's PersistentVolumeClaims require (VolumeBinding's PreFilter state).
+    pub claims: volumes::Claims,
 }
 
 impl<'a> Cycle<'a> {
@@ -281,6 +284,7 @@ impl<'a> Cycle<'a> {
             nodes,
             requests: pod_requests(pod, false),
             anti_affinity: nodes.iter().any(|n| n.pods_with_required_anti_affinity > 0),
+            claims: volumes::Claims::default(),
         }
     }
 }
@@ -360,6 +364,20 @@ pub fn failure_message_with_preemption(total_nodes: usize, rejections: &[&Reject
     )
 }
 
+/// The message for a pod a PreFilter plugin refused (upstream's `FitError` with a
+/// `PreFilterMsg`: the plugin's message instead of the per-node reasons), followed by the
+/// preemption report, where every node is unresolvable.
+pub fn prefilter_failure_message(total_nodes: usize, message: &str) -> String {
+    if total_nodes == 0 {
+        return "no nodes available to schedule pods".to_string();
+    }
+    let reasons = std::iter::repeat_n("Preemption is not helpful for scheduling", total_nodes);
+    format!(
+        "0/{total_nodes} nodes are available: {message}. preemption: 0/{total_nodes} nodes are available:{}.",
+        histogram(reasons)
+    )
+}
+
 /// " 1 a, 2 b." — counts per reason, sorted as strings; empty when there are no reasons.
 fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -402,7 +420,19 @@ pub fn schedule_from(
     start: usize,
     to_find: usize,
 ) -> (Result<String, FitError>, usize) {
-    let cycle = Cycle::new(pod, nodes);
+    schedule_with_claims(pod, nodes, start, to_find, volumes::Claims::default())
+}
+
+/// [`schedule_from`] for a pod whose claims passed VolumeBinding's PreFilter with `claims`.
+pub fn schedule_with_claims(
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    start: usize,
+    to_find: usize,
+    claims: volumes::Claims,
+) -> (Result<String, FitError>, usize) {
+    let mut cycle = Cycle::new(pod, nodes);
+    cycle.claims = claims;
     let mut feasible = Vec::new();
     let mut rejections = Vec::new();
     let n = nodes.len();

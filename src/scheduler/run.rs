@@ -1,5 +1,5 @@
 //! The scheduler's loop around the pure core: watches nodes and pods into a cache, takes pending
-//! pods from the [`Queue`] one at a time, decides with [`schedule_from`], assumes the decision in
+//! pods from the [`Queue`] one at a time, decides with [`schedule_with_claims`], assumes the decision in
 //! the cache at once (so the next pod sees it) and binds through `pods/binding` concurrently, as
 //! kube-scheduler's scheduling cycle and binding cycle do.
 //!
@@ -14,8 +14,11 @@ use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -26,8 +29,10 @@ use tokio::task::JoinSet;
 
 use super::preempt::{self, Candidate};
 use super::queue::Queue;
+use super::volumes::{self, Storage};
 use super::{
-    NodeInfo, failure_message, failure_message_with_preemption, nodes_to_find, schedule_from,
+    NodeInfo, failure_message, failure_message_with_preemption, nodes_to_find,
+    prefilter_failure_message, schedule_with_claims,
 };
 
 /// The scheduler name this scheduler serves (pods with an empty `schedulerName` get it by
@@ -48,6 +53,9 @@ enum Input {
     Pod(Box<watcher::Event<Pod>>),
     Node(Box<watcher::Event<Node>>),
     Pdb(Box<watcher::Event<PodDisruptionBudget>>),
+    Claim(Box<watcher::Event<PersistentVolumeClaim>>),
+    Volume(Box<watcher::Event<PersistentVolume>>),
+    Class(Box<watcher::Event<StorageClass>>),
     /// The binding of this pod was written.
     Bound(String),
     /// The binding failed; `gone` when the pod no longer exists or is bound already (the watch
@@ -63,6 +71,8 @@ enum Output {
     Bind {
         pod: Box<Pod>,
         node: String,
+        /// Unbound WaitForFirstConsumer claims to provision on `node` before the binding.
+        claims: Vec<String>,
     },
     Unschedulable {
         pod: Box<Pod>,
@@ -84,6 +94,21 @@ pub fn start(client: &Client, identity: &str) -> JoinSet<()> {
     set.spawn(watch_nodes(client.clone(), input_tx.clone()));
     set.spawn(watch_pods(client.clone(), input_tx.clone()));
     set.spawn(watch_pdbs(client.clone(), input_tx.clone()));
+    set.spawn(watch(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        input_tx.clone(),
+        |e| Input::Claim(Box::new(e)),
+    ));
+    set.spawn(watch(
+        Api::<PersistentVolume>::all(client.clone()),
+        input_tx.clone(),
+        |e| Input::Volume(Box::new(e)),
+    ));
+    set.spawn(watch(
+        Api::<StorageClass>::all(client.clone()),
+        input_tx.clone(),
+        |e| Input::Class(Box::new(e)),
+    ));
     set.spawn(write(
         client.clone(),
         identity.to_string(),
@@ -125,6 +150,27 @@ async fn watch_pdbs(client: Client, tx: mpsc::Sender<Input>) {
                 }
             }
             Err(e) => tracing::debug!(error = %e, "scheduler: watching disruption budgets"),
+        }
+    }
+}
+
+/// Forwards a resource's watch events to the decision thread.
+async fn watch<K>(api: Api<K>, tx: mpsc::Sender<Input>, wrap: fn(watcher::Event<K>) -> Input)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(e) => {
+                if tx.send(wrap(e)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "scheduler: watching storage"),
         }
     }
 }
@@ -176,6 +222,16 @@ struct State {
     /// Pods that preempted others, by uid: the node nominated for each, where it counts as
     /// placed for pods of lower or equal priority (upstream's nominator), until it is bound.
     nominated: HashMap<String, (String, Pod)>,
+    /// Claims, volumes and classes, for VolumeBinding, and their re-lists in progress.
+    storage: Storage,
+    storage_relist: StorageRelist,
+}
+
+#[derive(Default)]
+struct StorageRelist {
+    claims: Option<HashMap<String, PersistentVolumeClaim>>,
+    volumes: Option<HashMap<String, PersistentVolume>>,
+    classes: Option<HashMap<String, StorageClass>>,
 }
 
 fn decide(rx: mpsc::Receiver<Input>, tx: tmpsc::UnboundedSender<Output>) {
@@ -215,6 +271,43 @@ fn decide(rx: mpsc::Receiver<Input>, tx: tmpsc::UnboundedSender<Output>) {
     }
 }
 
+/// The annotation VolumeBinding's PreBind sets on a WaitForFirstConsumer claim.
+const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+
+/// Applies a watch event to a cache keyed by `key`; a re-list is collected in `relist` and
+/// replaces the cache when complete (so deletions missed in a watch gap disappear). `true` when
+/// something may have changed.
+fn apply<K: Clone + PartialEq>(
+    map: &mut HashMap<String, K>,
+    relist: &mut Option<HashMap<String, K>>,
+    event: watcher::Event<K>,
+    key: impl Fn(&K) -> String,
+) -> bool {
+    match event {
+        watcher::Event::Init => {
+            *relist = Some(HashMap::new());
+            false
+        }
+        watcher::Event::InitApply(o) => {
+            relist.get_or_insert_default().insert(key(&o), o);
+            false
+        }
+        watcher::Event::InitDone => {
+            *map = relist.take().unwrap_or_default();
+            true
+        }
+        watcher::Event::Apply(o) => {
+            let k = key(&o);
+            if map.get(&k) == Some(&o) {
+                return false;
+            }
+            map.insert(k, o);
+            true
+        }
+        watcher::Event::Delete(o) => map.remove(&key(&o)).is_some(),
+    }
+}
+
 fn uid(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
 }
@@ -251,6 +344,27 @@ impl State {
             Input::Pod(e) => self.pod_event(*e, now),
             Input::Node(e) => self.node_event(*e, now),
             Input::Pdb(e) => self.pdb_event(*e),
+            Input::Claim(e) => {
+                let relist = &mut self.storage_relist.claims;
+                if apply(&mut self.storage.claims, relist, *e, |c| {
+                    format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any())
+                }) {
+                    // Upstream requeues on PVC adds and updates.
+                    self.queue.move_all_unschedulable(now);
+                }
+            }
+            Input::Volume(e) => {
+                let relist = &mut self.storage_relist.volumes;
+                if apply(&mut self.storage.volumes, relist, *e, |v| v.name_any()) {
+                    self.queue.move_all_unschedulable(now);
+                }
+            }
+            Input::Class(e) => {
+                let relist = &mut self.storage_relist.classes;
+                if apply(&mut self.storage.classes, relist, *e, |c| c.name_any()) {
+                    self.queue.move_all_unschedulable(now);
+                }
+            }
             Input::Bound(u) => self.queue.done(&u),
             Input::BindFailed { pod, gone } => {
                 let u = uid(&pod);
@@ -453,7 +567,22 @@ impl State {
                 Some((i, other.clone()))
             })
             .collect();
-        let (decision, next) = schedule_from(&pod, &self.nodes, self.next_start, to_find);
+        let claims = match volumes::prefilter(&pod, &self.storage) {
+            Ok(c) => c,
+            Err(message) => {
+                for (i, other) in held {
+                    self.nodes[i].remove_pod(&other);
+                }
+                self.queue.unschedulable(pod.clone(), now);
+                return Some(Output::Unschedulable {
+                    message: prefilter_failure_message(self.nodes.len(), &message),
+                    pod: Box::new(pod),
+                });
+            }
+        };
+        let provision = claims.to_provision.clone();
+        let (decision, next) =
+            schedule_with_claims(&pod, &self.nodes, self.next_start, to_find, claims);
         for (i, other) in held {
             self.nodes[i].remove_pod(&other);
         }
@@ -468,6 +597,7 @@ impl State {
                 Some(Output::Bind {
                     pod: Box::new(pod),
                     node,
+                    claims: provision,
                 })
             }
             Err(fit) => {
@@ -521,7 +651,9 @@ async fn write(
         let (client, input, events) = (client.clone(), input.clone(), events.clone());
         tokio::spawn(async move {
             match out {
-                Output::Bind { pod, node } => bind(client, *pod, node, input, events).await,
+                Output::Bind { pod, node, claims } => {
+                    bind(client, *pod, node, claims, input, events).await
+                }
                 Output::Unschedulable { pod, message } => {
                     unschedulable(client, *pod, message, events).await
                 }
@@ -553,10 +685,28 @@ async fn bind(
     client: Client,
     pod: Pod,
     node: String,
+    claims: Vec<String>,
     input: mpsc::Sender<Input>,
     events: EventSink,
 ) {
     let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    if !claims.is_empty()
+        && let Err(e) = bind_volumes(&client, &ns, &claims, &node).await
+    {
+        tracing::info!(pod = %format!("{ns}/{name}"), %node, error = %e, "binding volumes failed");
+        events.record(
+            &pod,
+            EventType::Warning,
+            "FailedScheduling",
+            "Scheduling",
+            format!("running PreBind plugin \"VolumeBinding\": {e}"),
+        );
+        let _ = input.send(Input::BindFailed {
+            pod: Box::new(pod),
+            gone: false,
+        });
+        return;
+    }
     let binding = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Binding",
@@ -601,6 +751,53 @@ async fn bind(
             });
         }
     }
+}
+
+/// How long VolumeBinding's PreBind waits for the claims to be bound (upstream's
+/// `--bind-timeout-seconds` default).
+const VOLUME_BIND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// VolumeBinding's PreBind: marks each unbound WaitForFirstConsumer claim with the chosen node
+/// (`volume.kubernetes.io/selected-node`), which starts its provisioning, and waits until the
+/// PV controller has bound them all, so that the kubelet finds bound claims.
+async fn bind_volumes(
+    client: &Client,
+    ns: &str,
+    claims: &[String],
+    node: &str,
+) -> Result<(), String> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    for claim in claims {
+        let patch = serde_json::json!({"metadata": {"annotations": {SELECTED_NODE: node}}});
+        api.patch(claim, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|e| format!("binding volumes: {e}"))?;
+    }
+    let deadline = Instant::now() + VOLUME_BIND_TIMEOUT;
+    for claim in claims {
+        loop {
+            let pvc = api
+                .get(claim)
+                .await
+                .map_err(|e| format!("binding volumes: {e}"))?;
+            let bound = pvc
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.as_deref())
+                .is_some_and(|v| !v.is_empty())
+                && pvc
+                    .annotations()
+                    .contains_key("pv.kubernetes.io/bind-completed");
+            if bound {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err("binding volumes: context deadline exceeded".into());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Upstream's failure handling: the `PodScheduled=False` condition (reason Unschedulable, only

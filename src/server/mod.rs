@@ -54,6 +54,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut listens = vec![grpc::Listen::Unix(config.data_dir.etcd_socket())];
     listens.extend(config.etcd_listen.clone());
     let (api, api_task, server_ca) = start_apiserver(&config, store.clone()).await?;
+    ensure_local_storage(&api).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut elected = tokio::task::JoinSet::new();
     // The controllers and the scheduler talk to the API in-process, each as its upstream user,
@@ -101,6 +102,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     elected.abort_all();
     api_task.abort();
     result
+}
+
+/// Creates the default StorageClass `local-path` that k3s's local-storage addon installs,
+/// unless it exists: a user's edits are kept, and a deleted class comes back at the next start,
+/// as k3s re-applies its addons.
+async fn ensure_local_storage(api: &Arc<Api>) -> anyhow::Result<()> {
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let client = apiserver::local::client(api.clone(), apiserver::local::controller_manager());
+    let classes: kube::Api<StorageClass> = kube::Api::all(client);
+    let class = controllers::localpath::default_class();
+    match classes.create(&Default::default(), &class).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e).context("creating the local-path StorageClass"),
+    }
 }
 
 /// Starts this server's kubelet (its node), talking to the API in-process as

@@ -16,6 +16,7 @@ mod node;
 mod python;
 mod services_ctrl;
 mod simnodes;
+mod storage;
 mod streams;
 mod support;
 mod top;
