@@ -15,7 +15,44 @@ use super::request;
 use super::resources::Resource;
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{ApiError, Result};
-use crate::kubelet::stats::{PodStats, Rate, Summary};
+
+// The kubelet's `GET /stats/summary` as the API server reads it. Components only meet on
+// the wire (ARCHITECTURE.md invariant 2), so these mirror the JSON rather than import the
+// kubelet's types.
+
+/// Usage over a window, in the units metrics.k8s.io reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rate {
+    /// The end of the window.
+    pub timestamp: std::time::SystemTime,
+    pub window: std::time::Duration,
+    pub cpu_nano_cores: u64,
+    pub memory_working_set_bytes: u64,
+}
+
+/// One running container of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ContainerStats {
+    pub name: String,
+    pub usage: Rate,
+}
+
+/// One pod whose running containers all have a rate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct PodStats {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub containers: Vec<ContainerStats>,
+}
+
+/// A kubelet's summary: the node's usage and its pods'.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Default)]
+pub struct Summary {
+    pub node: Option<Rate>,
+    pub pods: Vec<PodStats>,
+}
 
 pub const GROUP: &str = "metrics.k8s.io";
 pub const VERSION: &str = "v1beta1";
@@ -328,7 +365,6 @@ impl super::Api {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubelet::stats::ContainerStats;
 
     #[test]
     fn quantities_are_canonical_as_metrics_server_serializes_them() {

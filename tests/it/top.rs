@@ -176,3 +176,37 @@ fn top_pods_and_nodes(c: &Cluster, image: &str) {
         "--timeout=60s",
     ]);
 }
+
+/// The API server reads the kubelet's summary through its own mirror of the JSON (components
+/// do not import each other): what the kubelet writes must be what the API server reads.
+#[test]
+fn the_api_server_reads_the_kubelets_summary_json() {
+    use rk3s::kubelet::stats;
+    let rate = stats::Rate {
+        timestamp: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        window: Duration::from_secs(10),
+        cpu_nano_cores: 2_517_229,
+        memory_working_set_bytes: 2_826_240,
+    };
+    let summary = stats::Summary {
+        node: Some(rate),
+        pods: vec![stats::PodStats {
+            namespace: "default".into(),
+            name: "web".into(),
+            uid: "u1".into(),
+            containers: vec![stats::ContainerStats {
+                name: "c".into(),
+                usage: rate,
+            }],
+        }],
+    };
+    let json = serde_json::to_vec(&summary).unwrap();
+    let read: rk3s::apiserver::metrics::Summary = serde_json::from_slice(&json).unwrap();
+    let node = read.node.unwrap();
+    assert_eq!(node.cpu_nano_cores, 2_517_229);
+    assert_eq!(node.memory_working_set_bytes, 2_826_240);
+    assert_eq!(node.window, Duration::from_secs(10));
+    assert_eq!(node.timestamp, rate.timestamp);
+    assert_eq!(read.pods[0].name, "web");
+    assert_eq!(read.pods[0].containers[0].usage.cpu_nano_cores, 2_517_229);
+}
