@@ -462,6 +462,21 @@ impl Api {
         }
     }
 
+    /// The HTTP routes of `node`'s kubelet, or 503 when this server has no connection to it.
+    fn kubelet(&self, node: &str) -> Result<axum::Router> {
+        self.kubelets
+            .read()
+            .ok()
+            .and_then(|k| k.get(node).cloned())
+            .ok_or_else(|| {
+                ApiError::new(
+                    503,
+                    "ServiceUnavailable",
+                    format!("no connection to the kubelet of node {node:?}"),
+                )
+            })
+    }
+
     /// `pods/log`: checks the pod and container as upstream's REST storage does, then proxies
     /// to the kubelet of the pod's node (`/containerLogs/{ns}/{pod}/{container}`).
     async fn pod_log(
@@ -524,14 +539,7 @@ impl Api {
                 "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
             )));
         };
-        let router = self.kubelets.read().ok().and_then(|k| k.get(node).cloned());
-        let Some(router) = router else {
-            return Err(ApiError::new(
-                503,
-                "ServiceUnavailable",
-                format!("no connection to the kubelet of node {node:?}"),
-            ));
-        };
+        let router = self.kubelet(node)?;
         let mut uri = format!("/containerLogs/{ns}/{name}/{container}");
         if let Some(q) = raw_query {
             uri.push('?');
@@ -638,14 +646,7 @@ impl Api {
                 "pod {name} does not have a host assigned"
             )));
         };
-        let router = self.kubelets.read().ok().and_then(|k| k.get(node).cloned());
-        let Some(router) = router else {
-            return Err(ApiError::new(
-                503,
-                "ServiceUnavailable",
-                format!("no connection to the kubelet of node {node:?}"),
-            ));
-        };
+        let router = self.kubelet(node)?;
         let (mut parts, body) = req.into_parts();
         let uri = match parts.uri.query() {
             Some(q) => format!("{uri}?{q}"),

@@ -112,26 +112,25 @@ impl Server {
     }
 }
 
-/// VmRSS of a process in KiB (0 when it is gone).
-fn rss_kb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// A `kB` field of a /proc file of `pid` (0 when the process is gone).
+fn proc_kb(pid: u32, file: &str, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
 
+/// VmRSS of a process in KiB.
+fn rss_kb(pid: u32) -> f64 {
+    proc_kb(pid, "status", "VmRSS:")
+}
+
 /// Pss of a process in KiB: its share of the pages it maps (the shims share the binary's text).
 fn pss_kb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Pss:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    proc_kb(pid, "smaps_rollup", "Pss:")
 }
 
 /// Processes whose command line mentions `needle` (the shims name their state directory).
