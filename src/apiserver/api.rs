@@ -124,6 +124,8 @@ pub struct Api {
     pub allocators: Allocators,
     /// Whether a garbage collector runs (Orphan/Foreground deletion need one).
     pub garbage_collector: bool,
+    /// Whether metrics.k8s.io is served (`--disable=metrics` turns it off).
+    pub metrics: bool,
     /// `host:port` clients are told to use (`/api`'s serverAddressByClientCIDRs).
     pub server_address: String,
     /// The documents of the built-in resources: built on first use, never rebuilt.
@@ -146,6 +148,7 @@ impl Api {
             resources: std::sync::RwLock::new(Arc::new(resources::built_in().to_vec())),
             allocators: Allocators::new(config.service_cidr),
             garbage_collector: false,
+            metrics: true,
             server_address: format!("{}:{}", config.bind_address, config.https_port),
             openapi_built_in: OnceLock::new(),
             openapi: std::sync::RwLock::new(None),
@@ -365,7 +368,7 @@ impl Api {
             p.name = Some(ns);
         }
         // metrics.k8s.io is computed from the kubelets, never stored.
-        if p.group == metrics::GROUP {
+        if p.group == metrics::GROUP && self.metrics {
             let body = self.metrics(req.method(), &p, &query, &user).await?;
             return Ok(json_response(StatusCode::OK, &body));
         }
@@ -723,7 +726,9 @@ impl Api {
         // `/apis…` documents also list metrics.k8s.io (served by `metrics`, not the table).
         let apis = || {
             let mut all = self.resources().to_vec();
-            all.extend(metrics::resources());
+            if self.metrics {
+                all.extend(metrics::resources());
+            }
             all
         };
         let doc = match path {

@@ -193,6 +193,27 @@ struct ServerArgs {
         default_value = "/etc/rk3s/registries.yaml"
     )]
     private_registry: PathBuf,
+    /// Built-in components not to run (comma-separated or repeated), as k3s's `--disable`.
+    #[arg(long, env = "RK3S_DISABLE", value_delimiter = ',', value_enum)]
+    disable: Vec<Component>,
+}
+
+/// The built-in components `--disable` can turn off (k3s's packaged addons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Component {
+    /// The default StorageClass `local-path` and its provisioner.
+    LocalStorage,
+    /// metrics.k8s.io (`kubectl top`).
+    Metrics,
+}
+
+impl Component {
+    fn disabled(list: &[Component]) -> server::Disabled {
+        server::Disabled {
+            local_storage: list.contains(&Component::LocalStorage),
+            metrics: list.contains(&Component::Metrics),
+        }
+    }
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -478,7 +499,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 private_registry: args.private_registry.clone(),
                 version: apiserver::KUBERNETES_VERSION.to_string(),
             });
+            let disable = Component::disabled(&args.disable);
             let config = server::Config {
+                disable,
                 kubelet,
                 cluster_cidr: args.cluster_cidr,
                 store: args
@@ -494,6 +517,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     // Filled in by the server once the PKI is loaded.
                     root_ca: String::new(),
                     storage_dir: data_dir.storage(),
+                    local_storage: !disable.local_storage,
                 }),
                 scheduler: (!args.disable_scheduler).then(|| scheduler::Config {
                     identity: server::hostname(),

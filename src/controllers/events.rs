@@ -50,7 +50,7 @@ impl Events {
                         return;
                     };
                     if let Err(e) = write(&client, component, &seen, record).await {
-                        tracing::debug!(error = %e, "writing an event");
+                        tracing::warn!(error = %e, "the API server refused an event");
                     }
                 }
             });
@@ -81,6 +81,24 @@ impl Events {
         };
         if self.tx.try_send(record).is_err() {
             tracing::debug!(reason, "event queue full; dropping the event");
+        }
+    }
+}
+
+/// Upstream names an event `<object>.<unix nanos in hex>`. Several workers write at once and a
+/// VM's clock may tick coarser than a nanosecond, so two events about one object could get
+/// the same name and the second would be refused as AlreadyExists: the nanos handed out here
+/// strictly increase within the process.
+fn unique_nanos(now: i128) -> i128 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = now as i64;
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next as i128,
+            Err(seen) => last = seen,
         }
     }
 }
@@ -125,7 +143,7 @@ async fn write(
     let name = format!(
         "{}.{:x}",
         r.regarding.name.as_deref().unwrap_or(component),
-        now.0.as_nanosecond()
+        unique_nanos(now.0.as_nanosecond())
     );
     let event = Event {
         metadata: ObjectMeta {
@@ -155,4 +173,17 @@ async fn write(
     }
     seen.insert(key, (ns, name, 1));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_nanos;
+
+    #[test]
+    fn event_names_never_repeat_even_when_the_clock_does() {
+        let a = unique_nanos(1_000);
+        let b = unique_nanos(1_000);
+        let c = unique_nanos(5);
+        assert!(a < b && b < c, "{a} {b} {c}");
+    }
 }

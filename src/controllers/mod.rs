@@ -51,6 +51,8 @@ pub struct Config {
     pub root_ca: String,
     /// Where the local-path provisioner creates volume directories (`<data-dir>/storage`).
     pub storage_dir: std::path::PathBuf,
+    /// Whether the local-path provisioner runs (`--disable=local-storage` turns it off).
+    pub local_storage: bool,
 }
 
 /// The Lease the controller-manager's leader holds.
@@ -215,7 +217,9 @@ pub fn start(client: &Client, config: &Config) -> JoinSet<()> {
     set.spawn(claims.run());
     set.spawn(volumes.run());
     set.spawn(storage_classes.run());
-    set.spawn(local_path.run(config.resync));
+    if config.local_storage {
+        set.spawn(local_path.run(config.resync));
+    }
     set.spawn(stateful_sets.run());
     set.spawn(sts.run(config.resync));
     set.spawn(services.run());

@@ -33,6 +33,17 @@ pub struct Config {
     pub kubelet: Option<kubelet::Config>,
     /// `--cluster-cidr`: the pod network masquerades traffic leaving it.
     pub cluster_cidr: controllers::ipam::Cidr,
+    /// The built-in components `--disable` turned off.
+    pub disable: Disabled,
+}
+
+/// `--disable=…`: which built-in components (k3s's packaged addons) do not run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Disabled {
+    /// No default StorageClass `local-path` and no provisioner.
+    pub local_storage: bool,
+    /// metrics.k8s.io is not served.
+    pub metrics: bool,
 }
 
 /// Everything `rk3s datastore` needs: the store alone, served on one endpoint (like kine).
@@ -54,7 +65,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut listens = vec![grpc::Listen::Unix(config.data_dir.etcd_socket())];
     listens.extend(config.etcd_listen.clone());
     let (api, api_task, server_ca) = start_apiserver(&config, store.clone()).await?;
-    ensure_local_storage(&api).await?;
+    if !config.disable.local_storage {
+        ensure_local_storage(&api).await?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut elected = tokio::task::JoinSet::new();
     // The controllers and the scheduler talk to the API in-process, each as its upstream user,
@@ -173,6 +186,7 @@ async fn start_apiserver(
     // Orphan and Foreground deletion wait for the garbage collector, which runs with the
     // controller-manager.
     api.garbage_collector = config.controllers.is_some();
+    api.metrics = !config.disable.metrics;
     let api = Arc::new(api);
     api.bootstrap(config.node_ip, a.https_port)
         .await
