@@ -126,6 +126,13 @@ fn bad_flags_exit_2_with_the_flag_named() {
         "{}",
         stderr(&out)
     );
+    let out = rk3s(&["server", "--disable", "traefik"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--disable") && stderr(&out).contains("local-storage"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -373,6 +373,31 @@ fn discovery_namespaces_and_version(c: &Cluster) {
     assert!(v.contains("\"minor\": \"33\""), "{v}");
 }
 
+/// `--disable=metrics,local-storage` leaves metrics.k8s.io out of discovery and creates no
+/// default StorageClass; without it both are there.
+#[test]
+fn disabled_components_are_absent() {
+    let Some(c) = Cluster::start_with(33, &["--disable=metrics", "--disable", "local-storage"])
+    else {
+        return;
+    };
+    let versions = c.ok(&["api-versions"]);
+    assert!(!versions.contains("metrics.k8s.io"), "{versions}");
+    let classes = c.json(&["get", "storageclasses"]);
+    assert_eq!(classes["items"], serde_json::json!([]), "{classes}");
+    drop(c);
+    let Some(c) = Cluster::start(33) else {
+        return;
+    };
+    let versions = c.ok(&["api-versions"]);
+    assert!(
+        versions.lines().any(|l| l == "metrics.k8s.io/v1beta1"),
+        "{versions}"
+    );
+    let class = c.json(&["get", "storageclass", "local-path"]);
+    assert_eq!(class["provisioner"], "rancher.io/local-path", "{class}");
+}
+
 both_versions!(create_get_apply_label_patch_scale_delete);
 fn create_get_apply_label_patch_scale_delete(c: &Cluster) {
     let out = c.ok_in(&["create", "--save-config", "-f", "-"], Some(APP));
