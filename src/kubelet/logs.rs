@@ -205,7 +205,13 @@ async fn container_logs(
             format!("pod \"{pod}\" is not running on this node yet"),
         );
     };
-    let Some((restarts, started, waiting)) = view.containers.get(&container).cloned() else {
+    let Some(worker::ContainerView {
+        restarts,
+        started,
+        waiting,
+        ..
+    }) = view.containers.get(&container).cloned()
+    else {
         return error(
             StatusCode::BAD_REQUEST,
             format!("container {container} is not valid for pod {pod}"),
@@ -281,11 +287,22 @@ async fn container_logs(
             line.clear();
             match reader.read_line(&mut line).await {
                 Ok(0) => {
+                    // The shim rotated the file (`runtime::log::RotatingLog`): everything of
+                    // the old one has been read, go on with the file written after it.
+                    if let Some(next) = next_after_rotation(&path, reader.get_ref()).await {
+                        match tokio::fs::File::open(&next).await {
+                            Ok(f) => {
+                                reader = tokio::io::BufReader::new(f);
+                                continue;
+                            }
+                            Err(_) => return,
+                        }
+                    }
                     let current = k.views.lock().ok().and_then(|v| {
                         v.get(&key)
                             .and_then(|v| v.containers.get(&container).cloned())
                     });
-                    let still = current.is_some_and(|(r, _, w)| r == restart && w.is_none());
+                    let still = current.is_some_and(|c| c.restarts == restart && c.running);
                     if !still || tx.is_closed() {
                         return;
                     }
@@ -315,6 +332,30 @@ async fn container_logs(
     Response::new(Body::from_stream(
         tokio_stream::wrappers::ReceiverStream::new(rx),
     ))
+}
+
+/// When the file now at `path` is another one than `open` (the log was rotated, maybe several
+/// times), the file written after `open`: the next rotated one, else the current one.
+async fn next_after_rotation(path: &std::path::Path, open: &tokio::fs::File) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = open.metadata().await.ok()?;
+    let same = |m: &std::fs::Metadata| m.ino() == ours.ino() && m.dev() == ours.dev();
+    if tokio::fs::metadata(path)
+        .await
+        .ok()
+        .is_none_or(|m| same(&m))
+    {
+        return None;
+    }
+    let rotated = crate::kubelet::runtime::log::RotatingLog::rotated(path);
+    let position = rotated
+        .iter()
+        .position(|p| std::fs::metadata(p).is_ok_and(|m| same(&m)));
+    match position {
+        Some(i) if i + 1 < rotated.len() => Some(rotated[i + 1].clone()),
+        // Ours was the newest rotated file, or was pruned meanwhile: the current file.
+        _ => Some(path.to_path_buf()),
+    }
 }
 
 #[cfg(test)]

@@ -44,8 +44,19 @@ const RESYNC: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug, Default)]
 pub struct View {
     pub uid: String,
-    /// Container name → (current restart count, whether it ever started, waiting reason).
-    pub containers: BTreeMap<String, (i32, bool, Option<String>)>,
+    pub containers: BTreeMap<String, ContainerView>,
+}
+
+/// What the log and stream endpoints need to know of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerView {
+    /// The current instance's restart count (its log file is `<restarts>.log`).
+    pub restarts: i32,
+    /// Whether it ever started.
+    pub started: bool,
+    pub waiting: Option<String>,
+    /// Whether the current instance is running (a follower stops when it is not).
+    pub running: bool,
 }
 
 /// Where the CRI logs of one container instance go.
@@ -1318,8 +1329,15 @@ impl Worker {
                 Phase::Created => Some("ContainerCreating".into()),
                 _ => None,
             };
-            view.containers
-                .insert(r.name.clone(), (r.restart_count, r.id.is_some(), waiting));
+            view.containers.insert(
+                r.name.clone(),
+                ContainerView {
+                    restarts: r.restart_count,
+                    started: r.id.is_some(),
+                    running: matches!(r.state, Phase::Running { .. }),
+                    waiting,
+                },
+            );
         }
         if let Ok(mut views) = self.k.views.lock() {
             views.insert(self.key(), view);

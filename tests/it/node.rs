@@ -642,7 +642,7 @@ fn a_deployment_runs_on_the_node(c: &mut Cluster, _r: &Registry, image: &str) {
         "deployment",
         "web",
         &format!("--image={image}"),
-        "--replicas=5",
+        "--replicas=20",
         "--",
         "httpd",
         "-f",
@@ -650,7 +650,7 @@ fn a_deployment_runs_on_the_node(c: &mut Cluster, _r: &Registry, image: &str) {
         "8080",
     ]);
     let out = c.run(
-        &["rollout", "status", "deployment/web", "--timeout=90s"],
+        &["rollout", "status", "deployment/web", "--timeout=120s"],
         None,
     );
     assert!(
@@ -662,7 +662,7 @@ fn a_deployment_runs_on_the_node(c: &mut Cluster, _r: &Registry, image: &str) {
     let pods: Value =
         serde_json::from_str(&c.ok(&["get", "pods", "-l", "app=web", "-o", "json"])).unwrap();
     let items = pods["items"].as_array().cloned().unwrap_or_default();
-    assert_eq!(items.len(), 5);
+    assert_eq!(items.len(), 20);
     let mut ips: Vec<String> = items
         .iter()
         .map(|p| {
@@ -674,7 +674,7 @@ fn a_deployment_runs_on_the_node(c: &mut Cluster, _r: &Registry, image: &str) {
         .collect();
     ips.sort();
     ips.dedup();
-    assert_eq!(ips.len(), 5, "distinct pod IPs: {ips:?}");
+    assert_eq!(ips.len(), 20, "distinct pod IPs: {ips:?}");
     // The pods answer on their IPs from the host (the bridge routes to them).
     let ip = &ips[0];
     let mut ok = false;
@@ -735,4 +735,64 @@ fn static_pods_run_from_manifest_files(c: &mut Cluster, _r: &Registry, image: &s
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+node_test_once!(container_logs_rotate_by_size);
+/// A container writing ~27 MB of CRI log: the file rotates at 10 MiB (upstream's
+/// containerLogMaxSize) keeping at most 5 files, `logs -f` follows across the rotations
+/// without losing a line, and `logs` reads the current file.
+fn container_logs_rotate_by_size(c: &mut Cluster, _r: &Registry, image: &str) {
+    use std::io::{BufRead, BufReader};
+    const LINES: usize = 250_000;
+    let script = format!(
+        "echo ready; until [ -e /tmp/go ]; do sleep 0.1; done; \
+         yes 0123456789012345678901234567890123456789012345678901234567890123456789 | head -n {LINES}; \
+         echo last line"
+    );
+    c.ok(&[
+        "run",
+        "chatty",
+        &format!("--image={image}"),
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    wait_pod(c, "chatty", "Running", |v| phase(v) == "Running");
+    let mut follow = c
+        .command(&["logs", "-f", "chatty"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // The follower is attached: let the container write.
+    c.ok(&["exec", "chatty", "--", "touch", "/tmp/go"]);
+    let mut count = 0;
+    let mut last = String::new();
+    for line in lines {
+        last = line.unwrap();
+        count += 1;
+    }
+    follow.wait().unwrap();
+    assert_eq!(count, LINES + 1, "followed lines; last {last:?}");
+    assert_eq!(last, "last line");
+    let v = wait_pod(c, "chatty", "Succeeded", |v| phase(v) == "Succeeded");
+    let uid = v["metadata"]["uid"].as_str().unwrap();
+    let dir = std::path::PathBuf::from(format!("/var/log/pods/default_chatty_{uid}/chatty"));
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3 && files.len() <= 5, "{files:?}");
+    assert_eq!(files[0], "0.log", "{files:?}");
+    for f in &files[1..] {
+        assert!(f.starts_with("0.log.20"), "{files:?}");
+        let size = std::fs::metadata(dir.join(f)).unwrap().len();
+        assert!(size <= 10 * 1024 * 1024, "{f}: {size} bytes");
+    }
+    assert_eq!(c.ok(&["logs", "chatty", "--tail=1"]), "last line\n");
+    c.ok(&["delete", "pod", "chatty", "--wait=false"]);
 }

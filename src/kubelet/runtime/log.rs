@@ -6,11 +6,17 @@
 //! written as an `F` record (containerd reads it with `bufio.ReadLine`, which reports it as a full
 //! line).
 
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// containerd's default `max_container_log_line_size`.
 pub const MAX_LINE: usize = 16 * 1024;
+
+/// The kubelet's defaults `containerLogMaxSize` (10Mi) and `containerLogMaxFiles` (5).
+pub const MAX_SIZE: u64 = 10 * 1024 * 1024;
+pub const MAX_FILES: usize = 5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
@@ -98,6 +104,133 @@ pub fn timestamp(t: SystemTime) -> String {
     )
 }
 
+/// A CRI log file rotated by size, as the kubelet's container log manager does it: when the
+/// next record would take the file past `max_size`, `N.log` is renamed `N.log.<YYYYMMDD-HHMMSS>`
+/// (UTC) and a fresh `N.log` is started; only the newest `max_files - 1` rotated files are kept.
+/// Readers (`kubectl logs`) read the current file, as upstream's do. Here the shim that writes
+/// the log rotates it itself, so no reopen signal is needed and no record is lost or split.
+/// Unlike upstream, rotated files are not gzip-compressed.
+pub struct RotatingLog {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_size: u64,
+    max_files: usize,
+}
+
+impl RotatingLog {
+    pub fn open(path: &Path, max_size: u64, max_files: usize) -> io::Result<RotatingLog> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingLog {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max_size,
+            max_files: max_files.max(1),
+        })
+    }
+
+    /// Appends one or more whole records.
+    pub fn write(&mut self, records: &[u8]) -> io::Result<()> {
+        if self.size > 0 && self.size + records.len() as u64 > self.max_size {
+            // A failed rotation (e.g. a full disk) keeps writing to the current file.
+            if let Err(e) = self.rotate() {
+                eprintln!("rotate log {}: {e}", self.path.display());
+            }
+        }
+        self.file.write_all(records)?;
+        self.size += records.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let dt = time::OffsetDateTime::from(SystemTime::now());
+        let stamp = format!(
+            "{:04}{:02}{:02}-{:02}{:02}{:02}",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        );
+        let name = self.file_name();
+        // Several rotations within one second get a counter above every one used in that
+        // second (pruning may have removed lower ones), so names keep sorting by age.
+        let plain = format!("{name}.{stamp}");
+        let mut counter: Option<u32> = None;
+        for p in RotatingLog::rotated(&self.path) {
+            let file = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            let Some(rest) = file.as_deref().and_then(|f| f.strip_prefix(&plain)) else {
+                continue;
+            };
+            let n = rest
+                .strip_prefix('.')
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            counter = Some(counter.map_or(n, |c: u32| c.max(n)));
+        }
+        let target = match counter {
+            None => self.path.with_file_name(plain),
+            Some(c) => self.path.with_file_name(format!("{plain}.{}", c + 1)),
+        };
+        std::fs::rename(&self.path, &target)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        self.prune()
+    }
+
+    fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The rotated files of this log, oldest first.
+    pub fn rotated(path: &Path) -> Vec<PathBuf> {
+        let Some(dir) = path.parent() else {
+            return Vec::new();
+        };
+        let prefix = format!(
+            "{}.",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let stamp = name.strip_prefix(&prefix)?;
+                // `<YYYYMMDD-HHMMSS>` or `<YYYYMMDD-HHMMSS>.<n>`, counters ordered numerically.
+                let (stamp, n) = match stamp.split_once('.') {
+                    Some((s, n)) => (s, n.parse::<u32>().ok()?),
+                    None => (stamp, 0),
+                };
+                Some((format!("{stamp}.{n:010}"), e.path()))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, p)| p).collect()
+    }
+
+    fn prune(&self) -> io::Result<()> {
+        let rotated = RotatingLog::rotated(&self.path);
+        let excess = rotated.len().saturating_sub(self.max_files - 1);
+        for old in &rotated[..excess] {
+            std::fs::remove_file(old)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
@@ -162,5 +295,41 @@ mod tests {
         let got = frame(Stream::Stdout, &[&data]);
         assert_eq!(got.lines().count(), 1);
         assert!(got.contains(" stdout F y"));
+    }
+
+    #[test]
+    fn logs_rotate_by_size_and_keep_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(dir.path().join("10.log"), "another container's log\n").unwrap();
+        let mut log = RotatingLog::open(&path, 100, 3).unwrap();
+        let record = [b'x'; 39];
+        for _ in 0..20 {
+            let mut r = record.to_vec();
+            r.push(b'\n');
+            log.write(&r).unwrap();
+        }
+        // 40-byte records, two per file: 20 records made 10 files, of which the current one
+        // and the newest two rotated ones remain.
+        assert_eq!(std::fs::read(&path).unwrap().len(), 80);
+        let rotated = RotatingLog::rotated(&path);
+        assert_eq!(rotated.len(), 2, "{rotated:?}");
+        for r in &rotated {
+            assert_eq!(std::fs::read(r).unwrap().len(), 80, "{}", r.display());
+            let name = r.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("0.log.20"), "{name}");
+        }
+        assert!(dir.path().join("10.log").exists());
+        // A record bigger than the limit still goes whole into a file of its own.
+        log.write(&[b'y'; 250]).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), vec![b'y'; 250]);
+        assert_eq!(RotatingLog::rotated(&path).len(), 2);
+        // A reopened log knows its size: the next record rotates the full file away.
+        drop(log);
+        let mut log = RotatingLog::open(&path, 100, 3).unwrap();
+        log.write(b"z\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"z\n");
+        let newest = RotatingLog::rotated(&path).pop().unwrap();
+        assert_eq!(std::fs::read(newest).unwrap(), vec![b'y'; 250]);
     }
 }

@@ -12,7 +12,7 @@
 
 mod fake;
 mod local;
-mod log;
+pub mod log;
 mod shim;
 mod spec;
 

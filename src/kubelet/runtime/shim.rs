@@ -44,7 +44,7 @@ use nix::unistd::{ForkResult, Pid, fork, setsid};
 use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType, Spec};
 
 use super::local::{self, Started};
-use super::log::{LineFramer, Stream};
+use super::log::{LineFramer, MAX_FILES, MAX_SIZE, RotatingLog, Stream};
 use super::{ContainerConfig, ExecSpec, State};
 
 /// Entry point of `rk3s shim …`: `main()` must call it before anything else (no tokio runtime, no
@@ -217,13 +217,10 @@ type Outputs = Vec<(File, Stream)>;
 fn create_and_start(
     paths: &Paths,
     config: &ContainerConfig,
-) -> Result<(Started, Container, Outputs, File), String> {
+) -> Result<(Started, Container, Outputs, RotatingLog), String> {
     // Opened first: a container whose output cannot be kept is not started (containerd fails
     // the start the same way).
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&config.log_path)
+    let log = RotatingLog::open(&config.log_path, MAX_SIZE, MAX_FILES)
         .map_err(|e| format!("open log {}: {e}", config.log_path.display()))?;
     let mut spec = super::spec::build(config).map_err(|e| e.to_string())?;
     clamp_nofile(&mut spec);
@@ -660,7 +657,7 @@ impl Executor for Exec {
 /// Copies the container's output into the CRI log until every stream is closed (the container's
 /// init and all its descendants have exited or closed them; with a PID namespace the kernel kills
 /// the descendants when init exits, so this ends with the container).
-fn copy_output(mut outputs: Outputs, mut log: File) {
+fn copy_output(mut outputs: Outputs, mut log: RotatingLog) {
     let mut framers: Vec<LineFramer> = outputs.iter().map(|(_, s)| LineFramer::new(*s)).collect();
     let mut open: Vec<bool> = vec![true; outputs.len()];
     let mut buf = vec![0u8; 64 * 1024];
@@ -702,7 +699,7 @@ fn copy_output(mut outputs: Outputs, mut log: File) {
                 Ok(n) => framers[i].push(&buf[..n], now, &mut record),
             }
             if !record.is_empty()
-                && let Err(e) = log.write_all(&record)
+                && let Err(e) = log.write(&record)
             {
                 eprintln!("write log: {e}");
             }
