@@ -336,7 +336,10 @@ async fn container_logs(
 
 /// When the file now at `path` is another one than `open` (the log was rotated, maybe several
 /// times), the file written after `open`: the next rotated one, else the current one.
-async fn next_after_rotation(path: &std::path::Path, open: &tokio::fs::File) -> Option<PathBuf> {
+pub(crate) async fn next_after_rotation(
+    path: &std::path::Path,
+    open: &tokio::fs::File,
+) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let ours = open.metadata().await.ok()?;
     let same = |m: &std::fs::Metadata| m.ino() == ours.ino() && m.dev() == ours.dev();

@@ -1191,6 +1191,8 @@ impl Worker {
             no_new_privileges: sc.allow_privilege_escalation == Some(false),
             log_path,
             tty: c.tty.unwrap_or(false),
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
         })
     }
 

@@ -440,6 +440,8 @@ fn container(id: &str, rootfs: &Path, dir: &Path) -> ContainerConfig {
         no_new_privileges: false,
         log_path: dir.join(format!("{id}.log")),
         tty: false,
+        stdin: false,
+        stdin_once: false,
     }
 }
 

@@ -201,9 +201,9 @@ fn attach_follows_the_output_until_the_container_ends(c: &Cluster, image: &str) 
         "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo tick $i; echo tock $i >&2; sleep 0.2; done",
     ]);
     wait_pod(c, "ticker", "Running", |v| phase(v) == "Running");
-    // Its stdin is not kept open: asking for it is refused with the reason.
+    // It was not started with `stdin: true`: asking for its stdin is refused with the reason.
     let err = c.fails(&["attach", "-i", "ticker"], None);
-    assert!(err.contains("stdin"), "{err}");
+    assert!(err.contains("stdin: true"), "{err}");
     let out = c.run(&["attach", "ticker"], None);
     assert!(out.status.success(), "{out:?}");
     let stdout = stdout_of(&out);
@@ -216,6 +216,99 @@ fn attach_follows_the_output_until_the_container_ends(c: &Cluster, image: &str) 
         "delete",
         "pod",
         "ticker",
+        "--grace-period=1",
+        "--timeout=60s",
+    ]);
+}
+
+streams_test!(run_i_and_it_attach_stdin);
+/// `kubectl run -i` and `run -it` (stdin, stdinOnce, and a tty) attach the session's input to
+/// the container's stdin; `--rm` deletes the pod afterwards.
+fn run_i_and_it_attach_stdin(c: &Cluster, image: &str) {
+    let out = c.run(
+        &[
+            "run",
+            "reader",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            &format!("--image={image}"),
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got $x",
+        ],
+        Some("hello\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout_of(&out).contains("got hello\n"), "{out:?}");
+    let gone = c.run(&["get", "pod", "reader"], None);
+    assert!(!gone.status.success(), "--rm deleted the pod: {gone:?}");
+
+    // With a terminal: kubectl needs one itself, so it runs under script(1). Input is typed
+    // once kubectl says it attached.
+    let line = c.shell_line(&[
+        "run",
+        "typist",
+        "-it",
+        "--restart=Never",
+        &format!("--image={image}"),
+        "--",
+        "sh",
+        "-c",
+        "read x; echo got $x on $(tty)",
+    ]);
+    let mut script = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script");
+    let mut stdout = script.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut typed = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.contains("got hello on /dev/pts/") {
+        assert!(
+            Instant::now() < deadline,
+            "no answer from the tty: {seen:?}\n{}",
+            c.ok(&[
+                "get",
+                "pod",
+                "typist",
+                "-o",
+                "jsonpath={.spec.containers[0]}"
+            ])
+        );
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        if !typed && seen.contains("try pressing enter") {
+            script
+                .stdin
+                .as_mut()
+                .unwrap()
+                .write_all(b"hello\r")
+                .unwrap();
+            typed = true;
+        }
+    }
+    drop(script.stdin.take());
+    let _ = script.wait();
+    c.ok(&[
+        "delete",
+        "pod",
+        "typist",
         "--grace-period=1",
         "--timeout=60s",
     ]);

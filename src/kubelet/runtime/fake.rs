@@ -230,6 +230,19 @@ impl Runtime for Fake {
         };
         async move { Ok(fake_process(reply?, &spec)) }.boxed()
     }
+
+    /// The fake keeps no stdin: attaching input reports it like a container started without.
+    fn attach(&self, id: &str) -> BoxFuture<'_, Result<super::AttachInput, Error>> {
+        let result = match self.lock().containers.get(id) {
+            Some((_, State::Running { .. })) => Err(Error::Exec {
+                id: id.to_string(),
+                reason: "the container was not started with stdin: true or tty: true".into(),
+            }),
+            Some(_) => Err(Error::NotRunning(id.to_string())),
+            None => Err(Error::NotFound(id.to_string())),
+        };
+        async move { result }.boxed()
+    }
 }
 
 /// An in-memory process acting out `reply` (needs a tokio runtime: it runs as a task).

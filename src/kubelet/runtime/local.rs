@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-use super::{ContainerConfig, Error, ExecProcess, ExecSpec, Runtime, State, validate_id};
+use super::{
+    AttachInput, ContainerConfig, Error, ExecProcess, ExecSpec, Runtime, State, validate_id,
+};
 
 pub(super) const CONFIG: &str = "config.json";
 pub(super) const STARTED: &str = "started.json";
@@ -243,6 +245,79 @@ impl Inner {
             self.signal(id, pid, Signal::SIGKILL)?;
         }
         self.wait(id).await
+    }
+
+    /// Connects to the shim's attach socket (`attach.rs`) and pumps the session's input into
+    /// it as frames. The socket is reached through `/proc/self/fd/<dir>/`, as its absolute path
+    /// can be longer than a socket address allows.
+    fn attach(&self, id: &str) -> Result<AttachInput, Error> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if !self.state(id)?.is_running() {
+            return Err(Error::NotRunning(id.to_string()));
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir_path = self.dir(id)?;
+        let dir = File::options()
+            .read(true)
+            .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
+            .open(&dir_path)
+            .map_err(|e| Error::Io {
+                action: "open the state dir",
+                path: dir_path.clone(),
+                source: e,
+            })?;
+        let path = format!(
+            "/proc/self/fd/{}/{}",
+            dir.as_raw_fd(),
+            super::attach::SOCKET
+        );
+        let sock = std::os::unix::net::UnixStream::connect(&path)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .and_then(tokio::net::UnixStream::from_std)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    Error::Exec {
+                        id: id.to_string(),
+                        reason: "the container was not started with stdin: true or tty: true"
+                            .into(),
+                    }
+                }
+                _ => Error::Io {
+                    action: "connect to the attach socket",
+                    path: dir_path.join(super::attach::SOCKET),
+                    source: e,
+                },
+            })?;
+        drop(dir);
+        let (user, mut input) = tokio::io::duplex(64 * 1024);
+        let (resize, mut resizes) = tokio::sync::mpsc::unbounded_channel::<(u16, u16)>();
+        tokio::spawn(async move {
+            let mut sock = sock;
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut frame = Vec::new();
+            let mut resizing = true;
+            loop {
+                frame.clear();
+                tokio::select! {
+                    n = input.read(&mut buf) => match n {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => super::attach::encode_data(&buf[..n], &mut frame),
+                    },
+                    r = resizes.recv(), if resizing => match r {
+                        Some((w, h)) => super::attach::encode_resize(w, h, &mut frame),
+                        None => resizing = false,
+                    },
+                }
+                if !frame.is_empty() && sock.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sock.shutdown().await;
+        });
+        Ok(AttachInput {
+            stdin: Box::pin(user),
+            resize,
+        })
     }
 
     /// Starts the exec helper (`shim exec`, see `shim.rs`) and waits for its first report.
@@ -527,6 +602,11 @@ impl Runtime for Local {
     fn exec(&self, id: &str, spec: ExecSpec) -> BoxFuture<'_, Result<ExecProcess, Error>> {
         let id = id.to_string();
         async move { self.inner.exec(&id, spec).await }.boxed()
+    }
+
+    fn attach(&self, id: &str) -> BoxFuture<'_, Result<AttachInput, Error>> {
+        let id = id.to_string();
+        async move { self.inner.attach(&id) }.boxed()
     }
 }
 

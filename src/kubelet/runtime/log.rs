@@ -55,6 +55,11 @@ impl LineFramer {
             match rest.iter().position(|&b| b == b'\n') {
                 Some(i) if self.pending.len() + i <= MAX_LINE => {
                     self.pending.extend_from_slice(&rest[..i]);
+                    // containerd reads lines with Go's `bufio.ReadLine`, which drops a "\r\n"
+                    // ending whole: a terminal's output (ONLCR) logs without the `\r`.
+                    if self.pending.last() == Some(&b'\r') {
+                        self.pending.pop();
+                    }
                     self.record(&stamp, b'F', out);
                     rest = &rest[i + 1..];
                 }
@@ -255,6 +260,16 @@ mod tests {
     fn timestamp_is_rfc3339_nano_utc() {
         assert_eq!(timestamp(at()), "2016-10-06T00:17:09.669794202Z");
         assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn crlf_line_ends_are_dropped_whole() {
+        let got = frame(Stream::Stdout, &[b"a\r", b"\nb\r\r\n\rc\n"]);
+        let t = "2016-10-06T00:17:09.669794202Z";
+        assert_eq!(
+            got,
+            format!("{t} stdout F a\n{t} stdout F b\r\n{t} stdout F \rc\n")
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Files: `spec` (pure config → OCI spec), `log` (pure CRI log line framing), `shim` (the shim
 //! process, the only user of libcontainer), `local` (daemon side), `fake` (recording fake for tests).
 
+mod attach;
 mod fake;
 mod local;
 pub mod log;
@@ -66,6 +67,13 @@ pub struct ContainerConfig {
     /// Give the process a pty as stdin/stdout/stderr (allocated by the shim, not a controlling
     /// terminal); the log then has the stream `stdout` only.
     pub tty: bool,
+    /// Keep the process's stdin open for `pods/attach` (the container's `stdin: true`);
+    /// without it stdin is /dev/null (or the tty, which then takes no input).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close stdin when the first attach session ends (`stdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -199,6 +207,17 @@ pub trait Runtime: Send + Sync {
     /// Runs another process in the running container `id` (CRI ExecSync/Exec); resolves once
     /// it runs, or with `Error::Exec` if it could not be started.
     fn exec(&self, id: &str, spec: ExecSpec) -> BoxFuture<'_, Result<ExecProcess, Error>>;
+    /// One `pods/attach` session's input to a running container started with `stdin` or
+    /// `tty`: its stdin and terminal resizes. Dropping the writer ends the session (with
+    /// `stdin_once` that closes the container's stdin).
+    fn attach(&self, id: &str) -> BoxFuture<'_, Result<AttachInput, Error>>;
+}
+
+/// The input half of an attach session (the output is read from the CRI log).
+pub struct AttachInput {
+    pub stdin: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Terminal size changes as (width, height); ignored without a tty.
+    pub resize: tokio::sync::mpsc::UnboundedSender<(u16, u16)>,
 }
 
 /// Same rule the kubelet uses to build ids; checked again here because the id becomes a path.

@@ -25,10 +25,9 @@
 //! When the daemon closes its end (the exec session was dropped, or the daemon died) the helper
 //! kills the process; either way it reaps it before exiting.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -43,6 +42,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, setsid};
 use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType, Spec};
 
+use super::attach::Attach;
 use super::local::{self, Started};
 use super::log::{LineFramer, MAX_FILES, MAX_SIZE, RotatingLog, Stream};
 use super::{ContainerConfig, ExecSpec, State};
@@ -164,7 +164,7 @@ fn run(paths: &Paths, notify: OwnedFd) -> Result<(), String> {
         local::read_json(&paths.dir.join(local::CONFIG)).map_err(|e| e.to_string())?;
     let mut notify = File::from(notify);
 
-    let (started, mut container, outputs, log) = match create_and_start(paths, &config) {
+    let (started, mut container, outputs, log, attach) = match create_and_start(paths, &config) {
         Ok(ok) => ok,
         Err(message) => {
             // libcontainer may have left a half-created container (state dir, cgroup) behind.
@@ -191,7 +191,7 @@ fn run(paths: &Paths, notify: OwnedFd) -> Result<(), String> {
     let _ = notify.write_all(b"started\n");
     drop(notify);
 
-    copy_output(outputs, log);
+    copy_output(outputs, log, attach);
 
     let (exit_code, signal) = reap(Pid::from_raw(started.pid));
     let finished_at = SystemTime::now();
@@ -214,10 +214,9 @@ fn run(paths: &Paths, notify: OwnedFd) -> Result<(), String> {
 /// The read ends of the container's output pipes, tagged with their CRI stream.
 type Outputs = Vec<(File, Stream)>;
 
-fn create_and_start(
-    paths: &Paths,
-    config: &ContainerConfig,
-) -> Result<(Started, Container, Outputs, RotatingLog), String> {
+type Created = (Started, Container, Outputs, RotatingLog, Option<Attach>);
+
+fn create_and_start(paths: &Paths, config: &ContainerConfig) -> Result<Created, String> {
     // Opened first: a container whose output cannot be kept is not started (containerd fails
     // the start the same way).
     let log = RotatingLog::open(&config.log_path, MAX_SIZE, MAX_FILES)
@@ -231,46 +230,92 @@ fn create_and_start(
     std::fs::create_dir_all(&paths.run_dir)
         .map_err(|e| format!("create {}: {e}", paths.run_dir.display()))?;
 
-    let (stdin, out_w, err_w, outputs) = if config.tty {
-        // With a tty everything is one stream, reported as stdout (as containerd does).
-        let (master, slave) = open_pty()?;
-        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup pty: {e}"));
-        let (stdin, out_w) = (dup(&slave)?, dup(&slave)?);
-        (
-            stdin,
-            out_w,
-            slave,
-            vec![(File::from(master), Stream::Stdout)],
-        )
+    let pipe =
+        || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+    // The container's stdin as the shim keeps it for attach, and the terminal master.
+    let mut attach_input: Option<File> = None;
+    let mut terminal: Option<OwnedFd> = None;
+    let console = if config.tty {
+        Some(ConsoleSocket::bind(&paths.dir, "console")?)
     } else {
-        let stdin: OwnedFd = File::open("/dev/null")
-            .map_err(|e| format!("open /dev/null: {e}"))?
-            .into();
-        let pipe =
-            || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+        None
+    };
+    let stdio = if config.tty {
+        // The terminal comes from libcontainer (below); everything is one stream then,
+        // reported as stdout (as containerd does).
+        None
+    } else {
+        let stdin: OwnedFd = if config.stdin {
+            let (r, w) = pipe()?;
+            set_nonblocking(&w)?;
+            attach_input = Some(File::from(w));
+            r
+        } else {
+            File::open("/dev/null")
+                .map_err(|e| format!("open /dev/null: {e}"))?
+                .into()
+        };
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let outputs = vec![
             (File::from(out_r), Stream::Stdout),
             (File::from(err_r), Stream::Stderr),
         ];
-        (stdin, out_w, err_w, outputs)
+        Some((stdin, out_w, err_w, outputs))
     };
+    let mut outputs = Vec::new();
 
-    let mut container = ContainerBuilder::new(paths.id.clone(), SyscallType::default())
+    let builder = ContainerBuilder::new(paths.id.clone(), SyscallType::default())
         .with_executor(Exec)
         .with_root_path(&paths.run_dir)
         .and_then(|b| b.validate_id())
-        .map(|b| {
-            b.with_stdin(stdin)
+        .map_err(|e| start_message(&e))?;
+    let builder = match (stdio, &console) {
+        (Some((stdin, out_w, err_w, pipes)), _) => {
+            outputs = pipes;
+            builder
+                .with_stdin(stdin)
                 .with_stdout(out_w)
                 .with_stderr(err_w)
-                .as_init(&bundle)
-                .with_systemd(false)
-                .with_detach(true)
-        })
-        .and_then(|b| b.build())
+        }
+        (None, Some(c)) => builder.with_console_socket(Some(&c.path)),
+        (None, None) => return Err("a tty container without a console socket".into()),
+    };
+    let mut container = builder
+        .as_init(&bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
         .map_err(|e| start_message(&e))?;
+    if let Some(c) = &console {
+        let master = match c.receive() {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = container.delete(true);
+                return Err(e);
+            }
+        };
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup terminal: {e}"));
+        // Non-blocking for the attach input written from the poll loop (the flag is shared
+        // with the output reader, which copes with WouldBlock).
+        set_nonblocking(&master)?;
+        if config.stdin {
+            attach_input = Some(File::from(dup(&master)?));
+        }
+        terminal = Some(dup(&master)?);
+        outputs = vec![(File::from(master), Stream::Stdout)];
+    }
+    drop(console);
+    let attach = if config.stdin || config.tty {
+        Some(Attach::bind(
+            &paths.dir,
+            attach_input,
+            terminal,
+            config.stdin_once,
+        )?)
+    } else {
+        None
+    };
     container.start().map_err(|e| start_message(&e))?;
     let pid = container
         .pid()
@@ -280,7 +325,18 @@ fn create_and_start(
         started_at: SystemTime::now(),
         shim_pid: std::process::id() as i32,
     };
-    Ok((started, container, outputs, log))
+    Ok((started, container, outputs, log, attach))
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<(), String> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| format!("fcntl: {e}"))?;
+    fcntl(
+        fd.as_raw_fd(),
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| format!("fcntl: {e}"))?;
+    Ok(())
 }
 
 /// The descriptor the daemon passes the exec helper's control socket on.
@@ -519,51 +575,6 @@ fn exec_wait(pid: Pid, control: &OwnedFd) -> i32 {
     }
 }
 
-/// A pseudo-terminal for a `tty: true` container: (master, slave). The slave becomes the container's
-/// stdin/stdout/stderr (so `isatty` holds, and programs line-buffer as on a terminal); the shim
-/// reads the master. Output post-processing is turned off so lines end in `\n`, not `\r\n`. It
-/// is not the container's controlling terminal (nobody writes to it: `kubectl attach` follows
-/// the log instead).
-fn open_pty() -> Result<(OwnedFd, OwnedFd), String> {
-    use nix::libc;
-    // SAFETY: posix_openpt returns a new descriptor or -1; nothing else owns it.
-    let raw = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-    if raw < 0 {
-        return Err(format!("open pty: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `raw` was just returned by posix_openpt and is owned by nobody else.
-    let master = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut name = [0 as libc::c_char; 128];
-    // SAFETY: plain calls on a valid descriptor; ptsname_r writes at most `name.len()` bytes.
-    let ok = unsafe {
-        libc::grantpt(raw) == 0
-            && libc::unlockpt(raw) == 0
-            && libc::ptsname_r(raw, name.as_mut_ptr(), name.len()) == 0
-    };
-    if !ok {
-        return Err(format!("set up pty: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated path.
-    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
-    let slave = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open(&path)
-        .map_err(|e| format!("open {path}: {e}"))?;
-    // SAFETY: termios is plain data, filled in by tcgetattr before use.
-    unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(slave.as_raw_fd(), &mut t) == 0 {
-            t.c_oflag &= !libc::OPOST;
-            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t);
-        }
-    }
-    Ok((master, slave.into()))
-}
-
 /// Lowers RLIMIT_NOFILE to the shim's own hard limit (inherited from the daemon, e.g. systemd's
 /// `LimitNOFILE=1048576`): raising a hard limit needs CAP_SYS_RESOURCE, which a root daemon in a
 /// restricted sandbox may lack, and then every container would fail to start with EPERM.
@@ -657,19 +668,23 @@ impl Executor for Exec {
 /// Copies the container's output into the CRI log until every stream is closed (the container's
 /// init and all its descendants have exited or closed them; with a PID namespace the kernel kills
 /// the descendants when init exits, so this ends with the container).
-fn copy_output(mut outputs: Outputs, mut log: RotatingLog) {
+fn copy_output(mut outputs: Outputs, mut log: RotatingLog, mut attach: Option<Attach>) {
     let mut framers: Vec<LineFramer> = outputs.iter().map(|(_, s)| LineFramer::new(*s)).collect();
     let mut open: Vec<bool> = vec![true; outputs.len()];
     let mut buf = vec![0u8; 64 * 1024];
     let mut record = Vec::with_capacity(64 * 1024);
     while open.iter().any(|o| *o) {
-        let ready: Vec<bool> = {
+        let (ready, attach_events): (Vec<bool>, Vec<PollFlags>) = {
             let mut fds: Vec<PollFd> = outputs
                 .iter()
                 .zip(&open)
                 .filter(|(_, o)| **o)
                 .map(|((f, _), _)| PollFd::new(f.as_fd(), PollFlags::POLLIN))
                 .collect();
+            let first_attach = fds.len();
+            if let Some(a) = &attach {
+                fds.extend(a.poll_fds().into_iter().map(|(fd, ev)| PollFd::new(fd, ev)));
+            }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -678,13 +693,20 @@ fn copy_output(mut outputs: Outputs, mut log: RotatingLog) {
                     return;
                 }
             }
-            let mut revents = fds
+            let events: Vec<PollFlags> = fds
                 .iter()
-                .map(|p| !p.revents().unwrap_or(PollFlags::empty()).is_empty());
-            open.iter()
+                .map(|p| p.revents().unwrap_or(PollFlags::empty()))
+                .collect();
+            let mut revents = events[..first_attach].iter().map(|r| !r.is_empty());
+            let ready = open
+                .iter()
                 .map(|o| *o && revents.next().unwrap_or(false))
-                .collect()
+                .collect();
+            (ready, events[first_attach..].to_vec())
         };
+        if let Some(a) = &mut attach {
+            a.handle(&attach_events);
+        }
         for (i, is_ready) in ready.into_iter().enumerate() {
             if !is_ready {
                 continue;
@@ -692,7 +714,17 @@ fn copy_output(mut outputs: Outputs, mut log: RotatingLog) {
             let now = SystemTime::now();
             record.clear();
             match outputs[i].0.read(&mut buf) {
-                Ok(0) | Err(_) => {
+                Ok(0) => {
+                    open[i] = false;
+                    framers[i].finish(now, &mut record);
+                }
+                // A terminal master is non-blocking when attach writes to it.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => {
                     open[i] = false;
                     framers[i].finish(now, &mut record);
                 }

@@ -168,9 +168,10 @@ pub fn build(config: &ContainerConfig) -> Result<Spec, Error> {
     let spec = json!({
         "ociVersion": "1.0.2",
         "process": {
-            // Never libcontainer's console-socket terminal: for `tty` the shim hands the container
-            // a pty of its own as stdio (see shim::open_pty).
-            "terminal": false,
+            // With a tty libcontainer creates the terminal inside the container (on its own
+            // /dev/pts, so `tty` names it) and hands the master to the shim over a console
+            // socket, as `runc create --console-socket` does.
+            "terminal": config.tty,
             "user": {
                 "uid": config.uid,
                 "gid": config.gid,
@@ -344,6 +345,8 @@ mod tests {
             no_new_privileges: true,
             log_path: "/var/log/pods/x/c/0.log".into(),
             tty: false,
+            stdin: false,
+            stdin_once: false,
         }
     }
 

@@ -104,6 +104,8 @@ impl Env {
             no_new_privileges: false,
             log_path: self.tmp.path().join(format!("{id}.log")),
             tty: false,
+            stdin: false,
+            stdin_once: false,
         }
     }
 
@@ -503,6 +505,8 @@ fn spec_config() -> ContainerConfig {
         no_new_privileges: false,
         log_path: "/nonexistent/c1.log".into(),
         tty: false,
+        stdin: false,
+        stdin_once: false,
     }
 }
 

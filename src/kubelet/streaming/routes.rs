@@ -104,8 +104,9 @@ async fn exec(
 }
 
 /// `attach` streams the main process's output from now on, as the shim records it (the CRI
-/// log, split back into stdout and stderr), until the container exits. The runtime does not
-/// keep the main process's stdin open, so a request for stdin is refused with a clear error.
+/// log, split back into stdout and stderr), until the container exits; with `stdin` (or a
+/// tty) the session's input and resizes go to the container through its shim
+/// (`Runtime::attach`), which needs the container to have been started with `stdin: true`.
 async fn attach(
     State(k): State<Arc<Kubelet>>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
@@ -115,15 +116,15 @@ async fn attach(
         Ok(o) => o,
         Err(e) => return bad_request(e),
     };
-    if opts.stdin {
-        return bad_request(format!(
-            "attaching to the stdin of container {container} is not supported by this kubelet: containers run without an open stdin"
-        ));
-    }
     let config = match running(&k, &ns, &pod, &container).await {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
+    if opts.stdin && !config.stdin {
+        return bad_request(format!(
+            "container {container} in pod {pod} was not started with stdin: true, so its stdin cannot be attached"
+        ));
+    }
     let runtime = k.runtime.clone();
     let uid = config
         .labels
@@ -139,8 +140,14 @@ async fn attach(
     let path =
         crate::kubelet::worker::log_path(&k.config.log_dir, &ns, &pod, &uid, &container, restart);
     let tty = opts.tty;
+    let wants_input = opts.stdin || (opts.tty && config.tty);
     let start: Start = Box::new(move || {
         async move {
+            let input = if wants_input {
+                Some(runtime.attach(&id).await.map_err(|e| e.to_string())?)
+            } else {
+                None
+            };
             let (out_w, out_r) = tokio::io::duplex(64 * 1024);
             let (err_w, err_r) = tokio::io::duplex(64 * 1024);
             let follow = tokio::spawn(follow_log(
@@ -156,11 +163,15 @@ async fn attach(
                 Ok(0)
             }
             .boxed();
+            let (stdin, resize) = match input {
+                Some(i) => (Some(i.stdin), Some(i.resize)),
+                None => (None, None),
+            };
             Ok(crate::kubelet::runtime::ExecProcess {
-                stdin: None,
+                stdin,
                 stdout: Box::pin(out_r),
-                stderr: Some(Box::pin(err_r)),
-                resize: None,
+                stderr: (!tty).then(|| Box::pin(err_r) as _),
+                resize: resize.filter(|_| tty),
                 exit,
             })
         }
@@ -191,6 +202,15 @@ async fn follow_log(
     loop {
         let n = file.read(&mut chunk).await.unwrap_or(0);
         if n == 0 {
+            if let Some(next) = crate::kubelet::logs::next_after_rotation(&path, &file).await {
+                match tokio::fs::File::open(&next).await {
+                    Ok(f) => {
+                        file = f;
+                        continue;
+                    }
+                    Err(_) => return,
+                }
+            }
             if !runtime.state(&id).is_ok_and(|s| s.is_running()) {
                 // One last look: the shim writes the last lines before the exit is recorded.
                 if file.read(&mut chunk).await.unwrap_or(0) == 0 {
