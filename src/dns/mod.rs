@@ -42,8 +42,8 @@ pub struct Config {
     pub resolv_conf: PathBuf,
     /// The port to serve on (53; tests use others).
     pub port: u16,
-    /// The dummy interface to put `cluster_dns/32` on; `None` when the address is already
-    /// local (tests on loopback).
+    /// The dummy interface to put `cluster_dns/32` on (`lo` if the kernel has no dummy links);
+    /// `None` when the address is already local (tests on loopback).
     pub interface: Option<String>,
     /// How often the zone is rebuilt from the caches even without watch events.
     pub resync: Duration,
@@ -144,13 +144,23 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
             ip: config.cluster_dns,
             source,
         })?;
-        host.ensure_dummy(name, config.cluster_dns)
-            .await
-            .map_err(|source| Error::Interface {
-                name: name.clone(),
-                ip: config.cluster_dns,
-                source,
-            })?;
+        let held = match host.ensure_dummy(name, config.cluster_dns).await {
+            // A kernel built without dummy links: loopback holds the address instead, which
+            // makes it just as local (the host and, through the bridge, pods reach it).
+            Err(e) if e.unsupported() => {
+                tracing::info!(
+                    ip = %config.cluster_dns,
+                    "the kernel has no dummy interfaces; the cluster dns address goes on lo"
+                );
+                host.add_address("lo", config.cluster_dns, 32).await
+            }
+            other => other,
+        };
+        held.map_err(|source| Error::Interface {
+            name: name.clone(),
+            ip: config.cluster_dns,
+            source,
+        })?;
     }
     let upstreams = forward::upstreams(&config.resolv_conf, &[IpAddr::V4(config.cluster_dns)])?;
     if upstreams.is_empty() {

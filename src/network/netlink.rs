@@ -43,6 +43,14 @@ pub enum Error {
     Netns(#[from] netns::Error),
 }
 
+impl Error {
+    /// Whether the kernel refused because it lacks the feature (e.g. no `dummy` link type in a
+    /// kernel built without it).
+    pub fn unsupported(&self) -> bool {
+        matches!(self, Error::Request { source, .. } if errno(source) == Some(Errno::EOPNOTSUPP))
+    }
+}
+
 fn request(op: &'static str, name: &str) -> impl FnOnce(rtnetlink::Error) -> Error {
     let name = name.to_string();
     move |source| Error::Request { op, name, source }
@@ -136,6 +144,21 @@ impl Host {
             .await
             .map_err(request("set up", name))?;
         set_only_address(h, index, name, ip, 32).await
+    }
+
+    /// Adds `ip/prefix` to the link `name` unless it has it, keeping its other addresses (for
+    /// `lo`, whose 127.0.0.1 must stay).
+    pub async fn add_address(&self, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), Error> {
+        let h = &self.handle;
+        let index = link_index(h, name)
+            .await?
+            .ok_or_else(|| Error::NoLink(name.to_string()))?;
+        h.address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .replace()
+            .execute()
+            .await
+            .map_err(request("add address to", name))
     }
 
     /// Creates a veth pair whose host end `host` stays here and whose other end is created

@@ -145,21 +145,32 @@ impl Drop for Upstream {
     }
 }
 
-/// Whether the cluster DNS address is on the `rk3s-dns` interface: only then do queries to it
-/// stay on this machine (otherwise they would follow the default route).
+/// Whether the cluster DNS address is local (on `rk3s-dns`, or on `lo` when the kernel has no
+/// dummy links): only then do queries to it stay on this machine.
 fn address_is_local() -> bool {
     let out = Command::new("ip")
-        .args(["-o", "addr", "show", "dev", "rk3s-dns"])
+        .args(["-o", "-4", "addr", "show"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).contains(&format!("inet {CLUSTER_DNS}/32"))
 }
 
 fn wait_address_local(c: &Cluster) {
-    c.eventually(
-        "the rk3s-dns interface with the cluster dns address",
-        address_is_local,
-    );
+    c.eventually("the cluster dns address on this host", address_is_local);
+}
+
+/// Removes the cluster DNS address from the host when dropped (the killed server leaves it).
+struct RemoveAddress;
+
+impl Drop for RemoveAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", "rk3s-dns"])
+            .output();
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{CLUSTER_DNS}/32"), "dev", "lo"])
+            .output();
+    }
 }
 
 fn server() -> SocketAddr {
@@ -307,6 +318,7 @@ fn records_and_forwarding() {
         println!("SKIP: the dns tests need root");
         return;
     }
+    let _cleanup = RemoveAddress;
     let upstream = Upstream::start();
     let dir = tempfile::tempdir().unwrap();
     let resolv = dir.path().join("resolv.conf");
@@ -422,7 +434,21 @@ fn records_and_forwarding() {
         ))]
     );
 
-    // ExternalName: the CNAME, completed with the target's address from upstream.
+    // Forwarding: a name outside the zone goes to the upstream in the namespace, and the
+    // second query is served from the cache.
+    let before = upstream.queries();
+    let r = query(UPSTREAM_NAME, wire::TYPE_A);
+    assert_eq!(r.rcode, wire::RCODE_NOERROR);
+    assert_eq!(data(&r), [a(&UPSTREAM_ANSWER.to_string())]);
+    let after_first = upstream.queries();
+    assert!(after_first > before, "the upstream was not asked");
+    let r = query(UPSTREAM_NAME, wire::TYPE_A);
+    assert_eq!(data(&r), [a(&UPSTREAM_ANSWER.to_string())]);
+    assert_eq!(upstream.queries(), after_first, "the answer was not cached");
+    let r = query("unknown.rk3s-test", wire::TYPE_A);
+    assert_eq!(r.rcode, wire::RCODE_NXDOMAIN);
+
+    // ExternalName: the CNAME, completed with the target's address from upstream (cached).
     let r = query("ext.default.svc.cluster.local", wire::TYPE_A);
     assert_eq!(
         data(&r),
@@ -464,23 +490,26 @@ fn records_and_forwarding() {
     assert!(r.answer.is_empty());
     assert_eq!(r.authority.len(), 1);
 
-    // Forwarding: a name outside the zone goes to the upstream in the namespace, and the
-    // second query is served from the cache.
-    let before = upstream.queries();
-    let r = query(UPSTREAM_NAME, wire::TYPE_A);
-    assert_eq!(r.rcode, wire::RCODE_NOERROR);
-    assert_eq!(data(&r), [a(&UPSTREAM_ANSWER.to_string())]);
-    let after_first = upstream.queries();
-    assert!(after_first > before, "the upstream was not asked");
-    let r = query(UPSTREAM_NAME, wire::TYPE_A);
-    assert_eq!(data(&r), [a(&UPSTREAM_ANSWER.to_string())]);
-    assert_eq!(upstream.queries(), after_first, "the answer was not cached");
-    let r = query("unknown.rk3s-test", wire::TYPE_A);
-    assert_eq!(r.rcode, wire::RCODE_NXDOMAIN);
-
     // A pod with dnsPolicy ClusterFirst resolves the service by its short, namespaced and
-    // full names through its search path (busybox's nslookup applies `search`).
+    // full names through its search path and ndots:5. busybox's `ping` resolves with libc
+    // (getaddrinfo applies both) and prints the address; its TTL of 1 keeps the echo request
+    // from going past this host. busybox's `nslookup` applies the search list to names
+    // without a dot only, so it checks the short and the full name.
     for name in ["web", "web.default", "web.default.svc.cluster.local"] {
+        let out = c.run(
+            &[
+                "exec", "db-0", "--", "busybox", "ping", "-c", "1", "-W", "1", "-t", "1", name,
+            ],
+            None,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("({web_ip})")),
+            "ping {name} in the pod: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for name in ["web", "web.default.svc.cluster.local"] {
         let out = c.run(&["exec", "db-0", "--", "nslookup", name], None);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -531,10 +560,11 @@ fn disabled() {
     wait_node_ready(&c);
     let out = c.run(&["get", "service", "kube-dns", "-n", "kube-system"], None);
     assert!(!out.status.success(), "kube-dns exists with --disable=dns");
-    // The interface may remain from an earlier run (nothing removes it yet); the server must
-    // not answer on it. Without it, nothing is sent: the query would leave the machine.
+    // Make the address local ourselves (so the query cannot leave the machine): nothing may
+    // answer on it.
+    let _cleanup = RemoveAddress;
     if !address_is_local() {
-        return;
+        ip(&["addr", "add", &format!("{CLUSTER_DNS}/32"), "dev", "lo"]);
     }
     let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
     socket
