@@ -55,8 +55,8 @@ impl Handler {
         &self.forwarder
     }
 
-    /// Answers `buf`; `udp_limit` is `Some` over UDP. `None`: no answer at all (the message was
-    /// a response or too short to carry an id).
+    /// Answers `buf` (over UDP when `udp`: answers are truncated to the client's size).
+    /// `None`: no answer at all (the message was a response or too short to carry an id).
     pub async fn handle(&self, buf: &[u8], udp: bool) -> Option<Vec<u8>> {
         match self.step(buf, udp) {
             Step::Done(out) => out,
@@ -220,5 +220,130 @@ async fn serve_connection(mut stream: TcpStream, handler: Arc<Handler>) {
         if stream.write_all(&framed).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::records::{self, Zone};
+    use crate::dns::wire::{Data, TYPE_A, encode_query, parse_response};
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+    fn zone() -> Records {
+        let services: Vec<Service> = vec![
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "big", "namespace": "default"},
+                "spec": {"clusterIP": "None"}
+            }))
+            .unwrap(),
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "ext", "namespace": "default"},
+                "spec": {"type": "ExternalName", "externalName": "target.example"}
+            }))
+            .unwrap(),
+        ];
+        let endpoints: Vec<serde_json::Value> = (0..100)
+            .map(|i| serde_json::json!({"addresses": [format!("10.42.1.{i}")]}))
+            .collect();
+        let slices: Vec<EndpointSlice> = vec![
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "big-1", "namespace": "default",
+                             "labels": {"kubernetes.io/service-name": "big"}},
+                "addressType": "IPv4",
+                "endpoints": endpoints
+            }))
+            .unwrap(),
+        ];
+        let z = Zone {
+            domain: "cluster.local".into(),
+            cluster_dns: None,
+            serial: 1,
+        };
+        records::build(&z, &services, &slices)
+    }
+
+    #[tokio::test]
+    async fn large_answers_are_truncated_over_udp_and_whole_over_tcp() {
+        let h = Handler::new(zone(), Forwarder::new(vec![]));
+        let q = encode_query(5, "big.default.svc.cluster.local", TYPE_A);
+        let udp = parse_response(&h.handle(&q, true).await.unwrap()).unwrap();
+        assert!(udp.tc);
+        assert!(udp.answer.is_empty());
+        let tcp = parse_response(&h.handle(&q, false).await.unwrap()).unwrap();
+        assert!(!tcp.tc);
+        assert_eq!(tcp.answer.len(), 100);
+    }
+
+    #[tokio::test]
+    async fn outside_names_without_upstreams_are_servfail() {
+        let h = Handler::new(zone(), Forwarder::new(vec![]));
+        let q = encode_query(6, "example.com", TYPE_A);
+        let r = parse_response(&h.handle(&q, true).await.unwrap()).unwrap();
+        assert_eq!(r.rcode, wire::RCODE_SERVFAIL);
+        // A response is never answered.
+        let mut resp = q.clone();
+        resp[2] |= 0x80;
+        assert_eq!(h.handle(&resp, true).await, None);
+    }
+
+    #[tokio::test]
+    async fn external_names_are_completed_from_upstream_over_the_sockets() {
+        let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = upstream.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = upstream.recv_from(&mut buf).await {
+                let q = wire::parse_query(&buf[..n]).unwrap();
+                let s = Sections {
+                    answer: vec![wire::Record {
+                        name: q.name.clone(),
+                        ttl: 60,
+                        data: Data::A("192.0.2.9".parse().unwrap()),
+                    }],
+                    ..Default::default()
+                };
+                let out = wire::encode_response(&q, true, false, 0, &s, 512);
+                upstream.send_to(&out, from).await.unwrap();
+            }
+        });
+        let h = Arc::new(Handler::new(zone(), Forwarder::new(vec![up_addr])));
+        let (addr, task) = crate::dns::bind("127.0.0.1:0".parse().unwrap(), h)
+            .await
+            .unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client
+            .send_to(
+                &encode_query(8, "ext.default.svc.cluster.local", TYPE_A),
+                addr,
+            )
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let r = parse_response(&buf[..n]).unwrap();
+        let data: Vec<Data> = r.answer.into_iter().map(|r| r.data).collect();
+        assert_eq!(
+            data,
+            [
+                Data::Cname("target.example".into()),
+                Data::A("192.0.2.9".parse().unwrap())
+            ]
+        );
+        // Over TCP, through the same listener port.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let q = encode_query(9, "big.default.svc.cluster.local", TYPE_A);
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        s.write_all(&framed).await.unwrap();
+        let len = s.read_u16().await.unwrap();
+        let mut body = vec![0u8; usize::from(len)];
+        s.read_exact(&mut body).await.unwrap();
+        assert_eq!(parse_response(&body).unwrap().answer.len(), 100);
+        task.abort();
     }
 }
