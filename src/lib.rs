@@ -6,6 +6,7 @@ pub mod apiserver;
 pub mod cli;
 pub mod controllers;
 pub mod data_dir;
+pub mod dns;
 pub mod kubelet;
 pub mod leader;
 pub mod network;

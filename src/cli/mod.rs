@@ -12,7 +12,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 
 use crate::data_dir::DataDir;
 use crate::store::{self, grpc};
-use crate::{apiserver, controllers, data_dir, kubelet, scheduler, server};
+use crate::{apiserver, controllers, data_dir, dns, kubelet, scheduler, server};
 
 /// How often controllers reconcile everything without watch events.
 const CONTROLLER_RESYNC: Duration = Duration::from_secs(30);
@@ -186,6 +186,11 @@ struct ServerArgs {
     /// The cluster DNS address pods resolve through.
     #[arg(long, env = "RK3S_CLUSTER_DNS", default_value = "10.43.0.10")]
     cluster_dns: std::net::Ipv4Addr,
+    /// The resolv.conf whose nameservers the cluster DNS forwards other names to (k3s's
+    /// `--resolv-conf`; a file listing only systemd-resolved's stub is replaced by resolved's
+    /// own list).
+    #[arg(long, env = "RK3S_RESOLV_CONF", default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// The registries file (k3s format: mirrors, rewrites, auth, TLS).
     #[arg(
         long,
@@ -205,6 +210,8 @@ enum Component {
     LocalStorage,
     /// metrics.k8s.io (`kubectl top`).
     Metrics,
+    /// The cluster DNS server, its kube-dns Service and its interface.
+    Dns,
 }
 
 impl Component {
@@ -212,6 +219,7 @@ impl Component {
         server::Disabled {
             local_storage: list.contains(&Component::LocalStorage),
             metrics: list.contains(&Component::Metrics),
+            dns: list.contains(&Component::Dns),
         }
     }
 }
@@ -500,8 +508,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 version: apiserver::KUBERNETES_VERSION.to_string(),
             });
             let disable = Component::disabled(&args.disable);
+            // The DNS server runs in every node process (next to the kubelet), like k3s's
+            // CoreDNS pod runs on a node.
+            let dns = (!args.disable_agent && !disable.dns).then(|| dns::Config {
+                cluster_dns: args.cluster_dns,
+                cluster_domain: args.cluster_domain.clone(),
+                resolv_conf: args.resolv_conf.clone(),
+                port: 53,
+                interface: Some(dns::INTERFACE.to_string()),
+                resync: CONTROLLER_RESYNC,
+            });
             let config = server::Config {
                 disable,
+                dns,
                 kubelet,
                 cluster_cidr: args.cluster_cidr,
                 store: args

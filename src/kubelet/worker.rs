@@ -1649,6 +1649,15 @@ fn etc_hosts(
 /// resolv.conf from dnsPolicy, as upstream: ClusterFirst points at the cluster DNS with the
 /// search path and ndots:5; Default copies the host's; None uses only dnsConfig.
 pub fn resolv_conf(pod: &Pod, config: &super::Config) -> String {
+    resolv_conf_with(pod, config, host_resolv())
+}
+
+/// [`resolv_conf`] with the host's (nameservers, searches, options) given.
+fn resolv_conf_with(
+    pod: &Pod,
+    config: &super::Config,
+    host: (Vec<String>, Vec<String>, Vec<String>),
+) -> String {
     let spec = pod.spec.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let d = &config.cluster_domain;
@@ -1657,14 +1666,23 @@ pub fn resolv_conf(pod: &Pod, config: &super::Config) -> String {
         .dns_policy
         .clone()
         .unwrap_or_else(|| "ClusterFirst".into());
-    let host = host_resolv();
     let (mut servers, mut searches, mut options) = match policy.as_str() {
         "ClusterFirst" if host_network => host.clone(),
-        "ClusterFirst" | "ClusterFirstWithHostNet" => (
-            vec![config.cluster_dns.to_string()],
-            vec![format!("{ns}.svc.{d}"), format!("svc.{d}"), d.clone()],
-            vec!["ndots:5".to_string()],
-        ),
+        "ClusterFirst" | "ClusterFirstWithHostNet" => {
+            // Upstream's generateSearchesForDNSClusterFirst: the cluster's three domains, then
+            // the host's search domains, without duplicates.
+            let mut searches = vec![format!("{ns}.svc.{d}"), format!("svc.{d}"), d.clone()];
+            for h in &host.1 {
+                if !searches.contains(h) {
+                    searches.push(h.clone());
+                }
+            }
+            (
+                vec![config.cluster_dns.to_string()],
+                searches,
+                vec!["ndots:5".to_string()],
+            )
+        }
         "None" => (vec![], vec![], vec![]),
         _ => host,
     };
@@ -1772,14 +1790,29 @@ mod tests {
         let pod: Pod = serde_json::from_value(json!({"metadata": {"namespace": "shop"},
             "spec": {"containers": [], "dnsConfig": {"options": [{"name": "ndots", "value": "2"}]}}}))
         .unwrap();
+        let host = (
+            vec!["192.0.2.1".to_string()],
+            vec!["corp.example".to_string(), "cluster.local".to_string()],
+            vec!["rotate".to_string()],
+        );
         assert_eq!(
-            resolv_conf(&pod, &config),
-            "search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.43.0.10\noptions ndots:2\n"
+            resolv_conf_with(&pod, &config, host.clone()),
+            "search shop.svc.cluster.local svc.cluster.local cluster.local corp.example\nnameserver 10.43.0.10\noptions ndots:2\n"
         );
         let none: Pod = serde_json::from_value(json!({"metadata": {"namespace": "x"},
             "spec": {"containers": [], "dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.1.1.1"]}}}))
         .unwrap();
-        assert_eq!(resolv_conf(&none, &config), "nameserver 1.1.1.1\n");
+        assert_eq!(
+            resolv_conf_with(&none, &config, host.clone()),
+            "nameserver 1.1.1.1\n"
+        );
+        let default: Pod = serde_json::from_value(json!({"metadata": {"namespace": "x"},
+            "spec": {"containers": [], "dnsPolicy": "Default"}}))
+        .unwrap();
+        assert_eq!(
+            resolv_conf_with(&default, &config, host),
+            "search corp.example cluster.local\nnameserver 192.0.2.1\noptions rotate\n"
+        );
     }
 
     #[test]

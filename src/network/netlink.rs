@@ -18,7 +18,7 @@ use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, State};
 use nix::errno::Errno;
 use rtnetlink::{
-    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    Handle, LinkBridge, LinkBridgePort, LinkDummy, LinkMessageBuilder, LinkUnspec, LinkVeth,
     RouteMessageBuilder,
 };
 
@@ -41,6 +41,14 @@ pub enum Error {
     NoLink(String),
     #[error(transparent)]
     Netns(#[from] netns::Error),
+}
+
+impl Error {
+    /// Whether the kernel refused because it lacks the feature (e.g. no `dummy` link type in a
+    /// kernel built without it).
+    pub fn unsupported(&self) -> bool {
+        matches!(self, Error::Request { source, .. } if errno(source) == Some(Errno::EOPNOTSUPP))
+    }
 }
 
 fn request(op: &'static str, name: &str) -> impl FnOnce(rtnetlink::Error) -> Error {
@@ -110,6 +118,47 @@ impl Host {
             .await
             .map_err(request("set up", name))?;
         set_only_address(h, index, name, gateway, prefix).await
+    }
+
+    /// Creates the dummy interface `name` (or adopts an existing one), brings it up and makes
+    /// `ip/32` its only IPv4 address: an address that is local to the host without belonging
+    /// to any real link, for a server that pods (through the bridge) and the host reach.
+    pub async fn ensure_dummy(&self, name: &str, ip: Ipv4Addr) -> Result<(), Error> {
+        let h = &self.handle;
+        match h
+            .link()
+            .add(LinkDummy::new(name).up().build())
+            .execute()
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if errno(&e) == Some(Errno::EEXIST) => {}
+            Err(e) => return Err(request("create dummy", name)(e)),
+        }
+        let index = link_index(h, name)
+            .await?
+            .ok_or_else(|| Error::NoLink(name.to_string()))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(request("set up", name))?;
+        set_only_address(h, index, name, ip, 32).await
+    }
+
+    /// Adds `ip/prefix` to the link `name` unless it has it, keeping its other addresses (for
+    /// `lo`, whose 127.0.0.1 must stay).
+    pub async fn add_address(&self, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), Error> {
+        let h = &self.handle;
+        let index = link_index(h, name)
+            .await?
+            .ok_or_else(|| Error::NoLink(name.to_string()))?;
+        h.address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .replace()
+            .execute()
+            .await
+            .map_err(request("add address to", name))
     }
 
     /// Creates a veth pair whose host end `host` stays here and whose other end is created

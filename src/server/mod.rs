@@ -11,7 +11,7 @@ use crate::apiserver::{self, Api};
 use crate::data_dir::DataDir;
 use crate::pki::{self, Pki};
 use crate::store::{self, Store, grpc};
-use crate::{controllers, kubelet, leader, network, scheduler};
+use crate::{controllers, dns, kubelet, leader, network, scheduler};
 
 /// Everything `rk3s server` needs, built by `cli` from flags, env and the config file.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct Config {
     pub scheduler: Option<scheduler::Config>,
     /// The kubelet's settings; `None` with `--disable-agent`.
     pub kubelet: Option<kubelet::Config>,
+    /// The cluster DNS; `None` with `--disable-agent` or `--disable=dns`.
+    pub dns: Option<dns::Config>,
     /// `--cluster-cidr`: the pod network masquerades traffic leaving it.
     pub cluster_cidr: controllers::ipam::Cidr,
     /// The built-in components `--disable` turned off.
@@ -44,6 +46,8 @@ pub struct Disabled {
     pub local_storage: bool,
     /// metrics.k8s.io is not served.
     pub metrics: bool,
+    /// No cluster DNS server, no kube-dns Service, no `rk3s-dns` interface.
+    pub dns: bool,
 }
 
 /// Everything `rk3s datastore` needs: the store alone, served on one endpoint (like kine).
@@ -108,8 +112,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(k) => Some(start_kubelet(&config, k, &api).await?),
         None => None,
     };
+    let dns_task = match config.dns.clone() {
+        Some(d) => Some(start_dns(&api, d).await),
+        None => None,
+    };
     let result = serve_until_signal(store, listens, stop_tx).await;
     if let Some(t) = kubelet_task {
+        t.abort();
+    }
+    if let Some(t) = dns_task {
         t.abort();
     }
     elected.abort_all();
@@ -130,6 +141,28 @@ async fn ensure_local_storage(api: &Arc<Api>) -> anyhow::Result<()> {
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(e).context("creating the local-path StorageClass"),
     }
+}
+
+/// Creates the `kube-system/kube-dns` Service (kept if it exists: a user's edits stay) and
+/// starts the cluster DNS server. A DNS that cannot start (port 53 taken, no upstreams file) is
+/// logged, not fatal: the rest of the node still works, as a crashing CoreDNS pod would leave it.
+async fn start_dns(api: &Arc<Api>, d: dns::Config) -> tokio::task::JoinHandle<()> {
+    use k8s_openapi::api::core::v1::Service;
+    let client = apiserver::local::client(api.clone(), apiserver::local::controller_manager());
+    let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), "kube-system");
+    match services
+        .create(&Default::default(), &dns::kube_dns_service(d.cluster_dns))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => tracing::warn!(error = %e, "creating the kube-dns Service"),
+    }
+    tokio::spawn(async move {
+        if let Err(e) = dns::run(client, d).await {
+            tracing::error!(error = %format!("{:#}", anyhow::Error::from(e)), "the cluster dns did not start");
+        }
+    })
 }
 
 /// Starts this server's kubelet (its node), talking to the API in-process as

@@ -45,8 +45,13 @@ case "$name" in
     cargo build --release --bin rk3s --example bench-node
     RK3S_BIN=target/release/rk3s target/release/examples/bench-node
     ;;
+  services)
+    # The DNS half (in-process, loopback only); the proxy benchmark adds its own lines here.
+    cargo build --release --example bench-dns
+    target/release/examples/bench-dns
+    ;;
   *)
-    echo "usage: tests/bench/run.sh NAME (available: store, api, control, node)" >&2
+    echo "usage: tests/bench/run.sh NAME (available: store, api, control, node, services)" >&2
     exit 2
     ;;
 esac

@@ -6,6 +6,7 @@ mod cli;
 mod controllers;
 mod convert;
 mod crd;
+mod dns;
 mod etcdctl;
 mod gc;
 mod install;
