@@ -8,6 +8,7 @@ pub mod controllers;
 pub mod data_dir;
 pub mod kubelet;
 pub mod leader;
+pub mod netpol;
 pub mod network;
 pub mod pki;
 pub mod scheduler;
