@@ -12,7 +12,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 
 use crate::data_dir::DataDir;
 use crate::store::{self, grpc};
-use crate::{apiserver, controllers, data_dir, kubelet, scheduler, server};
+use crate::{apiserver, controllers, data_dir, kubelet, netpol, scheduler, server};
 
 /// How often controllers reconcile everything without watch events.
 const CONTROLLER_RESYNC: Duration = Duration::from_secs(30);
@@ -205,6 +205,8 @@ enum Component {
     LocalStorage,
     /// metrics.k8s.io (`kubectl top`).
     Metrics,
+    /// NetworkPolicy enforcement (k3s's embedded network-policy controller).
+    NetworkPolicy,
 }
 
 impl Component {
@@ -212,6 +214,7 @@ impl Component {
         server::Disabled {
             local_storage: list.contains(&Component::LocalStorage),
             metrics: list.contains(&Component::Metrics),
+            network_policy: list.contains(&Component::NetworkPolicy),
         }
     }
 }
@@ -500,8 +503,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 version: apiserver::KUBERNETES_VERSION.to_string(),
             });
             let disable = Component::disabled(&args.disable);
+            let netpol = (!args.disable_agent && !disable.network_policy).then(|| netpol::Config {
+                node_name: node_name.clone(),
+                resync: CONTROLLER_RESYNC,
+            });
             let config = server::Config {
                 disable,
+                netpol,
                 kubelet,
                 cluster_cidr: args.cluster_cidr,
                 store: args
