@@ -5,6 +5,9 @@
 //! whole file as one transaction, so the table is never seen half-written. No other table is read
 //! or changed. This is the nftables form of what flannel's iptables rules do (`FLANNEL-POSTRTG`
 //! masquerade for pod CIDR → non-cluster destinations, `FLANNEL-FWD` accepts).
+//!
+//! [`apply`] and [`list_table`] also serve the components that keep their own objects in
+//! `table inet rk3s` (`netpol`): they render their scripts, this file runs them.
 
 use std::io::{self, Write};
 use std::process::{Command, Stdio};

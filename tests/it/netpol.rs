@@ -311,3 +311,57 @@ fn policy_matrix(c: &Cluster, image: &str) {
     expect(c, b_client, &web, 80, true);
     expect(c, b_oth, &a_other, 8080, true);
 }
+
+/// The `netpol*` object names of `table inet rk3s` (empty when the table is missing).
+fn netpol_objects() -> Vec<String> {
+    let out = Command::new("nft")
+        .args(["-t", "list", "table", "inet", "rk3s"])
+        .output()
+        .expect("run nft");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim().trim_end_matches('{').trim();
+            let name = l
+                .strip_prefix("chain ")
+                .or_else(|| l.strip_prefix("set "))?;
+            name.starts_with("netpol").then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// A start removes what an earlier run left (a set no policy needs), and a server started with
+/// `--disable=network-policy` removes every `netpol*` object and adds none.
+#[test]
+fn stale_objects_go_at_start_and_all_go_when_disabled() {
+    let _cleanup = TableCleanup;
+    if crate::node::is_root() {
+        // What an earlier run could have left: a set of a policy deleted since.
+        let seeded = Command::new("nft")
+            .arg("add table inet rk3s ; add set inet rk3s netpol-0000000000000000-pods { type ipv4_addr ; }")
+            .status()
+            .expect("run nft");
+        assert!(seeded.success());
+    }
+    let Some((c, _r, _image, _dir)) = start(33) else {
+        return;
+    };
+    c.eventually(
+        "the stale set removed and the forward chain in place",
+        || {
+            let objects = netpol_objects();
+            objects.iter().any(|o| o == "netpol-forward")
+                && !objects.iter().any(|o| o == "netpol-0000000000000000-pods")
+        },
+    );
+    drop(c);
+    let node = format!("--node-name={}", crate::node::NODE);
+    let Some(c) = Cluster::start_with(33, &["--enable-agent", &node, "--disable=network-policy"])
+    else {
+        return;
+    };
+    crate::node::wait_node_ready(&c);
+    c.eventually("no netpol objects with --disable=network-policy", || {
+        netpol_objects().is_empty()
+    });
+}
