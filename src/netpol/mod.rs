@@ -245,6 +245,7 @@ async fn sync_loop(mut rx: mpsc::UnboundedReceiver<Input>, config: Config) {
         };
         match result {
             Ok(()) => {
+                tracing::debug!(full, "network policy rules applied");
                 applied = Some(desired);
                 dirty_since = None;
                 if full {

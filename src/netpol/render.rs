@@ -916,6 +916,19 @@ mod tests {
     }
 
     #[test]
+    fn ip_block_of_everything_minus_the_cluster_reaches_both_ends() {
+        let r = ip_block_ranges("0.0.0.0/0", &["10.42.0.0/16".into()]);
+        assert_eq!(
+            r,
+            vec![
+                (0, u32::from(Ipv4Addr::new(10, 41, 255, 255))),
+                (u32::from(Ipv4Addr::new(10, 43, 0, 0)), u32::MAX)
+            ]
+        );
+        assert_eq!(merge(vec![(0, u32::MAX), (5, 6)]), vec![(0, u32::MAX)]);
+    }
+
+    #[test]
     fn overlapping_peers_merge_into_disjoint_intervals() {
         assert_eq!(
             merge(vec![(5, 9), (1, 3), (4, 4), (20, 30), (25, 26)]),
@@ -953,6 +966,51 @@ mod tests {
         .unwrap();
         assert!(!selects(Some(&bad), &labels(&[("a", "b")])));
         assert!(selects(Some(&LabelSelector::default()), &BTreeMap::new()));
+    }
+
+    #[test]
+    fn only_running_pod_network_pods_with_an_address_count() {
+        let kube = |spec: serde_json::Value, status: serde_json::Value| -> KubePod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"namespace": "a", "name": "p", "labels": {"app": "web"}},
+                "spec": spec,
+                "status": status,
+            }))
+            .unwrap()
+        };
+        let spec = serde_json::json!({"nodeName": "n1", "containers": [{
+            "name": "c",
+            "ports": [{"name": "http", "containerPort": 8080}, {"name": "dns", "containerPort": 53, "protocol": "UDP"}, {"containerPort": 9}]
+        }]});
+        let pod = Pod::from_kube(&kube(
+            spec.clone(),
+            serde_json::json!({"phase": "Running", "podIP": "10.42.0.9"}),
+        ))
+        .unwrap();
+        assert_eq!(pod.ip, Ipv4Addr::new(10, 42, 0, 9));
+        assert_eq!(pod.node, "n1");
+        assert_eq!(pod.port("http", "TCP"), Some(8080));
+        assert_eq!(pod.port("dns", "UDP"), Some(53));
+        assert_eq!(pod.port("dns", "TCP"), None);
+        assert!(
+            Pod::from_kube(&kube(spec.clone(), serde_json::json!({"phase": "Pending"}))).is_none()
+        );
+        assert!(
+            Pod::from_kube(&kube(
+                spec.clone(),
+                serde_json::json!({"phase": "Succeeded", "podIP": "10.42.0.9"})
+            ))
+            .is_none()
+        );
+        let mut host = spec;
+        host["hostNetwork"] = true.into();
+        assert!(
+            Pod::from_kube(&kube(
+                host,
+                serde_json::json!({"phase": "Running", "podIP": "192.168.1.2"})
+            ))
+            .is_none()
+        );
     }
 
     #[test]
