@@ -25,7 +25,7 @@ use crate::network::nat;
 /// How long a burst of watch events may take before the sync that follows it: pods and
 /// policies created together give one transaction instead of one each.
 const SETTLE: Duration = Duration::from_millis(50);
-/// How soon a failed apply is retried.
+/// How soon a failed apply is first retried (doubling with each further failure).
 const RETRY: Duration = Duration::from_secs(1);
 
 /// What the policy controller of one node needs, built by `cli`.
@@ -216,12 +216,21 @@ async fn sync_loop(mut rx: mpsc::UnboundedReceiver<Input>, config: Config) {
     // When the first change not yet applied arrived: a sync follows SETTLE after it, however
     // many events keep coming.
     let mut dirty_since: Option<tokio::time::Instant> = None;
+    // When the next full sync is due: at once, after each full sync `config.resync` later, and
+    // after failures with a back-off (a host without `nft` is not retried every second).
     let mut next_full = tokio::time::Instant::now();
+    let mut failures: u32 = 0;
     loop {
         let now = tokio::time::Instant::now();
-        let wait = match dirty_since {
-            Some(since) if state.ready() => (since + SETTLE).saturating_duration_since(now),
-            _ => next_full.saturating_duration_since(now),
+        let wait = if !state.ready() {
+            // The watches' lists wake the loop.
+            config.resync
+        } else if applied.is_none() {
+            next_full.saturating_duration_since(now)
+        } else if let Some(since) = dirty_since {
+            (since + SETTLE).saturating_duration_since(now)
+        } else {
+            next_full.saturating_duration_since(now)
         };
         tokio::select! {
             input = rx.recv() => {
@@ -233,7 +242,6 @@ async fn sync_loop(mut rx: mpsc::UnboundedReceiver<Input>, config: Config) {
             _ = tokio::time::sleep(wait) => {}
         }
         if !state.ready() {
-            next_full = tokio::time::Instant::now() + RETRY;
             continue;
         }
         let desired = state.render(&config.node_name);
@@ -248,6 +256,7 @@ async fn sync_loop(mut rx: mpsc::UnboundedReceiver<Input>, config: Config) {
                 tracing::debug!(full, "network policy rules applied");
                 applied = Some(desired);
                 dirty_since = None;
+                failures = 0;
                 if full {
                     next_full = tokio::time::Instant::now() + config.resync;
                 }
@@ -255,7 +264,9 @@ async fn sync_loop(mut rx: mpsc::UnboundedReceiver<Input>, config: Config) {
             Err(e) => {
                 tracing::warn!(error = %e, "network policy: applying the nftables rules");
                 applied = None;
-                next_full = tokio::time::Instant::now() + RETRY;
+                let backoff = RETRY.saturating_mul(1 << failures.min(8));
+                failures = failures.saturating_add(1);
+                next_full = tokio::time::Instant::now() + backoff.min(config.resync);
                 dirty_since = None;
             }
         }
