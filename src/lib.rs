@@ -9,6 +9,7 @@ pub mod data_dir;
 pub mod dns;
 pub mod kubelet;
 pub mod leader;
+pub mod netpol;
 pub mod network;
 pub mod pki;
 pub mod scheduler;

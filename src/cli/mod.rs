@@ -12,7 +12,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 
 use crate::data_dir::DataDir;
 use crate::store::{self, grpc};
-use crate::{apiserver, controllers, data_dir, dns, kubelet, scheduler, server};
+use crate::{apiserver, controllers, data_dir, dns, kubelet, netpol, scheduler, server};
 
 /// How often controllers reconcile everything without watch events.
 const CONTROLLER_RESYNC: Duration = Duration::from_secs(30);
@@ -212,6 +212,8 @@ enum Component {
     Metrics,
     /// The cluster DNS server, its kube-dns Service and its interface.
     Dns,
+    /// NetworkPolicy enforcement (k3s's embedded network-policy controller).
+    NetworkPolicy,
 }
 
 impl Component {
@@ -220,6 +222,7 @@ impl Component {
             local_storage: list.contains(&Component::LocalStorage),
             metrics: list.contains(&Component::Metrics),
             dns: list.contains(&Component::Dns),
+            network_policy: list.contains(&Component::NetworkPolicy),
         }
     }
 }
@@ -518,9 +521,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 interface: Some(dns::INTERFACE.to_string()),
                 resync: CONTROLLER_RESYNC,
             });
+            let netpol = (!args.disable_agent && !disable.network_policy).then(|| netpol::Config {
+                node_name: node_name.clone(),
+                resync: CONTROLLER_RESYNC,
+            });
             let config = server::Config {
                 disable,
                 dns,
+                netpol,
                 kubelet,
                 cluster_cidr: args.cluster_cidr,
                 store: args

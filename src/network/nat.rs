@@ -5,6 +5,9 @@
 //! whole file as one transaction, so the table is never seen half-written. No other table is read
 //! or changed. This is the nftables form of what flannel's iptables rules do (`FLANNEL-POSTRTG`
 //! masquerade for pod CIDR → non-cluster destinations, `FLANNEL-FWD` accepts).
+//!
+//! [`apply`] and [`list_table`] also serve the components that keep their own objects in
+//! `table inet rk3s` (`netpol`): they render their scripts, this file runs them.
 
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
@@ -95,6 +98,32 @@ pub fn apply(table: &str, script: &str) -> Result<(), Error> {
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
     }
+}
+
+/// The ruleset of one table as `nft -t list table <family> <table>` prints it (terse: set
+/// elements left out). A table that does not exist gives an empty string. Blocks; call it off
+/// the async runtime.
+pub fn list_table(family: &str, table: &str) -> Result<String, Error> {
+    let out = Command::new("nft")
+        .args(["-t", "list", "table", family, table])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            table: table.to_string(),
+            source,
+        })?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    // nft reports a missing table as ENOENT ("No such file or directory").
+    if stderr.contains("No such file or directory") {
+        return Ok(String::new());
+    }
+    Err(Error::Rejected {
+        table: table.to_string(),
+        stderr,
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::apiserver::{self, Api};
 use crate::data_dir::DataDir;
 use crate::pki::{self, Pki};
 use crate::store::{self, Store, grpc};
-use crate::{controllers, dns, kubelet, leader, network, scheduler};
+use crate::{controllers, dns, kubelet, leader, netpol, network, scheduler};
 
 /// Everything `rk3s server` needs, built by `cli` from flags, env and the config file.
 #[derive(Debug, Clone)]
@@ -37,6 +37,9 @@ pub struct Config {
     pub cluster_cidr: controllers::ipam::Cidr,
     /// The built-in components `--disable` turned off.
     pub disable: Disabled,
+    /// The NetworkPolicy controller of this node; `None` without the agent or with
+    /// `--disable=network-policy`.
+    pub netpol: Option<netpol::Config>,
 }
 
 /// `--disable=…`: which built-in components (k3s's packaged addons) do not run.
@@ -48,6 +51,8 @@ pub struct Disabled {
     pub metrics: bool,
     /// No cluster DNS server, no kube-dns Service, no `rk3s-dns` interface.
     pub dns: bool,
+    /// NetworkPolicies are not enforced (and rules of an earlier run are removed).
+    pub network_policy: bool,
 }
 
 /// Everything `rk3s datastore` needs: the store alone, served on one endpoint (like kine).
@@ -116,11 +121,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(d) => Some(start_dns(&api, d).await),
         None => None,
     };
+    let netpol_task = start_netpol(&config, &api).await;
     let result = serve_until_signal(store, listens, stop_tx).await;
     if let Some(t) = kubelet_task {
         t.abort();
     }
     if let Some(t) = dns_task {
+        t.abort();
+    }
+    if let Some(t) = netpol_task {
         t.abort();
     }
     elected.abort_all();
@@ -203,6 +212,26 @@ async fn start_kubelet(
     );
     api.register_kubelet(&node_name, kubelet::logs::router(kubelet.clone()));
     Ok(tokio::spawn(kubelet.run()))
+}
+
+/// Starts the NetworkPolicy controller of this node (as the node's user, like the kubelet), or
+/// with `--disable=network-policy` removes the rules an earlier run left: a controller that is
+/// off must not keep enforcing stale policies.
+async fn start_netpol(config: &Config, api: &Arc<Api>) -> Option<tokio::task::JoinHandle<()>> {
+    let k = config.kubelet.as_ref()?;
+    match &config.netpol {
+        Some(n) => {
+            let client =
+                apiserver::local::client(api.clone(), apiserver::local::node(&k.node_name));
+            Some(tokio::spawn(netpol::run(client, n.clone())))
+        }
+        None => {
+            if let Err(e) = netpol::remove().await {
+                tracing::warn!(error = %e, "removing the network policy rules of an earlier run");
+            }
+            None
+        }
+    }
 }
 
 /// Starts the Kubernetes API: PKI, bootstrap objects, the HTTPS listener, then the kubeconfig

@@ -13,6 +13,7 @@ mod install;
 mod jobs;
 mod kube_rs;
 mod kubectl;
+mod netpol;
 mod node;
 mod python;
 mod services_ctrl;
