@@ -10,6 +10,7 @@ pub mod kubelet;
 pub mod leader;
 pub mod network;
 pub mod pki;
+pub mod proxy;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -12,7 +12,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 
 use crate::data_dir::DataDir;
 use crate::store::{self, grpc};
-use crate::{apiserver, controllers, data_dir, kubelet, scheduler, server};
+use crate::{apiserver, controllers, data_dir, kubelet, proxy, scheduler, server};
 
 /// How often controllers reconcile everything without watch events.
 const CONTROLLER_RESYNC: Duration = Duration::from_secs(30);
@@ -205,6 +205,8 @@ enum Component {
     LocalStorage,
     /// metrics.k8s.io (`kubectl top`).
     Metrics,
+    /// The built-in LoadBalancer (k3s's ServiceLB / klipper-lb).
+    Servicelb,
 }
 
 impl Component {
@@ -212,6 +214,7 @@ impl Component {
         server::Disabled {
             local_storage: list.contains(&Component::LocalStorage),
             metrics: list.contains(&Component::Metrics),
+            servicelb: list.contains(&Component::Servicelb),
         }
     }
 }
@@ -500,8 +503,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 version: apiserver::KUBERNETES_VERSION.to_string(),
             });
             let disable = Component::disabled(&args.disable);
+            let proxy = (!args.disable_agent).then(|| proxy::Config {
+                node_name: node_name.clone(),
+                node_ips: match node_ip {
+                    std::net::IpAddr::V4(ip) if !ip.is_loopback() => vec![ip],
+                    _ => Vec::new(),
+                },
+                cluster_cidr: ipnet::Ipv4Net::new(
+                    std::net::Ipv4Addr::from(args.cluster_cidr.base),
+                    args.cluster_cidr.len,
+                )
+                .unwrap_or_default(),
+                // The built-in DNS server answers at the cluster DNS address itself.
+                skip_cluster_ip: Some(args.cluster_dns),
+                resync: CONTROLLER_RESYNC,
+            });
             let config = server::Config {
                 disable,
+                proxy,
                 kubelet,
                 cluster_cidr: args.cluster_cidr,
                 store: args
@@ -518,6 +537,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     root_ca: String::new(),
                     storage_dir: data_dir.storage(),
                     local_storage: !disable.local_storage,
+                    servicelb: !disable.servicelb,
                 }),
                 scheduler: (!args.disable_scheduler).then(|| scheduler::Config {
                     identity: server::hostname(),

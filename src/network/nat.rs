@@ -13,7 +13,7 @@ use ipnet::Ipv4Net;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("running nft -f - for table {table}")]
+    #[error("running nft for table {table}")]
     Spawn {
         table: String,
         #[source]
@@ -95,6 +95,31 @@ pub fn apply(table: &str, script: &str) -> Result<(), Error> {
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
     }
+}
+
+/// The terse listing (`nft -t list table <family> <table>`: no set or map elements) of one
+/// table; a table that does not exist lists as the empty string. Blocks.
+pub fn list_table(family: &str, table: &str) -> Result<String, Error> {
+    let out = Command::new("nft")
+        .args(["-t", "list", "table", family, table])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            table: table.to_string(),
+            source,
+        })?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    // nft says "No such file or directory" for a missing table.
+    if stderr.contains("No such file or directory") {
+        return Ok(String::new());
+    }
+    Err(Error::Rejected {
+        table: table.to_string(),
+        stderr,
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::apiserver::{self, Api};
 use crate::data_dir::DataDir;
 use crate::pki::{self, Pki};
 use crate::store::{self, Store, grpc};
-use crate::{controllers, kubelet, leader, network, scheduler};
+use crate::{controllers, kubelet, leader, network, proxy, scheduler};
 
 /// Everything `rk3s server` needs, built by `cli` from flags, env and the config file.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct Config {
     pub scheduler: Option<scheduler::Config>,
     /// The kubelet's settings; `None` with `--disable-agent`.
     pub kubelet: Option<kubelet::Config>,
+    /// The Service proxy's settings; `None` with `--disable-agent` (it runs with the kubelet).
+    pub proxy: Option<proxy::Config>,
     /// `--cluster-cidr`: the pod network masquerades traffic leaving it.
     pub cluster_cidr: controllers::ipam::Cidr,
     /// The built-in components `--disable` turned off.
@@ -44,6 +46,8 @@ pub struct Disabled {
     pub local_storage: bool,
     /// metrics.k8s.io is not served.
     pub metrics: bool,
+    /// No built-in LoadBalancer: LoadBalancer Services keep an empty status.
+    pub servicelb: bool,
 }
 
 /// Everything `rk3s datastore` needs: the store alone, served on one endpoint (like kine).
@@ -108,8 +112,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(k) => Some(start_kubelet(&config, k, &api).await?),
         None => None,
     };
+    let proxy_task = config.proxy.clone().map(|p| {
+        let client = apiserver::local::client(api.clone(), apiserver::local::node(&p.node_name));
+        tokio::spawn(proxy::run(client, p))
+    });
     let result = serve_until_signal(store, listens, stop_tx).await;
     if let Some(t) = kubelet_task {
+        t.abort();
+    }
+    if let Some(t) = proxy_task {
         t.abort();
     }
     elected.abort_all();

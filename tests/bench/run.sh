@@ -45,8 +45,20 @@ case "$name" in
     cargo build --release --bin rk3s --example bench-node
     RK3S_BIN=target/release/rk3s target/release/examples/bench-node
     ;;
+  services)
+    need=()
+    for pkg in protobuf-compiler nftables; do
+      dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+    done
+    if [ "${#need[@]}" -gt 0 ]; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    cargo build --release --example bench-services
+    target/release/examples/bench-services
+    ;;
   *)
-    echo "usage: tests/bench/run.sh NAME (available: store, api, control, node)" >&2
+    echo "usage: tests/bench/run.sh NAME (available: store, api, control, node, services)" >&2
     exit 2
     ;;
 esac

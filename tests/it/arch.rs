@@ -12,6 +12,8 @@ fn allowed(module: &str) -> &'static [&'static str] {
         "apiserver" => &["store", "data_dir", "pki"],
         // The kubelet drives the pod network through its seam (`network::HostNetwork`).
         "kubelet" => &["data_dir", "network"],
+        // The node's Service, DNS and NetworkPolicy agents run nft/netlink through `network`.
+        "proxy" | "dns" | "netpol" => &["data_dir", "network"],
         // Everything else: data_dir only (components never import each other).
         _ => &["data_dir"],
     }

@@ -14,6 +14,7 @@ mod kube_rs;
 mod kubectl;
 mod node;
 mod python;
+mod services;
 mod services_ctrl;
 mod simnodes;
 mod storage;
