@@ -84,12 +84,9 @@ fn full_sync(n: usize) -> anyhow::Result<(Duration, render::ServiceTable, render
     proxy::full_sync(&rs).with_context(|| format!("full sync of {n} services"))?;
     let took = start.elapsed();
     let listing = rk3s::network::nat::list_table(render::FAMILY, render::TABLE)?;
-    let chains = listing
-        .lines()
-        .filter(|l| l.trim_start().starts_with("chain endpoint-"))
-        .count();
-    if chains != 3 * n {
-        bail!("expected {} endpoint chains, the table has {chains}", 3 * n);
+    let targets = listing.matches("dnat ip to").count();
+    if targets != 3 * n {
+        bail!("expected {} DNAT rules, the table has {targets}", 3 * n);
     }
     Ok((took, t, rs))
 }
@@ -130,7 +127,7 @@ fn main() -> anyhow::Result<()> {
     samples.sort();
     let incremental = samples[samples.len() / 2];
     let listing = rk3s::network::nat::list_table(render::FAMILY, render::TABLE)?;
-    if !listing.contains("__10.42.200.19/8080") {
+    if !listing.contains("dnat ip to 10.42.200.19:8080") {
         bail!("the last incremental change is not in the table");
     }
     clear()?;

@@ -178,14 +178,20 @@ fn distinct(v: &[String]) -> usize {
     v.iter().collect::<std::collections::BTreeSet<_>>().len()
 }
 
-fn endpoint_chains(service: &str) -> usize {
-    nft(&["-t", "list", "table", "inet", "rk3s"])
-        .lines()
-        .filter(|l| {
-            let l = l.trim();
-            l.starts_with("chain endpoint-") && l.contains(&format!("-default/{service}/"))
-        })
-        .count()
+/// The DNAT rules in the ClusterIP chain of `service` (namespace default).
+fn endpoint_rules(service: &str) -> usize {
+    let listing = nft(&["-t", "list", "table", "inet", "rk3s"]);
+    let mut inside = false;
+    let mut count = 0;
+    for line in listing.lines().map(str::trim) {
+        if line.starts_with("chain ") {
+            inside = line.starts_with("chain service-")
+                && line.contains(&format!("-default/{service}/"));
+        } else if inside && line.contains("dnat ip to") {
+            count += 1;
+        }
+    }
+    count
 }
 
 fn service(c: &Cluster, name: &str) -> Value {
@@ -374,10 +380,10 @@ endpoints:
 
     // Scaling changes the endpoints in the rules; the last pod reaches itself through its
     // own Service (hairpin).
-    assert_eq!(endpoint_chains("web"), 3);
+    assert_eq!(endpoint_rules("web"), 3);
     c.ok(&["scale", "deployment", "web", "--replicas=1"]);
     poll("one endpoint chain", c, || {
-        (endpoint_chains("web") == 1).then_some(())
+        (endpoint_rules("web") == 1).then_some(())
     });
     let pods = c.json(&[
         "get",

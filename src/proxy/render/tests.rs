@@ -141,19 +141,26 @@ fn traffic_policies_local() {
     );
 }
 
+/// The DNAT targets of the ClusterIP's chain.
+fn targets(rs: &Ruleset) -> Vec<String> {
+    let chain = rs.maps["service-ips"].elements["10.43.0.20 . tcp . 80"]
+        .strip_prefix("goto ")
+        .unwrap()
+        .to_string();
+    rs.chains[&chain]
+        .rules
+        .iter()
+        .filter_map(|r| r.split_once("dnat ip to ").map(|(_, t)| t.to_string()))
+        .collect()
+}
+
 #[test]
 fn terminating_endpoints_are_used_only_without_ready_ones() {
     let mixed = render(&table(vec![web(vec![
         ep("10.42.0.5", "n1"),
         terminating(ep("10.42.0.6", "n1")),
     ])]));
-    let chains: Vec<&String> = mixed
-        .chains
-        .keys()
-        .filter(|c| c.starts_with("endpoint-"))
-        .collect();
-    assert_eq!(chains.len(), 1, "{chains:?}");
-    assert!(chains[0].ends_with("__10.42.0.5/8080"));
+    assert_eq!(targets(&mixed), ["10.42.0.5:8080"]);
 
     let draining = render(&table(vec![web(vec![
         terminating(ep("10.42.0.5", "n1")),
@@ -162,15 +169,28 @@ fn terminating_endpoints_are_used_only_without_ready_ones() {
             ..terminating(ep("10.42.0.6", "n1"))
         },
     ])]));
-    let chains: Vec<&String> = draining
-        .chains
-        .keys()
-        .filter(|c| c.starts_with("endpoint-"))
-        .collect();
-    assert_eq!(chains.len(), 1, "{chains:?}");
-    assert!(chains[0].ends_with("__10.42.0.5/8080"));
-    assert!(
-        draining.maps["service-ips"].elements["10.43.0.20 . tcp . 80"].starts_with("goto service-")
+    assert_eq!(targets(&draining), ["10.42.0.5:8080"]);
+}
+
+#[test]
+fn endpoints_are_picked_uniformly_by_a_cascade() {
+    let rs = render(&table(vec![web(vec![
+        ep("10.42.0.5", "n1"),
+        ep("10.42.0.6", "n1"),
+        ep("10.42.0.7", "n1"),
+    ])]));
+    let chain = rs.maps["service-ips"].elements["10.43.0.20 . tcp . 80"]
+        .strip_prefix("goto ")
+        .unwrap()
+        .to_string();
+    // 1/3, then 1/2 of the remaining 2/3, then the rest: 1/3 each.
+    assert_eq!(
+        rs.chains[&chain].rules,
+        [
+            "numgen random mod 3 == 0 meta l4proto tcp dnat ip to 10.42.0.5:8080",
+            "numgen random mod 2 == 0 meta l4proto tcp dnat ip to 10.42.0.6:8080",
+            "meta l4proto tcp dnat ip to 10.42.0.7:8080",
+        ]
     );
 }
 
