@@ -5,8 +5,7 @@
 //! Figures:
 //! - `sync_1k_s`, `sync_10k_s`: a full sync from an empty table: render, list the table (stale
 //!   objects), one `nft -f -` transaction.
-//! - `nft_peak_rss_10k_mb`: the largest max RSS of the `nft` children (`getrusage(CHILDREN)`,
-//!   which reports the maximum over the waited-for children, i.e. the 10k transaction's).
+//! - `nft_peak_rss_10k_mb`: the peak RSS (`VmHWM`) of `nft` applying the 10k full sync.
 //! - `incremental_ms`: median of 20 single-endpoint changes on the 10k table: render, diff,
 //!   apply (what the proxy does on an EndpointSlice event).
 //!
@@ -91,10 +90,42 @@ fn full_sync(n: usize) -> anyhow::Result<(Duration, render::ServiceTable, render
     Ok((took, t, rs))
 }
 
-fn peak_child_rss_mb() -> anyhow::Result<f64> {
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
-    // ru_maxrss is in KiB on Linux.
-    Ok(usage.max_rss() as f64 / 1024.0)
+/// The peak RSS of `nft -f -` applying `script` to an empty table, from the child's own
+/// `VmHWM` (its high-water mark), read until it exits. The child's rusage from wait4 would be
+/// wrong here: Linux starts a child's max RSS at its parent's when it execs.
+fn nft_peak_rss_mb(script: &str) -> anyhow::Result<f64> {
+    use std::io::Write as _;
+    clear()?;
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("running nft")?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut stdin = child.stdin.take().context("nft stdin")?;
+    let script = script.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+    let mut peak_kb = 0u64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            let hwm = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+            if let Some(kb) = hwm {
+                peak_kb = peak_kb.max(kb);
+            }
+        }
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer thread"))??;
+    Ok(peak_kb as f64 / 1024.0)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,7 +139,9 @@ fn main() -> anyhow::Result<()> {
 
     let (sync_1k, _, _) = full_sync(1_000)?;
     let (sync_10k, mut t, mut applied) = full_sync(10_000)?;
-    let rss = peak_child_rss_mb()?;
+    let rss = nft_peak_rss_mb(&render::full_script(&applied, &render::Existing::default()))?;
+    // Back to the table the incremental rounds start from.
+    proxy::full_sync(&applied)?;
 
     let mut samples = Vec::new();
     for round in 0..20u32 {
