@@ -169,6 +169,7 @@ pub async fn run(client: Client, config: Config) {
     }
     let mut applied: Option<Arc<render::Ruleset>> = None;
     let mut last_full = Instant::now();
+    let mut failures: u32 = 0;
     loop {
         let desired = Arc::new(render::render(&service_table(&config, &caches)));
         let full = applied.is_none() || last_full.elapsed() >= config.resync;
@@ -188,11 +189,15 @@ pub async fn run(client: Client, config: Config) {
                     tracing::debug!("service proxy full sync done");
                 }
                 applied = Some(desired);
+                failures = 0;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "service proxy sync failed; retrying with a full sync");
+                // 1 s, doubling up to 30 s: a host without nft must not flood the log.
+                let wait = Duration::from_secs(1 << failures.min(5)).min(Duration::from_secs(30));
+                failures = failures.saturating_add(1);
+                tracing::warn!(error = %e, retry_in = ?wait, "service proxy sync failed; retrying with a full sync");
                 applied = None;
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(wait).await;
                 continue;
             }
         }
