@@ -143,6 +143,19 @@ fn main() -> anyhow::Result<()> {
     // Back to the table the incremental rounds start from.
     proxy::full_sync(&applied)?;
 
+    let start = Instant::now();
+    let rendered = render::render(&t);
+    let render_10k = start.elapsed();
+    let start = Instant::now();
+    let script = render::diff_script(&applied, &rendered);
+    let diff_10k = start.elapsed();
+    drop((rendered, script));
+    println!(
+        "render of 10k services: {:.1} ms, diff against itself: {:.1} ms",
+        render_10k.as_secs_f64() * 1000.0,
+        diff_10k.as_secs_f64() * 1000.0
+    );
+
     let mut samples = Vec::new();
     for round in 0..20u32 {
         let which = (round as usize * 37) % t.services.len();
