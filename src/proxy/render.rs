@@ -641,8 +641,9 @@ pub fn full_script(rs: &Ruleset, existing: &Existing) -> String {
 /// changed.
 pub fn diff_script(old: &Ruleset, new: &Ruleset) -> String {
     let mut out = String::new();
-    for (name, chain) in &new.chains {
-        if !old.chains.contains_key(name) {
+    let chains = zip_sorted(&old.chains, &new.chains);
+    for (name, before, after) in &chains {
+        if let (None, Some(chain)) = (before, after) {
             write_chain_decl(&mut out, name, chain);
         }
     }
@@ -671,19 +672,19 @@ pub fn diff_script(old: &Ruleset, new: &Ruleset) -> String {
     let mut adds: Vec<(String, Vec<String>)> = Vec::new();
     for (name, map) in new.maps.iter() {
         let before = old.maps.get(name).unwrap_or(&empty);
-        let removed: Vec<String> = before
-            .elements
-            .iter()
-            .filter(|(k, v)| map.elements.get(*k) != Some(*v))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut removed = Vec::new();
+        let mut added = Vec::new();
+        for (key, was, is) in zip_sorted(&before.elements, &map.elements) {
+            if was.is_some() && was != is {
+                removed.push(key.clone());
+            }
+            if let Some(v) = is
+                && was != is
+            {
+                added.push(map.item(key, v));
+            }
+        }
         write_elements(&mut out, "delete", name, &removed);
-        let added: Vec<String> = map
-            .elements
-            .iter()
-            .filter(|(k, v)| before.elements.get(*k) != Some(*v))
-            .map(|(k, v)| map.item(k, v))
-            .collect();
         adds.push((name.clone(), added));
     }
     for (name, map) in &old.maps {
@@ -697,41 +698,83 @@ pub fn diff_script(old: &Ruleset, new: &Ruleset) -> String {
         .filter(|(n, d)| old.sets.get(*n).is_some_and(|o| o != *d))
         .map(|(n, _)| n)
         .collect();
+    let rewrite = |before: &Chain, after: &Chain| {
+        before.rules != after.rules || uses_any(after, &changed_sets)
+    };
     // Chains whose rules changed are flushed and refilled; removed chains are flushed first so
     // that a chain pointing at another removed chain does not block its deletion.
-    for (name, chain) in &new.chains {
-        match old.chains.get(name) {
-            Some(before) if before.rules == chain.rules && !uses_any(chain, &changed_sets) => {}
-            Some(_) => {
-                let _ = writeln!(out, "flush chain {FAMILY} {TABLE} {name}");
-            }
-            None => {}
+    for (name, before, after) in &chains {
+        if let (Some(b), Some(a)) = (before, after)
+            && rewrite(b, a)
+        {
+            let _ = writeln!(out, "flush chain {FAMILY} {TABLE} {name}");
         }
     }
-    for name in old.chains.keys().filter(|n| !new.chains.contains_key(*n)) {
-        let _ = writeln!(out, "flush chain {FAMILY} {TABLE} {name}");
+    for (name, before, after) in &chains {
+        if before.is_some() && after.is_none() {
+            let _ = writeln!(out, "flush chain {FAMILY} {TABLE} {name}");
+        }
     }
     for name in &changed_sets {
         let _ = writeln!(out, "delete set {FAMILY} {TABLE} {name}");
         write_set_decl(&mut out, name, &new.sets[*name]);
     }
-    for (name, chain) in &new.chains {
-        match old.chains.get(name) {
-            Some(before) if before.rules == chain.rules && !uses_any(chain, &changed_sets) => {}
-            _ => write_rules(&mut out, name, chain),
+    for (name, before, after) in &chains {
+        match (before, after) {
+            (Some(b), Some(a)) if !rewrite(b, a) => {}
+            (_, Some(a)) => write_rules(&mut out, name, a),
+            (_, None) => {}
         }
     }
     for (name, items) in adds {
         write_elements(&mut out, "add", &name, &items);
     }
-    for name in old.chains.keys().filter(|n| !new.chains.contains_key(*n)) {
-        let _ = writeln!(out, "delete chain {FAMILY} {TABLE} {name}");
+    for (name, before, after) in &chains {
+        if before.is_some() && after.is_none() {
+            let _ = writeln!(out, "delete chain {FAMILY} {TABLE} {name}");
+        }
     }
     for (name, map) in old.maps.iter().filter(|(n, _)| !new.maps.contains_key(*n)) {
         let _ = writeln!(out, "delete {} {FAMILY} {TABLE} {name}", map.noun());
     }
     for name in old.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
         let _ = writeln!(out, "delete set {FAMILY} {TABLE} {name}");
+    }
+    out
+}
+
+/// The keys of two sorted maps in order, with each side's value: one pass instead of a
+/// lookup per key (a 10,000-Service diff is dominated by this).
+fn zip_sorted<'a, V: PartialEq>(
+    a: &'a BTreeMap<String, V>,
+    b: &'a BTreeMap<String, V>,
+) -> Vec<(&'a String, Option<&'a V>, Option<&'a V>)> {
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let (mut ia, mut ib) = (a.iter().peekable(), b.iter().peekable());
+    loop {
+        let next = match (ia.peek(), ib.peek()) {
+            (None, None) => break,
+            (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+        };
+        match next {
+            std::cmp::Ordering::Less => {
+                if let Some((k, v)) = ia.next() {
+                    out.push((k, Some(v), None));
+                }
+            }
+            std::cmp::Ordering::Greater => {
+                if let Some((k, v)) = ib.next() {
+                    out.push((k, None, Some(v)));
+                }
+            }
+            std::cmp::Ordering::Equal => {
+                if let (Some((k, va)), Some((_, vb))) = (ia.next(), ib.next()) {
+                    out.push((k, Some(va), Some(vb)));
+                }
+            }
+        }
     }
     out
 }
