@@ -12,6 +12,7 @@ pub mod leader;
 pub mod netpol;
 pub mod network;
 pub mod pki;
+pub mod proxy;
 pub mod scheduler;
 pub mod server;
 pub mod store;

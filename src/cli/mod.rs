@@ -12,7 +12,7 @@ use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, 
 
 use crate::data_dir::DataDir;
 use crate::store::{self, grpc};
-use crate::{apiserver, controllers, data_dir, dns, kubelet, netpol, scheduler, server};
+use crate::{apiserver, controllers, data_dir, dns, kubelet, netpol, proxy, scheduler, server};
 
 /// How often controllers reconcile everything without watch events.
 const CONTROLLER_RESYNC: Duration = Duration::from_secs(30);
@@ -214,6 +214,8 @@ enum Component {
     Dns,
     /// NetworkPolicy enforcement (k3s's embedded network-policy controller).
     NetworkPolicy,
+    /// The built-in LoadBalancer (k3s's ServiceLB / klipper-lb).
+    Servicelb,
 }
 
 impl Component {
@@ -223,6 +225,7 @@ impl Component {
             metrics: list.contains(&Component::Metrics),
             dns: list.contains(&Component::Dns),
             network_policy: list.contains(&Component::NetworkPolicy),
+            servicelb: list.contains(&Component::Servicelb),
         }
     }
 }
@@ -525,10 +528,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 node_name: node_name.clone(),
                 resync: CONTROLLER_RESYNC,
             });
+            let proxy = (!args.disable_agent).then(|| proxy::Config {
+                node_name: node_name.clone(),
+                node_ips: match node_ip {
+                    std::net::IpAddr::V4(ip) if !ip.is_loopback() => vec![ip],
+                    _ => Vec::new(),
+                },
+                cluster_cidr: ipnet::Ipv4Net::new(
+                    std::net::Ipv4Addr::from(args.cluster_cidr.base),
+                    args.cluster_cidr.len,
+                )
+                .unwrap_or_default(),
+                // The built-in DNS server answers at the cluster DNS address itself; without
+                // it the address is an ordinary Service's (a user's CoreDNS).
+                skip_cluster_ip: (!disable.dns).then_some(args.cluster_dns),
+                resync: CONTROLLER_RESYNC,
+            });
             let config = server::Config {
                 disable,
                 dns,
                 netpol,
+                proxy,
                 kubelet,
                 cluster_cidr: args.cluster_cidr,
                 store: args
@@ -545,6 +565,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     root_ca: String::new(),
                     storage_dir: data_dir.storage(),
                     local_storage: !disable.local_storage,
+                    servicelb: !disable.servicelb,
                 }),
                 scheduler: (!args.disable_scheduler).then(|| scheduler::Config {
                     identity: server::hostname(),

@@ -24,6 +24,7 @@ pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod statefulset;
 pub mod ttl;
 
@@ -53,6 +54,8 @@ pub struct Config {
     pub storage_dir: std::path::PathBuf,
     /// Whether the local-path provisioner runs (`--disable=local-storage` turns it off).
     pub local_storage: bool,
+    /// Whether the built-in LoadBalancer runs (`--disable=servicelb` turns it off).
+    pub servicelb: bool,
 }
 
 /// The Lease the controller-manager's leader holds.
@@ -153,6 +156,7 @@ pub fn start(client: &Client, config: &Config) -> JoinSet<()> {
         endpoints.clone(),
         slices.clone(),
     );
+    let servicelb = servicelb::Controller::new(client.clone(), services.clone(), nodes.clone());
     let namespaces = Informer::<core::Namespace>::new(Api::all(client.clone()));
     let accounts = Informer::<core::ServiceAccount>::new(Api::all(client.clone()));
     let config_maps = Informer::<core::ConfigMap>::new(Api::all(client.clone()));
@@ -226,6 +230,9 @@ pub fn start(client: &Client, config: &Config) -> JoinSet<()> {
     set.spawn(endpoints.run());
     set.spawn(slices.run());
     set.spawn(endpoint.run(config.resync));
+    if config.servicelb {
+        set.spawn(servicelb.run(config.resync));
+    }
     set.spawn(namespaces.run());
     set.spawn(accounts.run());
     set.spawn(config_maps.run());

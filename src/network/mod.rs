@@ -189,6 +189,16 @@ impl Bridge {
             }
             netns::prepare_dir(&netns_dir)?;
             write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+            // Service traffic between two pods on the bridge is DNATed on the way in; its
+            // replies are bridged straight back unless bridged frames pass the IP hooks, where
+            // conntrack un-DNATs them (what kube-proxy requires of every node). The sysctl
+            // exists only with br_netfilter loaded; check-config reports when it is not.
+            let bridge_nf = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+            if Path::new(bridge_nf).exists() {
+                write_sysctl(bridge_nf, "1")?;
+            } else {
+                tracing::warn!("br_netfilter is not loaded: same-node Service traffic between pods will fail (modprobe br_netfilter)");
+            }
             nat::apply(&rules.table, &nat::render(&rules))?;
             Ok(())
         })

@@ -16,7 +16,7 @@ use ipnet::Ipv4Net;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("running nft -f - for table {table}")]
+    #[error("running nft for table {table}")]
     Spawn {
         table: String,
         #[source]

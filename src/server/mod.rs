@@ -11,7 +11,7 @@ use crate::apiserver::{self, Api};
 use crate::data_dir::DataDir;
 use crate::pki::{self, Pki};
 use crate::store::{self, Store, grpc};
-use crate::{controllers, dns, kubelet, leader, netpol, network, scheduler};
+use crate::{controllers, dns, kubelet, leader, netpol, network, proxy, scheduler};
 
 /// Everything `rk3s server` needs, built by `cli` from flags, env and the config file.
 #[derive(Debug, Clone)]
@@ -33,6 +33,8 @@ pub struct Config {
     pub kubelet: Option<kubelet::Config>,
     /// The cluster DNS; `None` with `--disable-agent` or `--disable=dns`.
     pub dns: Option<dns::Config>,
+    /// The Service proxy's settings; `None` with `--disable-agent` (it runs with the kubelet).
+    pub proxy: Option<proxy::Config>,
     /// `--cluster-cidr`: the pod network masquerades traffic leaving it.
     pub cluster_cidr: controllers::ipam::Cidr,
     /// The built-in components `--disable` turned off.
@@ -53,6 +55,8 @@ pub struct Disabled {
     pub dns: bool,
     /// NetworkPolicies are not enforced (and rules of an earlier run are removed).
     pub network_policy: bool,
+    /// No built-in LoadBalancer: LoadBalancer Services keep an empty status.
+    pub servicelb: bool,
 }
 
 /// Everything `rk3s datastore` needs: the store alone, served on one endpoint (like kine).
@@ -122,6 +126,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let netpol_task = start_netpol(&config, &api).await;
+    let proxy_task = config.proxy.clone().map(|p| {
+        let client = apiserver::local::client(api.clone(), apiserver::local::node(&p.node_name));
+        tokio::spawn(proxy::run(client, p))
+    });
     let result = serve_until_signal(store, listens, stop_tx).await;
     if let Some(t) = kubelet_task {
         t.abort();
@@ -130,6 +138,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         t.abort();
     }
     if let Some(t) = netpol_task {
+        t.abort();
+    }
+    if let Some(t) = proxy_task {
         t.abort();
     }
     elected.abort_all();

@@ -46,8 +46,17 @@ case "$name" in
     RK3S_BIN=target/release/rk3s target/release/examples/bench-node
     ;;
   services)
-    # The DNS half (in-process, loopback only); the proxy benchmark adds its own lines here.
-    cargo build --release --example bench-dns
+    need=()
+    for pkg in protobuf-compiler nftables; do
+      dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+    done
+    if [ "${#need[@]}" -gt 0 ]; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    cargo build --release --example bench-services --example bench-dns
+    target/release/examples/bench-services
+    # The DNS half (in-process, loopback only) adds its keys to the same file.
     target/release/examples/bench-dns
     ;;
   *)

@@ -16,6 +16,7 @@ mod kubectl;
 mod netpol;
 mod node;
 mod python;
+mod services;
 mod services_ctrl;
 mod simnodes;
 mod storage;
