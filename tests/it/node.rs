@@ -796,3 +796,18 @@ fn container_logs_rotate_by_size(c: &mut Cluster, _r: &Registry, image: &str) {
     assert_eq!(c.ok(&["logs", "chatty", "--tail=1"]), "last line\n");
     c.ok(&["delete", "pod", "chatty", "--wait=false"]);
 }
+
+node_test_once!(a_memory_hog_is_oom_killed);
+/// A container going over its memory limit is killed by the kernel and reported as upstream
+/// does: terminated with reason OOMKilled and exit code 137.
+fn a_memory_hog_is_oom_killed(c: &mut Cluster, _r: &Registry, image: &str) {
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: hog}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: hog\n    image: {image}\n    command: [tail, /dev/zero]\n    resources:\n      limits: {{memory: 32Mi}}\n"
+    );
+    c.ok_in(&["apply", "-f", "-"], Some(&manifest));
+    let v = wait_pod(c, "hog", "Failed", |v| phase(v) == "Failed");
+    let terminated = &container_status(&v, "hog")["state"]["terminated"];
+    assert_eq!(terminated["reason"], "OOMKilled", "{v}");
+    assert_eq!(terminated["exitCode"], 137, "{v}");
+    c.ok(&["delete", "pod", "hog", "--wait=false"]);
+}

@@ -282,6 +282,19 @@ fn services_reach_pods_through_the_proxy(c: &mut Cluster, image: &str) {
         &format!("http://{cluster_ip}/"),
     ]);
     assert!(body.trim().starts_with("web-"), "{body}");
+    // And by name, through the cluster DNS and the pod's search path.
+    for name in ["web", "web.default", "web.default.svc.cluster.local"] {
+        let body = c.ok(&[
+            "exec",
+            &first,
+            "--",
+            "wget",
+            "-q",
+            "-O-",
+            &format!("http://{name}/"),
+        ]);
+        assert!(body.trim().starts_with("web-"), "{name}: {body}");
+    }
 
     // An outside machine reaches the NodePort.
     let outside = Outside::create();
@@ -414,7 +427,30 @@ endpoints:
     assert_eq!(body.trim(), last);
 
     // A restarted server rebuilds the same ruleset, without duplicates, and removes what an
-    // earlier run left behind.
+    // earlier run left behind. Compared once the scaled-down pods are gone (terminating
+    // endpoints stay in the slices, and so in the hairpin set, until then).
+    poll("the scaled-down pods gone from the slices", c, || {
+        let slices = c.json(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "json",
+        ]);
+        let endpoints: usize = slices["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["endpoints"].as_array().map_or(0, Vec::len))
+            .sum();
+        (endpoints == 1).then_some(())
+    });
+    poll("a settled ruleset", c, || {
+        let a = normalized_table();
+        std::thread::sleep(Duration::from_millis(500));
+        (a == normalized_table()).then_some(())
+    });
     let before = normalized_table();
     nft(&[
         "add",

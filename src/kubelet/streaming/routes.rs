@@ -143,6 +143,18 @@ async fn attach(
     let wants_input = opts.stdin || (opts.tty && config.tty);
     let start: Start = Box::new(move || {
         async move {
+            // The output is followed from the log's current end, found before any input can
+            // reach the container: what it answers to this session's input comes after it.
+            let log = {
+                use tokio::io::AsyncSeekExt;
+                let mut f = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| format!("open the log of container {id}: {e}"))?;
+                f.seek(std::io::SeekFrom::End(0))
+                    .await
+                    .map_err(|e| format!("read the log of container {id}: {e}"))?;
+                f
+            };
             let input = if wants_input {
                 Some(runtime.attach(&id).await.map_err(|e| e.to_string())?)
             } else {
@@ -154,6 +166,7 @@ async fn attach(
                 runtime.clone(),
                 id.clone(),
                 path,
+                log,
                 out_w,
                 err_w,
                 tty,
@@ -180,23 +193,18 @@ async fn attach(
     serve_exec(req, opts, start).await
 }
 
-/// Copies what the shim appends to the CRI log at `path` from now on to `out`/`err` (`out` only
+/// Copies what the shim appends to the CRI log at `path` (open as `file`, at its end) to `out`/`err` (`out` only
 /// with a tty), until the container `id` is no longer running and everything it wrote was read.
 async fn follow_log(
     runtime: Arc<dyn crate::kubelet::runtime::Runtime>,
     id: String,
     path: PathBuf,
+    mut file: tokio::fs::File,
     mut out: tokio::io::DuplexStream,
     mut err: tokio::io::DuplexStream,
     tty: bool,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-    let Ok(mut file) = tokio::fs::File::open(&path).await else {
-        return;
-    };
-    if file.seek(std::io::SeekFrom::End(0)).await.is_err() {
-        return;
-    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut pending = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
