@@ -212,8 +212,8 @@ pub struct Ttls {
     pub truncated: bool,
 }
 
-/// Walks a response (from an upstream) to find its TTLs.
-pub fn response_ttls(buf: &[u8]) -> Result<Ttls, Error> {
+/// A message's flags, its four section counts, and the offset after its question section.
+fn message_header(buf: &[u8]) -> Result<(u16, [u16; 4], usize), Error> {
     if buf.len() < 12 {
         return Err(Error::Truncated(buf.len()));
     }
@@ -228,6 +228,12 @@ pub fn response_ttls(buf: &[u8]) -> Result<Ttls, Error> {
     for _ in 0..counts[0] {
         at = skip_name(buf, at)? + 4;
     }
+    Ok((flags, counts, at))
+}
+
+/// Walks a response (from an upstream) to find its TTLs.
+pub fn response_ttls(buf: &[u8]) -> Result<Ttls, Error> {
+    let (flags, counts, mut at) = message_header(buf)?;
     let mut offsets = Vec::new();
     let mut min: Option<u32> = None;
     for (section, &count) in counts.iter().enumerate().skip(1) {
@@ -503,20 +509,7 @@ pub struct Response {
 
 /// Decodes a response's records of the types this module knows (others are skipped).
 pub fn parse_response(buf: &[u8]) -> Result<Response, Error> {
-    if buf.len() < 12 {
-        return Err(Error::Truncated(buf.len()));
-    }
-    let flags = u16_at(buf, 2)?;
-    let counts = [
-        u16_at(buf, 4)?,
-        u16_at(buf, 6)?,
-        u16_at(buf, 8)?,
-        u16_at(buf, 10)?,
-    ];
-    let mut at = 12;
-    for _ in 0..counts[0] {
-        at = skip_name(buf, at)? + 4;
-    }
+    let (flags, counts, mut at) = message_header(buf)?;
     let mut sections: [Vec<Record>; 3] = Default::default();
     for (i, section) in sections.iter_mut().enumerate() {
         for _ in 0..counts[i + 1] {
