@@ -528,17 +528,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 node_name: node_name.clone(),
                 resync: CONTROLLER_RESYNC,
             });
+            let cluster_net = args.cluster_cidr.net().context("the cluster CIDR")?;
             let proxy = (!args.disable_agent).then(|| proxy::Config {
                 node_name: node_name.clone(),
                 node_ips: match node_ip {
                     std::net::IpAddr::V4(ip) if !ip.is_loopback() => vec![ip],
                     _ => Vec::new(),
                 },
-                cluster_cidr: ipnet::Ipv4Net::new(
-                    std::net::Ipv4Addr::from(args.cluster_cidr.base),
-                    args.cluster_cidr.len,
-                )
-                .unwrap_or_default(),
+                cluster_cidr: cluster_net,
                 // The built-in DNS server answers at the cluster DNS address itself; without
                 // it the address is an ordinary Service's (a user's CoreDNS).
                 skip_cluster_ip: (!disable.dns).then_some(args.cluster_dns),

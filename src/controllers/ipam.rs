@@ -15,6 +15,11 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The same range as an `ipnet` network, as the node network and the proxy take it.
+    pub fn net(&self) -> Result<ipnet::Ipv4Net, ipnet::PrefixLenError> {
+        ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(self.base), self.len)
+    }
+
     pub fn contains(&self, other: &Cidr) -> bool {
         other.len >= self.len && mask(self.len) & other.base == self.base
     }

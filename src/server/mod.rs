@@ -201,9 +201,7 @@ async fn start_kubelet(
     let runtime =
         kubelet::runtime::Local::new(agent.join("containers"), k.run_dir.join("containers"), exe)
             .context("preparing the container runtime")?;
-    let cidr = config.cluster_cidr;
-    let cluster_cidr = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(cidr.base), cidr.len)
-        .context("the cluster CIDR")?;
+    let cluster_cidr = config.cluster_cidr.net().context("the cluster CIDR")?;
     let network = network::Bridge::new(network::Config {
         bridge: "rk3s0".into(),
         netns_dir: k.run_dir.join("netns"),

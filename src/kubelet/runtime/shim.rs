@@ -235,15 +235,10 @@ fn create_and_start(paths: &Paths, config: &ContainerConfig) -> Result<Created, 
     // The container's stdin as the shim keeps it for attach, and the terminal master.
     let mut attach_input: Option<File> = None;
     let mut terminal: Option<OwnedFd> = None;
-    let console = if config.tty {
-        Some(ConsoleSocket::bind(&paths.dir, "console")?)
-    } else {
-        None
-    };
     let stdio = if config.tty {
         // The terminal comes from libcontainer (below); everything is one stream then,
         // reported as stdout (as containerd does).
-        None
+        Stdio::Terminal(ConsoleSocket::bind(&paths.dir, "console")?)
     } else {
         let stdin: OwnedFd = if config.stdin {
             let (r, w) = pipe()?;
@@ -261,25 +256,38 @@ fn create_and_start(paths: &Paths, config: &ContainerConfig) -> Result<Created, 
             (File::from(out_r), Stream::Stdout),
             (File::from(err_r), Stream::Stderr),
         ];
-        Some((stdin, out_w, err_w, outputs))
+        Stdio::Pipes {
+            stdin,
+            out_w,
+            err_w,
+            outputs,
+        }
     };
     let mut outputs = Vec::new();
 
-    let builder = ContainerBuilder::new(paths.id.clone(), SyscallType::default())
+    let mut builder = ContainerBuilder::new(paths.id.clone(), SyscallType::default())
         .with_executor(Exec)
         .with_root_path(&paths.run_dir)
         .and_then(|b| b.validate_id())
         .map_err(|e| start_message(&e))?;
-    let builder = match (stdio, &console) {
-        (Some((stdin, out_w, err_w, pipes)), _) => {
+    let console = match stdio {
+        Stdio::Pipes {
+            stdin,
+            out_w,
+            err_w,
+            outputs: pipes,
+        } => {
             outputs = pipes;
-            builder
+            builder = builder
                 .with_stdin(stdin)
                 .with_stdout(out_w)
-                .with_stderr(err_w)
+                .with_stderr(err_w);
+            None
         }
-        (None, Some(c)) => builder.with_console_socket(Some(&c.path)),
-        (None, None) => return Err("a tty container without a console socket".into()),
+        Stdio::Terminal(c) => {
+            builder = builder.with_console_socket(Some(&c.path));
+            Some(c)
+        }
     };
     let mut container = builder
         .as_init(&bundle)
@@ -329,14 +337,19 @@ fn create_and_start(paths: &Paths, config: &ContainerConfig) -> Result<Created, 
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), String> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| format!("fcntl: {e}"))?;
-    fcntl(
-        fd.as_raw_fd(),
-        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
-    )
-    .map_err(|e| format!("fcntl: {e}"))?;
-    Ok(())
+    local::set_nonblocking(fd).map_err(|e| format!("set O_NONBLOCK: {e}"))
+}
+
+/// How a container's stdio is set up: pipes the shim reads (and, with `stdin: true`, writes),
+/// or a terminal libcontainer creates and sends over the console socket.
+enum Stdio {
+    Pipes {
+        stdin: OwnedFd,
+        out_w: OwnedFd,
+        err_w: OwnedFd,
+        outputs: Outputs,
+    },
+    Terminal(ConsoleSocket),
 }
 
 /// The descriptor the daemon passes the exec helper's control socket on.
