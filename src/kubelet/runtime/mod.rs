@@ -64,8 +64,8 @@ pub struct ContainerConfig {
     pub no_new_privileges: bool,
     /// CRI log file to append to; its parent directory exists.
     pub log_path: PathBuf,
-    /// Give the process a pty as stdin/stdout/stderr (allocated by the shim, not a controlling
-    /// terminal); the log then has the stream `stdout` only.
+    /// Give the process a terminal as stdin/stdout/stderr (created by libcontainer inside the
+    /// container, its master held by the shim); the log then has the stream `stdout` only.
     pub tty: bool,
     /// Keep the process's stdin open for `pods/attach` (the container's `stdin: true`);
     /// without it stdin is /dev/null (or the tty, which then takes no input).
