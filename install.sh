@@ -267,6 +267,9 @@ write_uninstall() {
         echo "LOG_FILE=$(sh_quote "$LOG_FILE")"
         echo "DATA_DIR=$(sh_quote "$DATA_DIR")"
         echo "SYSTEMD=$SYSTEMD"
+        # Only a real installation (not one under INSTALL_RK3S_ROOT) owns the machine's
+        # containers and network setup.
+        [ "$ROOT" = / ] && echo "KILLALL=1" || echo "KILLALL=0"
         echo
         printf '%s\n' "$STOP_FN"
         cat <<'EOF'
@@ -296,6 +299,12 @@ if [ "$SYSTEMD" = 1 ] && [ -f "$UNIT" ] && command -v systemctl >/dev/null 2>&1;
     systemctl disable --now rk3s.service >/dev/null 2>&1 || true
 fi
 stop_pidfile_server
+# Containers outlive the server by design: stop them and remove the network setup and mounts
+# (this also keeps --purge from descending into a container's mounted root filesystem).
+if [ "$KILLALL" = 1 ] && [ -x "$BIN" ]; then
+    say "stopping containers and removing rk3s's network setup (rk3s killall)"
+    "$BIN" --data-dir "$DATA_DIR" killall || say "rk3s killall reported errors (see above)"
+fi
 rm -f "$UNIT" "$UNIT_ENV" "$LOG_FILE" "$BIN" "$KUBECONFIG_FILE"
 if [ "$SYSTEMD" = 1 ] && command -v systemctl >/dev/null 2>&1; then
     systemctl daemon-reload >/dev/null 2>&1 || true

@@ -16,16 +16,17 @@ unsafe extern "C" {
 const MI_OPTION_PURGE_DELAY: c_int = 15;
 
 fn main() -> std::process::ExitCode {
+    // Give freed memory back to the OS at once instead of 10 ms later: a server's threads go
+    // idle right after a burst (a large list), and a delayed purge only runs when the thread
+    // allocates again, so the memory would stay resident until the next request. A shim's
+    // setup garbage likewise goes back once its container runs.
+    // SAFETY: a plain setter of an integer option, called before any other thread exists.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     // `rk3s shim …` drives one container with libcontainer: it must start before any thread
     // exists (libcontainer clones this process and keeps running Rust code in the child).
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("shim") {
         rk3s::kubelet::runtime::shim_main(&args);
     }
-    // Give freed memory back to the OS at once instead of 10 ms later: a server's threads go
-    // idle right after a burst (a large list), and a delayed purge only runs when the thread
-    // allocates again, so the memory would stay resident until the next request.
-    // SAFETY: a plain setter of an integer option, called before any other thread exists.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     rk3s::cli::main()
 }

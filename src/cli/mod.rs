@@ -16,9 +16,12 @@ use crate::{apiserver, controllers, data_dir, dns, kubelet, netpol, proxy, sched
 
 /// How often controllers reconcile everything without watch events.
 const CONTROLLER_RESYNC: Duration = Duration::from_secs(30);
+/// Where shims keep container state and pods their network namespaces (tmpfs: gone at boot).
+const RUN_DIR: &str = "/run/rk3s";
 
 mod check_config;
 mod config;
+pub mod killall;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -74,6 +77,16 @@ enum Command {
     },
     /// Check that the kernel has what rk3s needs.
     CheckConfig,
+    /// Stop rk3s and every container it runs, and remove its network setup, mounts and pod
+    /// cgroups from this machine; the data dir is kept.
+    Killall(KillallArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct KillallArgs {
+    /// The cluster DNS address the server put on this host (removed from `lo`).
+    #[arg(long, env = "RK3S_CLUSTER_DNS", default_value = "10.43.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
 }
 
 #[derive(Subcommand, Debug)]
@@ -507,7 +520,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 control_plane: true,
                 data_dir: data_dir.clone(),
                 log_dir: PathBuf::from("/var/log/pods"),
-                run_dir: PathBuf::from("/run/rk3s"),
+                run_dir: PathBuf::from(RUN_DIR),
                 cluster_dns: args.cluster_dns,
                 cluster_domain: args.cluster_domain.clone(),
                 private_registry: args.private_registry.clone(),
@@ -593,6 +606,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::EtcdSnapshot { command } => snapshot(&data_dir, command)?,
         Command::Images { command } => return images(&data_dir, command),
+        Command::Killall(args) => {
+            if !nix::unistd::geteuid().is_root() {
+                anyhow::bail!("killall needs root (it stops containers and changes the network)");
+            }
+            let plan = killall::Plan {
+                data_dir: data_dir.clone(),
+                run_dir: PathBuf::from(RUN_DIR),
+                cluster_dns: args.cluster_dns,
+                grace: std::time::Duration::from_secs(10),
+            };
+            let outcome = runtime()?.block_on(killall::run(&plan));
+            for line in &outcome.done {
+                println!("{line}");
+            }
+            for line in &outcome.failed {
+                eprintln!("rk3s killall: {line}");
+            }
+            if !outcome.failed.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
+        }
         Command::CheckConfig => {
             let machine = check_config::Machine::read();
             let (lines, ok) = check_config::report(&machine);

@@ -217,7 +217,7 @@ impl Cgroups {
 }
 
 /// `\040` and friends in mountinfo paths.
-fn unescape_mount(s: &str) -> String {
+pub fn unescape_mount(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -228,6 +228,70 @@ impl Host {
     pub async fn delete(&self, name: &str) -> Result<bool, Error> {
         delete_link(&self.handle, name).await
     }
+
+    /// Names of the links enslaved to the bridge `bridge` (the pods' host-side veths); empty if
+    /// the bridge does not exist.
+    pub async fn ports_of(&self, bridge: &str) -> Result<Vec<String>, Error> {
+        let h = &self.handle;
+        let Some(index) = link_index(h, bridge).await? else {
+            return Ok(Vec::new());
+        };
+        let links: Vec<_> = h
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("list links of", bridge))?;
+        Ok(links
+            .iter()
+            .filter(|l| l.attributes.contains(&LinkAttribute::Controller(index)))
+            .filter_map(|l| {
+                l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// Removes `ip/prefix` from the link `name`; returns false if the link or the address was
+    /// not there (e.g. the cluster DNS address on `lo` at uninstall).
+    pub async fn delete_address(
+        &self,
+        name: &str,
+        ip: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<bool, Error> {
+        let h = &self.handle;
+        let Some(index) = link_index(h, name).await? else {
+            return Ok(false);
+        };
+        let existing: Vec<_> = h
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("list addresses of", name))?;
+        let mut deleted = false;
+        for msg in existing {
+            let matches = msg.header.prefix_len == prefix
+                && msg
+                    .attributes
+                    .contains(&AddressAttribute::Local(IpAddr::V4(ip)));
+            if matches {
+                h.address()
+                    .del(msg)
+                    .execute()
+                    .await
+                    .map_err(request("delete address of", name))?;
+                deleted = true;
+            }
+        }
+        Ok(deleted)
+    }
 }
 
 /// How the pod's interface is configured inside its namespace.

@@ -104,11 +104,21 @@ impl Cluster {
 
     /// Like [`Cluster::start_with`], with `dir` as the data dir (prepared by the test).
     pub(crate) fn start_in(minor: u32, dir: tempfile::TempDir, extra: &[&str]) -> Option<Cluster> {
+        Cluster::start_wrapped(minor, dir, &[], extra)
+    }
+
+    /// Like [`Cluster::start_in`], the server run through `wrapper` (e.g. `unshare … --`).
+    pub(crate) fn start_wrapped(
+        minor: u32,
+        dir: tempfile::TempDir,
+        wrapper: &[&str],
+        extra: &[&str],
+    ) -> Option<Cluster> {
         let kubectl = kubectl_bin(minor)?;
         if !have_etcdctl() {
             return None;
         }
-        let server = Process::server(dir.path(), extra);
+        let server = Process::server_wrapped(dir.path(), wrapper, extra);
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
@@ -239,6 +249,11 @@ impl Cluster {
 
     pub(crate) fn server_log(&self) -> String {
         self._server.log()
+    }
+
+    /// The pid of the server process (of its wrapper when started through one).
+    pub(crate) fn server_pid(&self) -> u32 {
+        self._server.pid()
     }
 
     /// Polls until `check` holds, failing the test (with the server's log) after 30 s.

@@ -11,6 +11,7 @@ mod etcdctl;
 mod gc;
 mod install;
 mod jobs;
+mod killall;
 mod kube_rs;
 mod kubectl;
 mod netpol;

@@ -14,6 +14,7 @@ mod attach;
 mod fake;
 mod local;
 pub mod log;
+mod resident;
 mod shim;
 mod spec;
 

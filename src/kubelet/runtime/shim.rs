@@ -5,8 +5,9 @@
 //! libcontainer clones the calling process and keeps running Rust code in the child: in the
 //! multi-threaded daemon that deadlocks on locks other threads held at clone time. Like
 //! containerd-shim and conmon it forks away from the daemon (so a restart or `kill -9` of the daemon
-//! never stops a container), becomes a child subreaper, creates and starts the container, copies its
-//! stdout/stderr into the CRI log, reaps it, records the exit and removes libcontainer's state.
+//! never stops a container), becomes a child subreaper, creates and starts the container, drops
+//! the pages it needed only for that (`resident.rs`), copies its stdout/stderr into the CRI log,
+//! reaps it, records the exit and removes libcontainer's state.
 //!
 //! Protocol with the daemon (`local.rs`): the daemon writes `<state_dir>/<id>/config.json` and runs
 //! the shim with a pipe as stdout. The shim writes `started.json` (or, if the container could not be
@@ -191,6 +192,9 @@ fn run(paths: &Paths, notify: OwnedFd) -> Result<(), String> {
     let _ = notify.write_all(b"started\n");
     drop(notify);
 
+    // From here on the shim only copies output and waits: the code that created the container
+    // need not stay resident for the container's lifetime.
+    super::resident::shrink();
     copy_output(outputs, log, attach);
 
     let (exit_code, signal) = reap(Pid::from_raw(started.pid));

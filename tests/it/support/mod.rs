@@ -115,6 +115,12 @@ impl Process {
     /// `rk3s --data-dir dir server`, reached through its unix socket `dir/server/etcd.sock`,
     /// its Kubernetes API on a free loopback port, its kubeconfig at `dir/kubeconfig.yaml`.
     pub fn server(dir: &Path, extra: &[&str]) -> Process {
+        Process::server_wrapped(dir, &[], extra)
+    }
+
+    /// Like [`Process::server`], run through `wrapper` (a command that ends by running the
+    /// program and arguments appended to it, such as `unshare … --`).
+    pub fn server_wrapped(dir: &Path, wrapper: &[&str], extra: &[&str]) -> Process {
         let mut args = vec![
             format!("--data-dir={}", dir.display()),
             "server".to_string(),
@@ -137,7 +143,7 @@ impl Process {
                 .map(|s| s.to_string()),
         );
         let endpoint = format!("unix://{}/server/etcd.sock", dir.display());
-        Process::start_rk3s(dir, &args, endpoint)
+        Process::start_wrapped(dir, wrapper, &args, endpoint)
     }
 
     /// Debian's etcd 3.4, single member, client and peer URLs on loopback: the reference the
@@ -164,8 +170,20 @@ impl Process {
     }
 
     fn start_rk3s(dir: &Path, args: &[String], endpoint: String) -> Process {
+        Process::start_wrapped(dir, &[], args, endpoint)
+    }
+
+    fn start_wrapped(dir: &Path, wrapper: &[&str], args: &[String], endpoint: String) -> Process {
         let log = dir.join("rk3s.log");
-        let child = Command::new(RK3S)
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(RK3S);
+                c
+            }
+            None => Command::new(RK3S),
+        };
+        let child = cmd
             .args(args)
             .env("RK3S_CONFIG_FILE", empty_config(dir))
             .stdin(Stdio::null())
