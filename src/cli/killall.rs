@@ -40,6 +40,7 @@ pub struct Plan {
 /// The bridge and nftables tables rk3s owns (see `network`, `proxy`, `netpol`).
 const BRIDGE: &str = "rk3s0";
 const NFT_SCRIPT: &str = "add table inet rk3s\ndelete table inet rk3s\n\
+                          add table ip rk3s-hostports\ndelete table ip rk3s-hostports\n\
                           add table ip rk3s-podnet\ndelete table ip rk3s-podnet\n";
 
 /// What one run did (stdout) and what failed (stderr).
@@ -309,7 +310,7 @@ async fn remove_network(plan: &Plan, out: &mut Outcome) {
     match nft {
         Ok(Ok(())) => out
             .done
-            .push("removed nftables tables inet rk3s and ip rk3s-podnet".into()),
+            .push("removed nftables tables inet rk3s, ip rk3s-hostports and ip rk3s-podnet".into()),
         Ok(Err(e)) => out.fail(format!("removing the nftables tables: {e}")),
         Err(e) => out.fail(format!("removing the nftables tables: {e}")),
     }

@@ -33,7 +33,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 
 use crate::data_dir::DataDir;
-use crate::network::HostNetwork;
+use crate::network::{HostNetwork, hostport};
 
 /// Everything the kubelet needs, built by `cli`.
 #[derive(Clone, Debug)]
@@ -72,6 +72,16 @@ pub struct Kubelet {
     pub views: Mutex<HashMap<String, worker::View>>,
     /// The last samples of the node's and containers' resource usage (`/stats/summary`).
     pub stats: stats::Collector,
+    /// Every pod's published hostPorts, written to the node's rules as one set.
+    host_ports: tokio::sync::Mutex<HostPorts>,
+}
+
+#[derive(Debug, Default)]
+struct HostPorts {
+    by_pod: BTreeMap<String, Vec<hostport::Mapping>>,
+    /// Whether the rules on the node are `by_pod` (false until the first write and after a
+    /// failed one).
+    written: bool,
 }
 
 impl Kubelet {
@@ -91,6 +101,7 @@ impl Kubelet {
             workers: Mutex::new(HashMap::new()),
             views: Mutex::new(HashMap::new()),
             stats: stats::Collector::default(),
+            host_ports: tokio::sync::Mutex::default(),
         })
     }
 
@@ -356,6 +367,35 @@ impl Kubelet {
         }
     }
 
+    /// Records the hostPorts pod `uid` publishes (empty: none, or the pod is gone) and rewrites
+    /// the node's hostPort rules when the set changed or is not on the node yet.
+    pub async fn publish_host_ports(&self, uid: &str, mappings: Vec<hostport::Mapping>) {
+        let mut hp = self.host_ports.lock().await;
+        let before = hp.by_pod.get(uid).cloned().unwrap_or_default();
+        if mappings.is_empty() {
+            hp.by_pod.remove(uid);
+        } else {
+            hp.by_pod.insert(uid.to_string(), mappings.clone());
+        }
+        // A pod without hostPorts does not write anything by itself; the first write of this
+        // process happens for the first pod with some, or when the orphans are cleaned.
+        if before == mappings && (hp.written || mappings.is_empty()) {
+            return;
+        }
+        Self::write_host_ports(&self.network, &mut hp).await;
+    }
+
+    async fn write_host_ports(network: &Arc<dyn HostNetwork>, hp: &mut HostPorts) {
+        let all = hp.by_pod.values().flatten().cloned().collect();
+        match network.set_host_ports(all).await {
+            Ok(()) => hp.written = true,
+            Err(e) => {
+                hp.written = false;
+                tracing::warn!(error = %e, "writing the hostPort rules");
+            }
+        }
+    }
+
     /// Containers, sandboxes and pod directories of pods that no longer exist (deleted while
     /// this process was down).
     async fn clean_orphans(&self, live: std::collections::HashSet<String>) {
@@ -378,6 +418,12 @@ impl Kubelet {
             for uid in uids.into_iter().filter(|u| !live.contains(u)) {
                 let _ = self.network.teardown_pod(&uid).await;
             }
+        }
+        // hostPort rules of an earlier run for pods that are gone.
+        {
+            let mut hp = self.host_ports.lock().await;
+            hp.by_pod.retain(|uid, _| live.contains(uid));
+            Self::write_host_ports(&self.network, &mut hp).await;
         }
         let pods = self.config.data_dir.agent().join("pods");
         if let Ok(dir) = std::fs::read_dir(&pods) {

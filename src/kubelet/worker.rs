@@ -25,7 +25,7 @@ use super::pod::{self, Phase, Record, Terminated};
 use super::probe::{self, Kind, Report, ReportEvent};
 use super::runtime::{self, ContainerConfig, ExecSpec, Mount, MountKind, Runtime, State};
 use super::{Kubelet, env, logs, volumes};
-use crate::network::PodAddress;
+use crate::network::{PodAddress, hostport};
 
 /// Labels the kubelet puts on its containers, read back when re-adopting them.
 pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
@@ -600,6 +600,10 @@ impl Worker {
                     return now + Duration::from_secs(2);
                 }
             }
+        }
+        if let Some(sandbox) = &self.sandbox {
+            let mappings = host_port_mappings(&spec, sandbox.ip);
+            self.k.publish_host_ports(&self.uid, mappings).await;
         }
         // Volumes (re-written each pass so updates reach running pods).
         let pod_dir = self.k.pod_dir(&self.uid);
@@ -1247,6 +1251,7 @@ impl Worker {
                 }
             }
         }
+        self.k.publish_host_ports(&self.uid, Vec::new()).await;
         if let Err(e) = self.k.network.teardown_pod(&self.uid).await {
             tracing::warn!(pod = %self.uid, error = %e, "tearing down the pod network");
         }
@@ -1734,9 +1739,78 @@ fn host_resolv() -> (Vec<String>, Vec<String>, Vec<String>) {
     (s, q, o)
 }
 
+/// The hostPorts the pod's containers publish (`ports[].hostPort` > 0), to its address; a
+/// `hostIP` of 0.0.0.0, an IPv6 one or none means every node address.
+pub fn host_port_mappings(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    pod_ip: std::net::Ipv4Addr,
+) -> Vec<hostport::Mapping> {
+    let mut out = Vec::new();
+    for c in &spec.containers {
+        for p in c.ports.iter().flatten() {
+            let Some(host_port) = p.host_port.and_then(|h| u16::try_from(h).ok()) else {
+                continue;
+            };
+            let Ok(container_port) = u16::try_from(p.container_port) else {
+                continue;
+            };
+            if host_port == 0 || container_port == 0 {
+                continue;
+            }
+            out.push(hostport::Mapping {
+                protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
+                host_ip: p
+                    .host_ip
+                    .as_deref()
+                    .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+                    .filter(|ip| !ip.is_unspecified()),
+                host_port,
+                pod_ip,
+                container_port,
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_ports_of_the_containers_map_to_the_pod_address() {
+        let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(json!({
+            "containers": [
+                {"name": "a", "ports": [
+                    {"containerPort": 80, "hostPort": 8080},
+                    {"containerPort": 53, "hostPort": 5353, "protocol": "UDP", "hostIP": "192.168.1.5"},
+                    {"containerPort": 9090},
+                    {"containerPort": 81, "hostPort": 8081, "hostIP": "0.0.0.0"},
+                ]},
+                {"name": "b"},
+            ]
+        }))
+        .unwrap();
+        let ip = std::net::Ipv4Addr::new(10, 42, 0, 9);
+        let m = host_port_mappings(&spec, ip);
+        let summary: Vec<String> = m
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {:?} {}->{}:{}",
+                    m.protocol, m.host_ip, m.host_port, m.pod_ip, m.container_port
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "tcp None 8080->10.42.0.9:80",
+                "udp Some(192.168.1.5) 5353->10.42.0.9:53",
+                "tcp None 8081->10.42.0.9:81",
+            ]
+        );
+    }
 
     #[test]
     fn container_ids_are_short_and_unique_per_instance() {

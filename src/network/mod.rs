@@ -7,6 +7,7 @@
 //! a recording stand-in for tests. Only `netlink.rs` speaks netlink, only `nat.rs` runs `nft`,
 //! and every namespace switch happens on a throwaway thread (`netns.rs`), never on a tokio worker.
 
+pub mod hostport;
 pub mod ipam;
 pub mod nat;
 pub mod netlink;
@@ -90,6 +91,9 @@ pub trait HostNetwork: Send + Sync {
     /// UIDs with a netns or an IP allocation on this node (cleanup of pods deleted while the
     /// daemon was down).
     fn pods(&self) -> Result<Vec<String>, Error>;
+    /// Makes the node's hostPort rules exactly `mappings` (all pods' together), in one
+    /// transaction.
+    fn set_host_ports(&self, mappings: Vec<hostport::Mapping>) -> BoxFuture<'_, Result<(), Error>>;
     // Host network pods need nothing here: the kubelet simply does not call setup_pod for them.
 }
 
@@ -331,6 +335,11 @@ impl HostNetwork for Bridge {
         uids.extend(self.ipam.allocations()?.into_values());
         Ok(uids.into_iter().collect())
     }
+    fn set_host_ports(&self, mappings: Vec<hostport::Mapping>) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(blocking(move || {
+            Ok(nat::apply(hostport::TABLE, &hostport::render(&mappings))?)
+        }))
+    }
 }
 
 /// One call made to a [`Fake`].
@@ -339,6 +348,7 @@ pub enum Call {
     ConfigureNode(Ipv4Net),
     SetupPod(String),
     TeardownPod(String),
+    SetHostPorts(Vec<hostport::Mapping>),
 }
 
 #[derive(Debug, Default)]
@@ -457,6 +467,10 @@ impl HostNetwork for Fake {
         let s = self.lock();
         let uids: BTreeSet<String> = s.allocations.values().cloned().collect();
         Ok(uids.into_iter().collect())
+    }
+    fn set_host_ports(&self, mappings: Vec<hostport::Mapping>) -> BoxFuture<'_, Result<(), Error>> {
+        self.lock().calls.push(Call::SetHostPorts(mappings));
+        Box::pin(async move { Ok(()) })
     }
 }
 

@@ -146,7 +146,7 @@ fn killall_stops_everything_and_cleans_the_host() {
         "killed",
         "unmounted",
         "removed /run/rk3s",
-        "removed nftables tables inet rk3s and ip rk3s-podnet",
+        "removed nftables tables inet rk3s, ip rk3s-hostports and ip rk3s-podnet",
         "deleted link rk3s0",
     ] {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");

@@ -811,3 +811,65 @@ fn a_memory_hog_is_oom_killed(c: &mut Cluster, _r: &Registry, image: &str) {
     assert_eq!(terminated["exitCode"], 137, "{v}");
     c.ok(&["delete", "pod", "hog", "--wait=false"]);
 }
+
+node_test_once!(host_port_publishes_on_the_node_address);
+/// hostPort: the container's port answers on the node's address (from the host here), through
+/// a DNAT rule in `ip rk3s-hostports` that goes away with the pod.
+fn host_port_publishes_on_the_node_address(c: &mut Cluster, _r: &Registry, image: &str) {
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: published
+spec:
+  containers:
+  - name: httpd
+    image: {image}
+    command: [sh, -c, "mkdir -p /www && echo from-hostport > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports:
+    - containerPort: 8080
+      hostPort: 18080
+"#
+    );
+    c.ok_in(&["apply", "-f", "-"], Some(&manifest));
+    let pod = wait_pod(c, "published", "Running", |v| phase(v) == "Running");
+    let pod_ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    let node = c.json(&["get", "node", NODE, "-o", "json"]);
+    let node_ip = node["status"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .unwrap()
+        .to_string();
+    let nft = || {
+        let out = std::process::Command::new("nft")
+            .args(["list", "table", "ip", "rk3s-hostports"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        nft().contains(&format!("tcp dport 18080 dnat to {pod_ip}:8080")),
+        "{}",
+        nft()
+    );
+    let url = format!("http://{node_ip}:18080/");
+    c.eventually("the hostPort answering on the node address", || {
+        let out = std::process::Command::new("busybox")
+            .args(["wget", "-q", "-O-", &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "from-hostport"
+    });
+    c.ok(&[
+        "delete",
+        "pod",
+        "published",
+        "--grace-period=1",
+        "--wait=true",
+    ]);
+    c.eventually("the hostPort rule removed", || !nft().contains("18080"));
+}
