@@ -14,6 +14,7 @@ pub mod crd;
 pub use api::*;
 pub mod defaults;
 pub mod discovery;
+pub mod eviction;
 pub mod fields;
 pub mod handlers;
 pub mod local;

@@ -7,6 +7,7 @@ mod controllers;
 mod convert;
 mod crd;
 mod dns;
+mod drain;
 mod etcdctl;
 mod gc;
 mod install;
