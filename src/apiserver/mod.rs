@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod quota;
 pub mod request;
 pub mod resources;
 pub mod reviews;

@@ -17,6 +17,7 @@ mod kubectl;
 mod netpol;
 mod node;
 mod python;
+mod quota;
 mod services;
 mod services_ctrl;
 mod simnodes;
