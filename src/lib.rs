@@ -13,6 +13,7 @@ pub mod netpol;
 pub mod network;
 pub mod pki;
 pub mod proxy;
+pub mod quota;
 pub mod scheduler;
 pub mod server;
 pub mod store;

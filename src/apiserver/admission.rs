@@ -1,6 +1,7 @@
 //! What happens to an object between decoding and storage, beyond metadata: defaulting,
-//! validation, the built-in admission steps (namespace lifecycle) and the allocators of the
-//! Service registry (ClusterIPs from `--service-cidr`, NodePorts from 30000–32767).
+//! validation, the built-in admission steps (namespace lifecycle, ResourceQuota in `quota`)
+//! and the allocators of the Service registry (ClusterIPs from `--service-cidr`, NodePorts
+//! from 30000–32767).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -347,6 +348,13 @@ pub async fn admit(call: &Call<'_>, obj: &mut Value, old: Option<&Value>) -> Res
             .unwrap_or_default()
             .to_string();
         return Err(ApiError::invalid(group, &call.resource.kind, &name, causes));
+    }
+    // ResourceQuota runs last, as upstream orders its validating plugins.
+    if let Err(e) = super::quota::admit(call, obj, old).await {
+        if old.is_none() && is(call, "", "services") {
+            free(call.api, obj).await;
+        }
+        return Err(e);
     }
     Ok(())
 }

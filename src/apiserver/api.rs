@@ -693,6 +693,9 @@ impl Api {
                     .to_string();
                 handlers::bind(call, &name).await
             }
+            ("create", Some("eviction")) if group.is_empty() && plural == "pods" => {
+                super::eviction::evict(call).await
+            }
             ("get", Some("scale")) => handlers::scale_get(call).await,
             ("list", None) if group.is_empty() && plural == "componentstatuses" => {
                 let ok = self.storage.get("/registry/health").await.is_ok();

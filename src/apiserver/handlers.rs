@@ -1101,12 +1101,15 @@ pub async fn bind(call: &Call<'_>, pod_name: &str) -> Result<Reply> {
     ))
 }
 
-/// The DeleteOptions of a DELETE (body or query).
-struct DeleteOptions {
-    grace: Option<i64>,
+/// The DeleteOptions of a DELETE (body or query), or of an Eviction.
+#[derive(Clone)]
+pub(super) struct DeleteOptions {
+    pub(super) grace: Option<i64>,
     propagation: Option<String>,
-    uid: Option<String>,
-    resource_version: Option<String>,
+    pub(super) uid: Option<String>,
+    pub(super) resource_version: Option<String>,
+    /// `dryRun=All` in the query or in the body's `dryRun`.
+    pub(super) dry_run: bool,
 }
 
 fn delete_options(call: &Call<'_>) -> Result<DeleteOptions> {
@@ -1116,6 +1119,26 @@ fn delete_options(call: &Call<'_>) -> Result<DeleteOptions> {
         serde_json::from_slice(&call.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
     };
+    parse_delete_options(call, &body)
+}
+
+/// DeleteOptions from a decoded body (`{}` when there is none) and the query, the query
+/// winning where both say something, as upstream's parameter decoding does.
+pub(super) fn parse_delete_options(call: &Call<'_>, body: &Value) -> Result<DeleteOptions> {
+    let dry_run = match body.get("dryRun").and_then(Value::as_array) {
+        Some(modes) if !modes.is_empty() => {
+            for m in modes {
+                if m.as_str() != Some("All") {
+                    return Err(ApiError::bad_request(format!(
+                        "dryRun: Unsupported value: {m}: supported values: \"All\""
+                    )));
+                }
+            }
+            true
+        }
+        _ => false,
+    };
+    let dry_run = call.dry_run()? || dry_run;
     let grace = match call.query.int("gracePeriodSeconds")? {
         Some(g) => Some(g),
         None => body.get("gracePeriodSeconds").and_then(Value::as_i64),
@@ -1182,6 +1205,7 @@ fn delete_options(call: &Call<'_>) -> Result<DeleteOptions> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string),
+        dry_run,
     })
 }
 
@@ -1200,7 +1224,7 @@ pub async fn delete(call: &Call<'_>) -> Result<Reply> {
 }
 
 /// Deletes (or starts deleting) `current`; `None` when it changed underneath (retry).
-async fn delete_one(
+pub(super) async fn delete_one(
     call: &Call<'_>,
     key: &str,
     current: Stored,
@@ -1236,7 +1260,7 @@ async fn delete_one(
             ),
         ));
     }
-    let dry = call.dry_run()?;
+    let dry = opts.dry_run;
     // Graceful deletion: pods on a node get a deletion timestamp and go when the kubelet is
     // done; objects with finalizers wait for them; namespaces wait for their content.
     let grace = graceful_period(call, obj, opts);

@@ -94,6 +94,16 @@ const BINDING: Subresource = Subresource {
     verbs: &["create"],
 };
 
+/// `pods/eviction`: policy/v1 Eviction (v1beta1 bodies are accepted too), as upstream lists it
+/// so that `kubectl drain` finds it.
+const EVICTION: Subresource = Subresource {
+    name: "eviction",
+    group: "policy",
+    version: "v1",
+    kind: "Eviction",
+    verbs: &["create"],
+};
+
 /// Decodes an object into its k8s-openapi type, reporting type errors.
 pub type TypedCheck = fn(&Value) -> Result<(), serde_json::Error>;
 
@@ -275,7 +285,7 @@ fn table() -> Vec<Resource> {
         entry::<core::Pod>(spec!(
             short: &["po"],
             categories: ALL,
-            subresources: &[ATTACH, BINDING, EXEC, LOG, PORTFORWARD, STATUS]
+            subresources: &[ATTACH, BINDING, EVICTION, EXEC, LOG, PORTFORWARD, STATUS]
         )),
         entry::<core::PodTemplate>(spec!()),
         entry::<core::ReplicationController>(spec!(

@@ -13,6 +13,15 @@ use serde_json::json;
 
 use super::events::Events;
 
+/// What upstream's events and conditions say of a failed write: the API's own message for an API error
+/// (`pods "web-x" is forbidden: exceeded quota: …`), not kube's wrapping of it.
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Creates `pod`, recording the outcome as an event on the controller.
 pub async fn create_pod(
     api: &Api<Pod>,
@@ -30,7 +39,11 @@ pub async fn create_pod(
             Ok(p)
         }
         Err(e) => {
-            events.warning(reference, "FailedCreate", format!("Error creating: {e}"));
+            events.warning(
+                reference,
+                "FailedCreate",
+                format!("Error creating: {}", api_message(&e)),
+            );
             Err(e)
         }
     }
@@ -56,7 +69,11 @@ pub async fn delete_pod(
         }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => {
-            events.warning(reference, "FailedDelete", format!("Error deleting: {e}"));
+            events.warning(
+                reference,
+                "FailedDelete",
+                format!("Error deleting: {}", api_message(&e)),
+            );
             Err(e)
         }
     }

@@ -25,7 +25,7 @@ use super::informer::{
     Change, Expectations, Informer, Requeue, WorkQueue, controller_of, key_of, run_workers,
     split_key,
 };
-use super::podcontrol::{adopt, create_pod, delete_pod, release};
+use super::podcontrol::{adopt, api_message, create_pod, delete_pod, release};
 
 /// Upstream's `BurstReplicas`: at most this many creations or deletions per sync.
 const BURST_REPLICAS: usize = 500;
@@ -362,15 +362,21 @@ pub fn desired_status(
         } else {
             "FailedDelete"
         };
-        conditions.push(ReplicaSetCondition {
-            type_: "ReplicaFailure".into(),
-            status: "True".into(),
-            reason: Some(reason.into()),
-            message: Some(message),
-            last_transition_time: previous
-                .and_then(|c| c.last_transition_time.clone())
-                .or(Some(Time(now))),
-        });
+        // Upstream's `SetCondition` leaves a condition with the same status and reason as it
+        // is (first message included): a failure that repeats, each time naming another
+        // generated pod, must not rewrite the status and so retrigger a sync at once.
+        match previous.filter(|c| c.status == "True" && c.reason.as_deref() == Some(reason)) {
+            Some(same) => conditions.push(same.clone()),
+            None => conditions.push(ReplicaSetCondition {
+                type_: "ReplicaFailure".into(),
+                status: "True".into(),
+                reason: Some(reason.into()),
+                message: Some(message),
+                last_transition_time: previous
+                    .and_then(|c| c.last_transition_time.clone())
+                    .or(Some(Time(now))),
+            }),
+        }
     }
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     ReplicaSetStatus {
@@ -551,7 +557,7 @@ where
             && set.meta.deletion_timestamp.is_none()
             && let Err(e) = self.manage(key, &set, &pods).await
         {
-            failure = Some(e.to_string());
+            failure = Some(api_message(&e));
         }
         let now = Timestamp::now();
         let status = desired_status(&set, &pods, failure.clone(), now);
@@ -796,11 +802,22 @@ mod tests {
             Some("quota".into()),
             Timestamp::from_second(110).unwrap(),
         );
-        let c = &failed.conditions.unwrap()[0];
+        let c = failed.conditions.clone().unwrap()[0].clone();
         assert_eq!(
             (c.type_.as_str(), c.reason.as_deref()),
             ("ReplicaFailure", Some("FailedCreate"))
         );
+        // The same failure again (another pod name) leaves the condition, and so the status,
+        // as it was.
+        let mut again = set.clone();
+        again.status = failed.clone();
+        let repeated = desired_status(
+            &again,
+            &pods[..1],
+            Some("quota, another pod".into()),
+            Timestamp::from_second(120).unwrap(),
+        );
+        assert_eq!(repeated.conditions.unwrap()[0], c);
     }
 
     #[tokio::test]

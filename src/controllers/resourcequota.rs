@@ -1,541 +1,28 @@
-//! The resource quota controller (upstream's `pkg/controller/resourcequota` with the usage
-//! evaluators of `pkg/quota/v1/evaluator/core` and the generic object-count evaluator): every
-//! ResourceQuota's `status.hard` mirrors `spec.hard` and `status.used` holds the namespace's
-//! usage of exactly those resources, honouring the quota's scopes. Enforcement happens at
-//! admission in the API server, not here.
-//!
-//! Quantities are added exactly (in billionths) and printed the way `resource.Quantity`
-//! prints its canonical form (`500m`, `1Gi`, `100M`), with the format of the first non-zero
-//! amount, as `Quantity.Add` keeps it.
+//! The resource quota controller (upstream's `pkg/controller/resourcequota`, with the usage
+//! evaluators of `crate::quota`): every ResourceQuota's `status.hard` mirrors `spec.hard` and
+//! `status.used` holds the namespace's usage of exactly those resources, honouring the quota's
+//! scopes. Enforcement happens at admission in the API server (`apiserver::quota`), which
+//! charges new objects to `status.used` before they are stored; this controller recomputes it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, Pod, ResourceQuota, ResourceQuotaStatus,
-    ScopedResourceSelectorRequirement, Service,
+    PersistentVolumeClaim, Pod, ResourceQuota, ResourceQuotaStatus, Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 
 use super::informer::{Change, Informer, Requeue, WorkQueue, key_of, lock, run_workers};
+use crate::quota::{
+    Amount, Usage, charged, claim_usage, is_claim_resource, is_pod_resource, is_service_resource,
+    merge, object_count_resource, pod_matches_scope, pod_usage, scope_requirements, service_usage,
+};
 
 const WORKERS: usize = 5;
-
-// ---- quantities ----
-
-/// How a quantity prints (`resource.Format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    DecimalSI,
-    BinarySI,
-    DecimalExponent,
-}
-
-/// A quantity as an exact number of billionths plus its print format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Amount {
-    pub nanos: i128,
-    pub format: Format,
-}
-
-const NANO: i128 = 1_000_000_000;
-
-impl Amount {
-    pub const ZERO: Amount = Amount {
-        nanos: 0,
-        format: Format::DecimalSI,
-    };
-
-    pub fn count(n: usize) -> Amount {
-        Amount {
-            nanos: n as i128 * NANO,
-            format: Format::DecimalSI,
-        }
-    }
-
-    /// Parses a quantity (`100m`, `1.5Gi`, `2e3`); a finer fraction than a billionth rounds
-    /// up, as upstream's `Quantity` does when it has to scale.
-    pub fn parse(s: &str) -> Option<Amount> {
-        let s = s.trim();
-        let (negative, rest) = match s.as_bytes().first()? {
-            b'-' => (true, &s[1..]),
-            b'+' => (false, &s[1..]),
-            _ => (false, s),
-        };
-        let end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (number, suffix) = rest.split_at(end);
-        let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-        if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
-            return None;
-        }
-        let (format, exp10, exp2): (Format, i32, u32) = match suffix {
-            "" => (Format::DecimalSI, 0, 0),
-            "n" => (Format::DecimalSI, -9, 0),
-            "u" => (Format::DecimalSI, -6, 0),
-            "m" => (Format::DecimalSI, -3, 0),
-            "k" => (Format::DecimalSI, 3, 0),
-            "M" => (Format::DecimalSI, 6, 0),
-            "G" => (Format::DecimalSI, 9, 0),
-            "T" => (Format::DecimalSI, 12, 0),
-            "P" => (Format::DecimalSI, 15, 0),
-            "E" => (Format::DecimalSI, 18, 0),
-            "Ki" => (Format::BinarySI, 0, 10),
-            "Mi" => (Format::BinarySI, 0, 20),
-            "Gi" => (Format::BinarySI, 0, 30),
-            "Ti" => (Format::BinarySI, 0, 40),
-            "Pi" => (Format::BinarySI, 0, 50),
-            "Ei" => (Format::BinarySI, 0, 60),
-            e => {
-                let e = e.strip_prefix(['e', 'E'])?;
-                (Format::DecimalExponent, e.parse().ok()?, 0)
-            }
-        };
-        let digits = format!("{int}{frac}");
-        let digits = digits.trim_start_matches('0');
-        if digits.len() > 30 {
-            return None;
-        }
-        let mut value: i128 = if digits.is_empty() {
-            0
-        } else {
-            digits.parse().ok()?
-        };
-        value = value.checked_mul(1i128.checked_shl(exp2)?)?;
-        // value × 10^(exp10 − len(frac) + 9) billionths.
-        let shift = exp10 - frac.len() as i32 + 9;
-        if shift >= 0 {
-            value = value.checked_mul(10i128.checked_pow(shift as u32)?)?;
-        } else {
-            let div = 10i128.checked_pow((-shift) as u32)?;
-            value = value / div + i128::from(value % div != 0);
-        }
-        Some(Amount {
-            nanos: if negative { -value } else { value },
-            format,
-        })
-    }
-
-    /// `Quantity.Add`: a zero amount takes the other's format.
-    pub fn add(&mut self, other: Amount) {
-        if self.nanos == 0 {
-            self.format = other.format;
-        }
-        self.nanos += other.nanos;
-    }
-
-    /// The canonical text (upstream's `CanonicalizeBytes`).
-    pub fn canonical(&self) -> String {
-        if self.nanos == 0 {
-            return "0".into();
-        }
-        let mut format = self.format;
-        if format == Format::BinarySI && (self.nanos.abs() < 1024 * NANO || self.nanos % NANO != 0)
-        {
-            // Small or fractional binary amounts print as decimal, not rounded.
-            format = Format::DecimalSI;
-        }
-        if format == Format::BinarySI {
-            let mut amount = self.nanos / NANO;
-            let mut exp = 0;
-            while amount % 1024 == 0 && exp < 6 {
-                amount /= 1024;
-                exp += 1;
-            }
-            let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][exp];
-            return format!("{amount}{suffix}");
-        }
-        let mut amount = self.nanos;
-        let mut exp: i32 = -9;
-        while amount % 10 == 0 {
-            amount /= 10;
-            exp += 1;
-        }
-        match exp.rem_euclid(3) {
-            1 => {
-                amount *= 10;
-                exp -= 1;
-            }
-            2 => {
-                amount *= 100;
-                exp -= 2;
-            }
-            _ => {}
-        }
-        let si = match exp {
-            -9 => Some("n"),
-            -6 => Some("u"),
-            -3 => Some("m"),
-            0 => Some(""),
-            3 => Some("k"),
-            6 => Some("M"),
-            9 => Some("G"),
-            12 => Some("T"),
-            15 => Some("P"),
-            18 => Some("E"),
-            _ => None,
-        };
-        match (format, si) {
-            (Format::DecimalSI, Some(s)) => format!("{amount}{s}"),
-            (_, _) if exp == 0 => amount.to_string(),
-            _ => format!("{amount}e{exp}"),
-        }
-    }
-}
-
-/// Resource name → amount.
-pub type Usage = BTreeMap<String, Amount>;
-
-fn add_to(usage: &mut Usage, name: &str, amount: Amount) {
-    usage
-        .entry(name.to_string())
-        .or_insert(Amount::ZERO)
-        .add(amount);
-}
-
-fn merge(into: &mut Usage, from: Usage) {
-    for (k, v) in from {
-        add_to(into, &k, v);
-    }
-}
-
-// ---- pods ----
-
-fn container_resources(c: &Container, limits: bool) -> Usage {
-    let r = c.resources.as_ref();
-    let list = if limits {
-        r.and_then(|r| r.limits.as_ref())
-    } else {
-        r.and_then(|r| r.requests.as_ref())
-    };
-    list.into_iter()
-        .flatten()
-        .filter_map(|(k, q)| Amount::parse(&q.0).map(|a| (k.clone(), a)))
-        .collect()
-}
-
-fn max_into(into: &mut Usage, other: &Usage) {
-    for (k, v) in other {
-        let e = into.entry(k.clone()).or_insert(Amount::ZERO);
-        if v.nanos > e.nanos {
-            *e = *v;
-        }
-    }
-}
-
-/// Upstream's `resourcehelper.PodRequests`/`PodLimits`: the sum over app containers and
-/// restartable (sidecar) init containers, at least each regular init container plus the
-/// sidecars started before it, plus the pod overhead.
-pub fn pod_resources(pod: &Pod, limits: bool) -> Usage {
-    let Some(spec) = pod.spec.as_ref() else {
-        return Usage::new();
-    };
-    let mut sum = Usage::new();
-    for c in &spec.containers {
-        merge(&mut sum, container_resources(c, limits));
-    }
-    let mut sidecars = Usage::new();
-    let mut init_max = Usage::new();
-    for c in spec.init_containers.iter().flatten() {
-        let r = container_resources(c, limits);
-        if c.restart_policy.as_deref() == Some("Always") {
-            merge(&mut sidecars, r.clone());
-            merge(&mut sum, r);
-        } else {
-            let mut with_sidecars = sidecars.clone();
-            merge(&mut with_sidecars, r);
-            max_into(&mut init_max, &with_sidecars);
-        }
-    }
-    max_into(&mut sum, &init_max);
-    for (k, q) in spec.overhead.iter().flatten() {
-        if let Some(a) = Amount::parse(&q.0) {
-            add_to(&mut sum, k, a);
-        }
-    }
-    sum
-}
-
-/// Upstream's `QuotaV1Pod`: finished pods, and pods past their deletion grace period (for
-/// example on a lost node), are not charged.
-pub fn charged(pod: &Pod, now: Timestamp) -> bool {
-    if matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    ) {
-        return false;
-    }
-    if let (Some(at), Some(grace)) = (
-        &pod.metadata.deletion_timestamp,
-        pod.metadata.deletion_grace_period_seconds,
-    ) && at
-        .0
-        .checked_add(SignedDuration::from_secs(grace))
-        .is_ok_and(|end| now > end)
-    {
-        return false;
-    }
-    true
-}
-
-/// Upstream's `PodUsageFunc` with `podComputeUsageHelper`: `count/pods` for every pod, the
-/// compute resources and `pods` only for charged ones.
-pub fn pod_usage(pod: &Pod, now: Timestamp) -> Usage {
-    let mut usage = Usage::from([("count/pods".to_string(), Amount::count(1))]);
-    if !charged(pod, now) {
-        return usage;
-    }
-    usage.insert("pods".into(), Amount::count(1));
-    let requests = pod_resources(pod, false);
-    let limits = pod_resources(pod, true);
-    for (name, both) in [("cpu", true), ("memory", true), ("ephemeral-storage", true)] {
-        if let Some(r) = requests.get(name) {
-            if both {
-                usage.insert(name.into(), *r);
-            }
-            usage.insert(format!("requests.{name}"), *r);
-        }
-        if let Some(l) = limits.get(name) {
-            usage.insert(format!("limits.{name}"), *l);
-        }
-    }
-    for (name, r) in &requests {
-        if name.starts_with("hugepages-") {
-            usage.insert(name.clone(), *r);
-            usage.insert(format!("requests.{name}"), *r);
-        } else if name.contains('/') && !name.starts_with("kubernetes.io/") {
-            // Extended resources are quota'd as `requests.<name>` only.
-            usage.insert(format!("requests.{name}"), *r);
-        }
-    }
-    usage
-}
-
-fn is_best_effort(pod: &Pod) -> bool {
-    let spec = pod.spec.as_ref();
-    spec.into_iter()
-        .flat_map(|s| {
-            s.containers
-                .iter()
-                .chain(s.init_containers.iter().flatten())
-        })
-        .all(|c| {
-            let r = c.resources.as_ref();
-            let none = |l: Option<&BTreeMap<String, Quantity>>| {
-                l.is_none_or(|l| !l.contains_key("cpu") && !l.contains_key("memory"))
-            };
-            none(r.and_then(|r| r.requests.as_ref())) && none(r.and_then(|r| r.limits.as_ref()))
-        })
-}
-
-fn uses_cross_namespace_affinity(pod: &Pod) -> bool {
-    let Some(affinity) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
-        return false;
-    };
-    let required = |t: &k8s_openapi::api::core::v1::PodAffinityTerm| {
-        t.namespace_selector.is_some() || t.namespaces.as_ref().is_some_and(|n| !n.is_empty())
-    };
-    let a = affinity.pod_affinity.as_ref().is_some_and(|a| {
-        a.required_during_scheduling_ignored_during_execution
-            .iter()
-            .flatten()
-            .any(required)
-            || a.preferred_during_scheduling_ignored_during_execution
-                .iter()
-                .flatten()
-                .any(|w| required(&w.pod_affinity_term))
-    });
-    let anti = affinity.pod_anti_affinity.as_ref().is_some_and(|a| {
-        a.required_during_scheduling_ignored_during_execution
-            .iter()
-            .flatten()
-            .any(required)
-            || a.preferred_during_scheduling_ignored_during_execution
-                .iter()
-                .flatten()
-                .any(|w| required(&w.pod_affinity_term))
-    });
-    a || anti
-}
-
-/// The quota's scopes as selector requirements (`scopes` are `Exists` requirements, as
-/// upstream's `getScopeSelectorsFromQuota` makes them).
-pub fn scope_requirements(quota: &ResourceQuota) -> Vec<ScopedResourceSelectorRequirement> {
-    let spec = quota.spec.as_ref();
-    let mut reqs: Vec<ScopedResourceSelectorRequirement> = spec
-        .and_then(|s| s.scopes.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|s| ScopedResourceSelectorRequirement {
-            scope_name: s.clone(),
-            operator: "Exists".into(),
-            values: None,
-        })
-        .collect();
-    reqs.extend(
-        spec.and_then(|s| s.scope_selector.as_ref())
-            .and_then(|s| s.match_expressions.clone())
-            .into_iter()
-            .flatten(),
-    );
-    reqs
-}
-
-/// Upstream's `podMatchesScopeFunc` for one requirement.
-pub fn pod_matches_scope(pod: &Pod, req: &ScopedResourceSelectorRequirement) -> bool {
-    let spec = pod.spec.as_ref();
-    let matched = match req.scope_name.as_str() {
-        "Terminating" => spec
-            .and_then(|s| s.active_deadline_seconds)
-            .is_some_and(|d| d >= 0),
-        "NotTerminating" => spec
-            .and_then(|s| s.active_deadline_seconds)
-            .is_none_or(|d| d < 0),
-        "BestEffort" => is_best_effort(pod),
-        "NotBestEffort" => !is_best_effort(pod),
-        "CrossNamespacePodAffinity" => uses_cross_namespace_affinity(pod),
-        "PriorityClass" => {
-            let class = spec
-                .and_then(|s| s.priority_class_name.as_deref())
-                .unwrap_or_default();
-            let values = req.values.as_deref().unwrap_or_default();
-            return match req.operator.as_str() {
-                "Exists" => !class.is_empty(),
-                "DoesNotExist" => class.is_empty(),
-                "In" => !class.is_empty() && values.iter().any(|v| v == class),
-                "NotIn" => class.is_empty() || !values.iter().any(|v| v == class),
-                _ => false,
-            };
-        }
-        _ => false,
-    };
-    // The boolean scopes only take Exists (validation); DoesNotExist negates for safety.
-    if req.operator == "DoesNotExist" {
-        !matched
-    } else {
-        matched
-    }
-}
-
-// ---- other objects ----
-
-/// Upstream's services evaluator: `services`, `services.nodeports` (every port of a NodePort
-/// or LoadBalancer Service; for a LoadBalancer without node port allocation only the
-/// explicit ones) and `services.loadbalancers`.
-pub fn service_usage(svc: &Service) -> Usage {
-    let spec = svc.spec.as_ref();
-    let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
-    let (node_ports, lbs) = match spec.and_then(|s| s.type_.as_deref()) {
-        Some("NodePort") => (ports.len(), 0),
-        Some("LoadBalancer") => {
-            let allocate = spec
-                .and_then(|s| s.allocate_load_balancer_node_ports)
-                .unwrap_or(true);
-            let n = if allocate {
-                ports.len()
-            } else {
-                ports.iter().filter(|p| p.node_port.is_some()).count()
-            };
-            (n, 1)
-        }
-        _ => (0, 0),
-    };
-    Usage::from([
-        ("services".to_string(), Amount::count(1)),
-        ("count/services".to_string(), Amount::count(1)),
-        ("services.nodeports".to_string(), Amount::count(node_ports)),
-        ("services.loadbalancers".to_string(), Amount::count(lbs)),
-    ])
-}
-
-/// Upstream's persistentvolumeclaims evaluator: counts and `requests.storage` (the larger of
-/// the request and the allocated size), also per storage class.
-pub fn claim_usage(pvc: &PersistentVolumeClaim) -> Usage {
-    let spec = pvc.spec.as_ref();
-    let request = spec
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-        .and_then(|q| Amount::parse(&q.0));
-    let allocated = pvc
-        .status
-        .as_ref()
-        .and_then(|s| s.allocated_resources.as_ref())
-        .and_then(|r| r.get("storage"))
-        .and_then(|q| Amount::parse(&q.0));
-    let storage = match (request, allocated) {
-        (Some(r), Some(a)) if a.nanos > r.nanos => Some(a),
-        (Some(r), _) => Some(r),
-        (None, a) => a,
-    };
-    let mut usage = Usage::from([
-        ("persistentvolumeclaims".to_string(), Amount::count(1)),
-        ("count/persistentvolumeclaims".to_string(), Amount::count(1)),
-    ]);
-    let class = spec.and_then(|s| s.storage_class_name.as_deref());
-    if let Some(class) = class {
-        usage.insert(
-            format!("{class}.storageclass.storage.k8s.io/persistentvolumeclaims"),
-            Amount::count(1),
-        );
-    }
-    if let Some(s) = storage {
-        usage.insert("requests.storage".into(), s);
-        if let Some(class) = class {
-            usage.insert(
-                format!("{class}.storageclass.storage.k8s.io/requests.storage"),
-                s,
-            );
-        }
-    }
-    usage
-}
-
-fn is_pod_resource(name: &str) -> bool {
-    matches!(
-        name,
-        "pods" | "count/pods" | "cpu" | "memory" | "ephemeral-storage"
-    ) || name.starts_with("requests.") && name != "requests.storage"
-        || name.starts_with("limits.")
-        || name.starts_with("hugepages-")
-}
-
-fn is_service_resource(name: &str) -> bool {
-    name == "services" || name == "count/services" || name.starts_with("services.")
-}
-
-fn is_claim_resource(name: &str) -> bool {
-    matches!(
-        name,
-        "persistentvolumeclaims" | "count/persistentvolumeclaims" | "requests.storage"
-    ) || name.contains(".storageclass.storage.k8s.io/")
-}
-
-/// The (group, plural) a plain object count names: the legacy names and `count/<resource>
-/// [.<group>]` (upstream's generic object-count evaluator), for what the typed evaluators do
-/// not cover.
-pub fn object_count_resource(name: &str) -> Option<(String, String)> {
-    let legacy = match name {
-        "configmaps" | "secrets" | "replicationcontrollers" | "resourcequotas" => {
-            Some(name.to_string())
-        }
-        _ => None,
-    };
-    let counted = legacy.or_else(|| {
-        name.strip_prefix("count/")
-            .filter(|r| !matches!(*r, "pods" | "services" | "persistentvolumeclaims"))
-            .map(String::from)
-    })?;
-    Some(match counted.split_once('.') {
-        Some((plural, group)) => (group.to_string(), plural.to_string()),
-        None => (String::new(), counted),
-    })
-}
 
 /// The status a quota should have: `hard` is the spec's, `used` the usage masked to the hard
 /// resources, with 0 for what nothing uses (upstream's `syncResourceQuota`).
@@ -607,25 +94,30 @@ impl Controller {
             queue: WorkQueue::new(),
             resources: Mutex::default(),
         });
+        // Upstream's controller looks at a quota again when it is new or its spec changed,
+        // not when its status did: status writes are its own and quota admission's charges,
+        // and a recount then could undo a charge for an object its caches do not show yet.
         let weak = Arc::downgrade(&this);
         this.quotas.on_change(move |change| {
-            if let (Some(c), Change::Applied { new, .. }) = (weak.upgrade(), change) {
+            if let (Some(c), Change::Applied { old, new }) = (weak.upgrade(), change)
+                && old.as_ref().is_none_or(|o| o.spec != new.spec)
+            {
                 c.queue.add(key_of(new.as_ref()));
             }
         });
-        // Upstream's replenishment: a change of a quota'd object looks at its namespace's
-        // quotas again.
+        // Upstream's replenishment (the quota monitor): what frees usage looks at the
+        // namespace's quotas again: deletions, and pods that stop being charged (finished,
+        // past their grace period) or change their spec. Creations are charged by admission.
         let weak = Arc::downgrade(&this);
         this.pods.on_change(move |change| {
             if let Some(c) = weak.upgrade() {
                 let relevant = match change {
                     Change::Applied { old: Some(o), new } => {
-                        o.status.as_ref().and_then(|s| s.phase.clone())
-                            != new.status.as_ref().and_then(|s| s.phase.clone())
-                            || o.metadata.deletion_timestamp != new.metadata.deletion_timestamp
-                            || o.spec != new.spec
+                        let now = Timestamp::now();
+                        (charged(o, now) && !charged(new, now)) || o.spec != new.spec
                     }
-                    _ => true,
+                    Change::Applied { old: None, .. } => false,
+                    Change::Deleted(_) => true,
                 };
                 if relevant {
                     c.enqueue_namespace(change_namespace(change));
@@ -634,13 +126,17 @@ impl Controller {
         });
         let weak = Arc::downgrade(&this);
         this.services.on_change(move |change| {
-            if let Some(c) = weak.upgrade() {
+            if let Some(c) = weak.upgrade()
+                && !matches!(change, Change::Applied { old: None, .. })
+            {
                 c.enqueue_namespace(change_namespace(change));
             }
         });
         let weak = Arc::downgrade(&this);
         this.claims.on_change(move |change| {
-            if let Some(c) = weak.upgrade() {
+            if let Some(c) = weak.upgrade()
+                && !matches!(change, Change::Applied { old: None, .. })
+            {
                 c.enqueue_namespace(change_namespace(change));
             }
         });
@@ -770,144 +266,22 @@ fn change_namespace<K: kube::Resource>(change: &Change<K>) -> String {
     };
     obj.meta().namespace.clone().unwrap_or_default()
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodSpec, PodStatus, ResourceQuotaSpec, ResourceRequirements};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
-    fn canon(s: &str) -> String {
-        Amount::parse(s).unwrap().canonical()
-    }
-
-    fn sum(items: &[&str]) -> String {
-        let mut a = Amount::ZERO;
-        for i in items {
-            a.add(Amount::parse(i).unwrap());
-        }
-        a.canonical()
-    }
-
-    #[test]
-    fn quantities_print_in_canonical_form() {
-        assert_eq!(canon("500m"), "500m");
-        assert_eq!(canon("1000m"), "1");
-        assert_eq!(canon("1500m"), "1500m");
-        assert_eq!(canon("0.5"), "500m");
-        assert_eq!(canon("100M"), "100M");
-        assert_eq!(canon("1000000"), "1M");
-        assert_eq!(canon("1024Mi"), "1Gi");
-        assert_eq!(canon("1.5Gi"), "1536Mi");
-        assert_eq!(canon("512"), "512");
-        assert_eq!(canon("0.5Ki"), "512");
-        assert_eq!(canon("2e3"), "2e3");
-        assert_eq!(canon("0"), "0");
-        assert_eq!(canon("1n"), "1n");
-        assert_eq!(canon("0.1m"), "100u");
-        assert!(Amount::parse("1.2.3").is_none());
-        assert!(Amount::parse("abc").is_none());
-    }
-
-    #[test]
-    fn sums_keep_the_format_of_the_first_non_zero_amount() {
-        assert_eq!(sum(&["250m", "250m"]), "500m");
-        assert_eq!(sum(&["500m", "500m", "1"]), "2");
-        assert_eq!(sum(&["64Mi", "64Mi"]), "128Mi");
-        assert_eq!(sum(&["1Gi", "512Mi"]), "1536Mi");
-        assert_eq!(sum(&["100M", "1Gi"]), "1173741824");
-        assert_eq!(sum(&["0", "128Mi"]), "128Mi");
-    }
-
-    fn pod(cpu: Option<&str>, mem_limit: Option<&str>, phase: &str) -> Pod {
-        let q = |v: &str| Quantity(v.into());
-        Pod {
-            metadata: ObjectMeta::default(),
-            spec: Some(PodSpec {
-                containers: vec![Container {
-                    name: "c".into(),
-                    resources: Some(ResourceRequirements {
-                        requests: cpu.map(|c| [("cpu".to_string(), q(c))].into()),
-                        limits: mem_limit.map(|m| [("memory".to_string(), q(m))].into()),
-                        ..ResourceRequirements::default()
-                    }),
-                    ..Container::default()
-                }],
-                ..PodSpec::default()
-            }),
-            status: Some(PodStatus {
-                phase: Some(phase.into()),
-                ..PodStatus::default()
-            }),
-        }
-    }
-
-    #[test]
-    fn pod_usage_counts_compute_resources_of_unfinished_pods_only() {
-        let now = Timestamp::from_second(1000).unwrap();
-        let u = pod_usage(&pod(Some("250m"), Some("64Mi"), "Running"), now);
-        assert_eq!(u["pods"].canonical(), "1");
-        assert_eq!(u["requests.cpu"].canonical(), "250m");
-        assert_eq!(u["cpu"].canonical(), "250m");
-        assert_eq!(u["limits.memory"].canonical(), "64Mi");
-        assert!(!u.contains_key("requests.memory"));
-        let done = pod_usage(&pod(Some("250m"), None, "Succeeded"), now);
-        assert_eq!(done.keys().collect::<Vec<_>>(), ["count/pods"]);
-        // Past its grace period a deleting pod is no longer charged.
-        let mut stuck = pod(Some("1"), None, "Running");
-        stuck.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(900).unwrap()));
-        stuck.metadata.deletion_grace_period_seconds = Some(30);
-        assert!(!charged(&stuck, now));
-    }
-
-    #[test]
-    fn init_containers_count_as_their_maximum() {
-        let mut p = pod(Some("100m"), None, "Running");
-        let mut init = p.spec.as_ref().unwrap().containers[0].clone();
-        init.resources.as_mut().unwrap().requests =
-            Some([("cpu".to_string(), Quantity("500m".into()))].into());
-        p.spec.as_mut().unwrap().init_containers = Some(vec![init.clone()]);
-        assert_eq!(pod_resources(&p, false)["cpu"].canonical(), "500m");
-        // A sidecar adds to the app containers.
-        init.restart_policy = Some("Always".into());
-        p.spec.as_mut().unwrap().init_containers = Some(vec![init]);
-        assert_eq!(pod_resources(&p, false)["cpu"].canonical(), "600m");
-    }
-
-    #[test]
-    fn scopes_select_pods() {
-        let best_effort = pod(None, None, "Running");
-        let burstable = pod(Some("1"), None, "Running");
-        let req = |name: &str| ScopedResourceSelectorRequirement {
-            scope_name: name.into(),
-            operator: "Exists".into(),
-            values: None,
-        };
-        assert!(pod_matches_scope(&best_effort, &req("BestEffort")));
-        assert!(!pod_matches_scope(&burstable, &req("BestEffort")));
-        assert!(pod_matches_scope(&burstable, &req("NotBestEffort")));
-        assert!(pod_matches_scope(&burstable, &req("NotTerminating")));
-        let mut deadline = burstable.clone();
-        deadline.spec.as_mut().unwrap().active_deadline_seconds = Some(60);
-        assert!(pod_matches_scope(&deadline, &req("Terminating")));
-        let mut high = burstable.clone();
-        high.spec.as_mut().unwrap().priority_class_name = Some("high".into());
-        let class = |op: &str, v: &[&str]| ScopedResourceSelectorRequirement {
-            scope_name: "PriorityClass".into(),
-            operator: op.into(),
-            values: Some(v.iter().map(|s| s.to_string()).collect()),
-        };
-        assert!(pod_matches_scope(&high, &class("In", &["high"])));
-        assert!(!pod_matches_scope(&burstable, &class("In", &["high"])));
-        assert!(pod_matches_scope(&burstable, &class("NotIn", &["high"])));
-        assert!(pod_matches_scope(&high, &req("PriorityClass")));
-        assert!(!pod_matches_scope(&burstable, &req("PriorityClass")));
+    fn pod(cpu: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]},
+            "status": {"phase": "Running"},
+        }))
+        .unwrap()
     }
 
     #[test]
     fn status_mirrors_hard_and_masks_usage() {
         let quota = ResourceQuota {
-            spec: Some(ResourceQuotaSpec {
+            spec: Some(k8s_openapi::api::core::v1::ResourceQuotaSpec {
                 hard: Some(
                     [
                         ("pods".to_string(), Quantity("10".into())),
@@ -916,15 +290,12 @@ mod tests {
                     ]
                     .into(),
                 ),
-                ..ResourceQuotaSpec::default()
+                ..k8s_openapi::api::core::v1::ResourceQuotaSpec::default()
             }),
             ..ResourceQuota::default()
         };
-        let mut usage = pod_usage(&pod(Some("250m"), None, "Running"), Timestamp::UNIX_EPOCH);
-        merge(
-            &mut usage,
-            pod_usage(&pod(Some("250m"), None, "Running"), Timestamp::UNIX_EPOCH),
-        );
+        let mut usage = pod_usage(&pod("250m"), Timestamp::UNIX_EPOCH);
+        merge(&mut usage, pod_usage(&pod("250m"), Timestamp::UNIX_EPOCH));
         let status = desired_status(&quota, &usage);
         let used = status.used.clone().unwrap();
         assert_eq!(used["pods"].0, "2");
@@ -933,30 +304,5 @@ mod tests {
         assert_eq!(used.len(), 3);
         assert_eq!(status.hard, quota.spec.as_ref().unwrap().hard);
         assert!(status_equal(Some(&status), &status));
-    }
-
-    #[test]
-    fn object_count_names_map_to_resources() {
-        assert_eq!(
-            object_count_resource("count/deployments.apps"),
-            Some(("apps".into(), "deployments".into()))
-        );
-        assert_eq!(
-            object_count_resource("configmaps"),
-            Some((String::new(), "configmaps".into()))
-        );
-        assert_eq!(object_count_resource("count/pods"), None);
-        assert_eq!(object_count_resource("requests.cpu"), None);
-    }
-
-    #[test]
-    fn services_count_node_ports_and_load_balancers() {
-        let svc: Service = serde_json::from_value(serde_json::json!({
-            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}, {"port": 443}]}
-        }))
-        .unwrap();
-        let u = service_usage(&svc);
-        assert_eq!(u["services.nodeports"].canonical(), "2");
-        assert_eq!(u["services.loadbalancers"].canonical(), "1");
     }
 }

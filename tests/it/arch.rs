@@ -8,8 +8,10 @@ fn allowed(module: &str) -> &'static [&'static str] {
     match module {
         // Composition roots wire everything together.
         "cli" | "server" | "agent" => &["*"],
-        // Only the API server touches the store.
-        "apiserver" => &["store", "data_dir", "pki"],
+        // Only the API server touches the store. `quota` is a pure library (upstream's
+        // pkg/quota/v1) that quota admission and the quota controller share.
+        "apiserver" => &["store", "data_dir", "pki", "quota"],
+        "controllers" => &["data_dir", "quota"],
         // The kubelet drives the pod network through its seam (`network::HostNetwork`).
         "kubelet" => &["data_dir", "network"],
         // The node's service components drive host networking through its adapters.

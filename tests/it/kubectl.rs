@@ -314,6 +314,7 @@ macro_rules! both_versions {
         }
     };
 }
+pub(crate) use both_versions;
 
 const APP: &str = r#"
 apiVersion: v1

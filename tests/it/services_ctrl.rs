@@ -335,7 +335,8 @@ spec:
     );
 
     // A named target port resolves per pod: two Deployments name different container ports
-    // `http`.
+    // `http`. (The quota above tracks requests.cpu, so quota admission wants every pod to set
+    // it.)
     let named = |name: &str, port: u32| {
         format!(
             r#"
@@ -352,6 +353,7 @@ spec:
       - name: c
         image: busybox
         ports: [{{name: http, containerPort: {port}}}]
+        resources: {{requests: {{cpu: 100m}}}}
 "#
         )
     };
