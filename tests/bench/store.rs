@@ -4,6 +4,10 @@
 //!
 //! Environment: RK3S_BIN (default target/release/rk3s), ETCD_BIN (/usr/bin/etcd),
 //! BENCH_LONG_SECS (default 30), BENCH_OUT (default target/bench/store.json).
+//! For profiling one part: BENCH_WORKLOADS (comma-separated workload names, e.g.
+//! `put_1,put_64`; default all) and BENCH_SYSTEMS (`rk3s`, `etcd`; default both). A run that
+//! leaves something out prints its figures but writes no JSON, so the file always holds a
+//! full run.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -311,24 +315,105 @@ async fn long_run_latency(endpoint: &str, secs: u64) -> Result<(Figures, u32)> {
     Ok((figures(all, elapsed), compactions))
 }
 
-async fn suite(server: &Server, long_secs: u64) -> Result<BTreeMap<&'static str, Figures>> {
+/// Which part of the benchmark runs (see the module comment).
+struct Selection {
+    workloads: Option<Vec<String>>,
+    rk3s: bool,
+    etcd: bool,
+}
+
+impl Selection {
+    fn from_env() -> Result<Selection> {
+        let workloads = std::env::var("BENCH_WORKLOADS")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.split(',')
+                    .map(|w| w.trim().to_string())
+                    .collect::<Vec<_>>()
+            });
+        if let Some(names) = &workloads
+            && let Some(bad) = names.iter().find(|n| !WORKLOADS.contains(&n.as_str()))
+        {
+            return Err(format!(
+                "BENCH_WORKLOADS: unknown workload {bad:?} (known: {})",
+                WORKLOADS.join(", ")
+            )
+            .into());
+        }
+        let systems = std::env::var("BENCH_SYSTEMS").unwrap_or_default();
+        let (rk3s, etcd) = match systems.as_str() {
+            "" => (true, true),
+            "rk3s" => (true, false),
+            "etcd" => (false, true),
+            other => {
+                return Err(format!("BENCH_SYSTEMS: expected rk3s or etcd, got {other:?}").into());
+            }
+        };
+        Ok(Selection {
+            workloads,
+            rk3s,
+            etcd,
+        })
+    }
+
+    fn runs(&self, workload: &str) -> bool {
+        self.workloads
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|n| n == workload))
+    }
+
+    fn full(&self) -> bool {
+        self.workloads.is_none() && self.rk3s && self.etcd
+    }
+}
+
+const WORKLOADS: [&str; 7] = [
+    "put_1",
+    "put_16",
+    "put_64",
+    "cas_16",
+    "range_1000",
+    "watch",
+    "long",
+];
+
+async fn suite(
+    server: &Server,
+    long_secs: u64,
+    sel: &Selection,
+) -> Result<BTreeMap<&'static str, Figures>> {
     let e = server.endpoint.as_str();
     let mut out = BTreeMap::new();
-    out.insert("put_1", puts(e, 1, 2000, "1").await?);
-    out.insert("put_16", puts(e, 16, 1000, "16").await?);
-    out.insert("put_64", puts(e, 64, 400, "64").await?);
-    out.insert("cas_16", cas(e, 16, 300).await?);
-    out.insert("range_1000", ranges(e).await?);
-    out.insert("watch", watch_latency(e).await?);
-    let (long, compactions) = long_run_latency(e, long_secs).await?;
-    out.insert("long", long);
-    out.insert(
-        "compactions",
-        Figures {
-            ops: f64::from(compactions),
-            ..Figures::default()
-        },
-    );
+    if sel.runs("put_1") {
+        out.insert("put_1", puts(e, 1, 2000, "1").await?);
+    }
+    if sel.runs("put_16") {
+        out.insert("put_16", puts(e, 16, 1000, "16").await?);
+    }
+    if sel.runs("put_64") {
+        out.insert("put_64", puts(e, 64, 400, "64").await?);
+    }
+    if sel.runs("cas_16") {
+        out.insert("cas_16", cas(e, 16, 300).await?);
+    }
+    if sel.runs("range_1000") {
+        out.insert("range_1000", ranges(e).await?);
+    }
+    if sel.runs("watch") {
+        out.insert("watch", watch_latency(e).await?);
+    }
+    if sel.runs("long") {
+        let (long, compactions) = long_run_latency(e, long_secs).await?;
+        out.insert("long", long);
+        out.insert(
+            "compactions",
+            Figures {
+                ops: f64::from(compactions),
+                ..Figures::default()
+            },
+        );
+    }
     Ok(out)
 }
 
@@ -339,37 +424,44 @@ async fn main() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
     let out_path = std::env::var("BENCH_OUT").unwrap_or_else(|_| "target/bench/store.json".into());
+    let sel = Selection::from_env()?;
 
-    eprintln!("bench: rk3s datastore");
-    let rk3s = start_rk3s()?;
-    connect(&rk3s.endpoint).await?;
-    let r = suite(&rk3s, long_secs).await?;
-    let (rk3s_rss, rk3s_hwm) = rk3s.rss_kb();
-    drop(rk3s);
+    let (mut r, mut rk3s_rss, mut rk3s_hwm) = (BTreeMap::new(), 0, 0);
+    if sel.rk3s {
+        eprintln!("bench: rk3s datastore");
+        let rk3s = start_rk3s()?;
+        connect(&rk3s.endpoint).await?;
+        r = suite(&rk3s, long_secs, &sel).await?;
+        (rk3s_rss, rk3s_hwm) = rk3s.rss_kb();
+    }
 
-    eprintln!("bench: etcd");
-    let etcd = start_etcd()?;
-    connect(&etcd.endpoint).await?;
-    let e = suite(&etcd, long_secs).await?;
-    let (etcd_rss, etcd_hwm) = etcd.rss_kb();
-    drop(etcd);
+    let (mut e, mut etcd_rss, mut etcd_hwm) = (BTreeMap::new(), 0, 0);
+    if sel.etcd {
+        eprintln!("bench: etcd");
+        let etcd = start_etcd()?;
+        connect(&etcd.endpoint).await?;
+        e = suite(&etcd, long_secs, &sel).await?;
+        (etcd_rss, etcd_hwm) = etcd.rss_kb();
+    }
 
     println!(
         "{:<12} {:>10} {:>8} {:>8} {:>10} {:>8} {:>8} {:>7}",
         "workload", "rk3s op/s", "p50 ms", "p99 ms", "etcd op/s", "p50 ms", "p99 ms", "ratio"
     );
     let mut json = serde_json::Map::new();
-    for (name, rf) in &r {
-        let ef = e[name];
-        if *name == "compactions" {
+    let names: std::collections::BTreeSet<&str> = r.keys().chain(e.keys()).copied().collect();
+    for name in names {
+        if name == "compactions" {
             continue;
         }
+        let rf = r.get(name).copied().unwrap_or_default();
+        let ef = e.get(name).copied().unwrap_or_default();
         let ratio = if ef.ops > 0.0 { rf.ops / ef.ops } else { 0.0 };
         println!(
             "{:<12} {:>10.0} {:>8.2} {:>8.2} {:>10.0} {:>8.2} {:>8.2} {:>7.2}",
             name, rf.ops, rf.p50_ms, rf.p99_ms, ef.ops, ef.p50_ms, ef.p99_ms, ratio
         );
-        for (prefix, f) in [("", rf), ("etcd_", &ef)] {
+        for (prefix, f) in [("", &rf), ("etcd_", &ef)] {
             json.insert(format!("{prefix}{name}_ops"), f.ops.round().into());
             json.insert(format!("{prefix}{name}_p50_ms"), round2(f.p50_ms).into());
             json.insert(format!("{prefix}{name}_p99_ms"), round2(f.p99_ms).into());
@@ -377,11 +469,13 @@ async fn main() -> Result<()> {
         }
         json.insert(format!("ratio_{name}"), round2(ratio).into());
     }
-    let stall = r["long"].max_ms;
-    let etcd_stall = e["long"].max_ms;
+    let get = |m: &BTreeMap<&str, Figures>, name: &str| m.get(name).copied().unwrap_or_default();
+    let stall = get(&r, "long").max_ms;
+    let etcd_stall = get(&e, "long").max_ms;
     println!(
         "max write latency during compaction: rk3s {stall:.1} ms ({} compactions), etcd {etcd_stall:.1} ms ({} compactions)",
-        r["compactions"].ops, e["compactions"].ops
+        get(&r, "compactions").ops,
+        get(&e, "compactions").ops
     );
     println!(
         "RSS after the run: rk3s {:.1} MB (peak {:.1}), etcd {:.1} MB (peak {:.1})",
@@ -398,7 +492,7 @@ async fn main() -> Result<()> {
         "etcd_max_write_stall_during_compaction_ms".into(),
         round2(etcd_stall).into(),
     );
-    json.insert("compactions".into(), r["compactions"].ops.into());
+    json.insert("compactions".into(), get(&r, "compactions").ops.into());
     json.insert("rss_mb".into(), round2(rk3s_rss as f64 / 1024.0).into());
     json.insert(
         "rss_peak_mb".into(),
@@ -413,6 +507,10 @@ async fn main() -> Result<()> {
         round2(etcd_hwm as f64 / 1024.0).into(),
     );
     json.insert("long_run_secs".into(), long_secs.into());
+    if !sel.full() {
+        println!("partial run (BENCH_WORKLOADS/BENCH_SYSTEMS): {out_path} not written");
+        return Ok(());
+    }
     if let Some(dir) = std::path::Path::new(&out_path).parent() {
         std::fs::create_dir_all(dir)?;
     }
