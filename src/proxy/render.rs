@@ -1,6 +1,8 @@
 //! The pure half of the Service proxy: a [`ServiceTable`] (what the API says) becomes a
-//! [`Ruleset`] (the chains, maps and sets of `table inet rk3s` the proxy owns), and two rulesets
-//! become the `nft -f` text that moves the kernel from one to the other.
+//! [`Ruleset`] (the chains, maps and sets of `table inet rk3s` the proxy owns), kept in a
+//! [`Rendered`] that re-renders only the Services that changed and writes the `nft -f` text
+//! for a full sync or for the changes since the last sync. No I/O here: the text is applied
+//! by `network::nat`.
 //!
 //! The layout follows upstream kube-proxy's nftables mode:
 //! - `services` looks up `ip daddr . meta l4proto . th dport` in the verdict maps `service-ips`
@@ -18,9 +20,11 @@
 //! SHA-256, 8 characters) followed by the readable `namespace/name/protocol/port`, so they are
 //! stable across restarts and unique even where the readable part would be ambiguous.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 
@@ -119,6 +123,32 @@ pub struct ServiceTable {
     pub services: Vec<Service>,
 }
 
+/// The table-wide inputs of the rendering; when one of them changes, every Service is
+/// rendered again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Context {
+    node_name: String,
+    /// Sorted and deduplicated.
+    node_ips: Vec<Ipv4Addr>,
+    /// Truncated to its network address.
+    cluster_cidr: Ipv4Net,
+    skip_cluster_ip: Option<Ipv4Addr>,
+}
+
+impl Context {
+    fn of(table: &ServiceTable) -> Context {
+        let mut node_ips = table.node_ips.clone();
+        node_ips.sort();
+        node_ips.dedup();
+        Context {
+            node_name: table.node_name.clone(),
+            node_ips,
+            cluster_cidr: table.cluster_cidr.trunc(),
+            skip_cluster_ip: table.skip_cluster_ip,
+        }
+    }
+}
+
 /// A chain of the table: a base chain has a `type … hook … priority …` header.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Chain {
@@ -126,11 +156,21 @@ pub struct Chain {
     pub rules: Vec<String>,
 }
 
-/// A verdict map: its type and its elements, key → verdict.
+/// A verdict map or a plain set shared by all Services: its type and its elements by key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Map {
     pub kind: String,
-    pub elements: BTreeMap<String, String>,
+    pub elements: BTreeMap<String, Element>,
+}
+
+/// An element of a shared map or set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    /// The verdict (empty in plain sets).
+    pub value: String,
+    /// The Service whose claim the element carries: the first in (namespace, name) order
+    /// when several claim the key.
+    owner: ServiceKey,
 }
 
 /// The proxy's objects in the table. Sets are the dynamic ClientIP affinity sets, whose
@@ -142,7 +182,8 @@ pub struct Ruleset {
     pub sets: BTreeMap<String, String>,
 }
 
-/// The names of the objects a table holds now (from `nft -t list table`).
+/// The names of the objects a table holds now (from `nft -t list table`, or as the proxy
+/// last applied them).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Existing {
     pub chains: BTreeSet<String>,
@@ -158,6 +199,14 @@ const HAIRPIN: &str = "hairpin-endpoints";
 const MAP_KIND: &str = "ipv4_addr . inet_proto . inet_service : verdict";
 const SET_KIND: &str = "ipv4_addr . inet_proto . inet_service";
 const LOOKUP: &str = "ip daddr . meta l4proto . th dport";
+/// The maps and sets every Service adds elements to, with their types.
+const SHARED: [(&str, &str); 5] = [
+    (SERVICE_IPS, MAP_KIND),
+    (SERVICE_NODEPORTS, MAP_KIND),
+    (NO_ENDPOINTS, MAP_KIND),
+    (CLUSTER_IPS, SET_KIND),
+    (HAIRPIN, "ipv4_addr . ipv4_addr"),
+];
 
 /// kube-proxy's `hashAndTruncate`: SHA-256, base32 (RFC 4648 alphabet), first 8 characters.
 fn hash8(s: &str) -> String {
@@ -174,49 +223,118 @@ fn hash8(s: &str) -> String {
         .collect()
 }
 
-/// The fixed part of the table: hooks, the lookups and the masquerade.
-fn base(rs: &mut Ruleset, cidr: Ipv4Net) {
-    let mut chain = |name: &str, header: Option<&str>, rules: &[String]| {
-        rs.chains.insert(
+/// Below this many Services to render, threads cost more than they save.
+const PARALLEL_RENDER: usize = 1000;
+
+/// Renders the Services of `work` (an empty fragment for the ones to remove), on several
+/// threads when there are many: a full rendering of 10,000 Services is CPU work that would
+/// otherwise add to a full sync's time.
+fn render_all(ctx: &Context, work: &[(ServiceKey, Option<&Service>)]) -> Vec<Fragment> {
+    let render_chunk = |chunk: &[(ServiceKey, Option<&Service>)]| -> Vec<Fragment> {
+        chunk
+            .iter()
+            .map(|(_, svc)| svc.map(|s| render_service(ctx, s)).unwrap_or_default())
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(4);
+    if work.len() < PARALLEL_RENDER || threads < 2 {
+        return render_chunk(work);
+    }
+    std::thread::scope(|scope| {
+        let running: Vec<_> = work
+            .chunks(work.len().div_ceil(threads))
+            .map(|chunk| (chunk, scope.spawn(move || render_chunk(chunk))))
+            .collect();
+        running
+            .into_iter()
+            // Rendering does not panic; should a thread still fail, its share is redone here.
+            .flat_map(|(chunk, thread)| thread.join().unwrap_or_else(|_| render_chunk(chunk)))
+            .collect()
+    })
+}
+
+/// A Service's identity, namespace and name, shared by the cache and the map elements.
+type ServiceKey = Arc<(String, String)>;
+
+/// An element of a shared map: (map, key).
+type ElementKey = (&'static str, String);
+
+/// The objects one part of the table owns: the fixed part, or one Service. Chains and sets
+/// belong to exactly one owner (their names carry the Service); elements of the shared maps
+/// may be claimed by several. Vectors (sorted and deduplicated by [`Fragment::seal`]) rather
+/// than maps: rendering 10,000 Services allocates a fragment for each.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Fragment {
+    chains: Vec<(String, Chain)>,
+    sets: Vec<(String, String)>,
+    /// Claims on shared elements; within one Service the first claim of a key wins.
+    elements: Vec<(ElementKey, String)>,
+}
+
+impl Fragment {
+    fn chain(&mut self, name: &str, header: Option<&str>, rules: Vec<String>) {
+        self.chains.push((
             name.to_string(),
             Chain {
                 header: header.map(str::to_string),
-                rules: rules.to_vec(),
+                rules,
             },
-        );
-    };
-    let jump_services = ["jump services".to_string()];
-    chain(
+        ));
+    }
+
+    fn claim(&mut self, map: &'static str, key: String, value: String) {
+        self.elements.push(((map, key), value));
+    }
+
+    /// Sorts everything by name, keeping the first of equal names (stable sorts).
+    fn seal(mut self) -> Fragment {
+        self.chains.sort_by(|a, b| a.0.cmp(&b.0));
+        self.chains.dedup_by(|b, a| a.0 == b.0);
+        self.sets.sort_by(|a, b| a.0.cmp(&b.0));
+        self.sets.dedup_by(|b, a| a.0 == b.0);
+        self.elements.sort_by(|a, b| a.0.cmp(&b.0));
+        self.elements.dedup_by(|b, a| a.0 == b.0);
+        self
+    }
+}
+
+/// The fixed part of the table: hooks, the lookups and the masquerade.
+fn base(cidr: Ipv4Net) -> Fragment {
+    let mut f = Fragment::default();
+    let jump_services = || vec!["jump services".to_string()];
+    f.chain(
         "nat-prerouting",
         Some("type nat hook prerouting priority dstnat; policy accept;"),
-        &jump_services,
+        jump_services(),
     );
     // Host processes reach services too (the `dstnat` keyword is not valid on this hook in
     // older nft, hence the number).
-    chain(
+    f.chain(
         "nat-output",
         Some("type nat hook output priority -100; policy accept;"),
-        &jump_services,
+        jump_services(),
     );
-    chain(
+    f.chain(
         "nat-postrouting",
         Some("type nat hook postrouting priority srcnat; policy accept;"),
-        &[
+        vec![
             format!("ip saddr . ip daddr @{HAIRPIN} masquerade"),
             format!("meta mark & {MASQ_MARK} == 0 return"),
             format!("meta mark set meta mark ^ {MASQ_MARK}"),
             "masquerade fully-random".to_string(),
         ],
     );
-    chain(
+    f.chain(
         "mark-for-masquerade",
         None,
-        &[format!("meta mark set meta mark | {MASQ_MARK}")],
+        vec![format!("meta mark set meta mark | {MASQ_MARK}")],
     );
-    chain(
+    f.chain(
         "services",
         None,
-        &[
+        vec![
             // ClusterIP traffic from outside the pod network (the node, routed clients) is
             // masqueraded so that replies come back through this node.
             format!("ip saddr != {cidr} {LOOKUP} @{CLUSTER_IPS} jump mark-for-masquerade"),
@@ -226,39 +344,24 @@ fn base(rs: &mut Ruleset, cidr: Ipv4Net) {
     );
     // Upstream sends a TCP reset for TCP and an ICMP port unreachable otherwise; both make a
     // client fail at once instead of timing out.
-    chain(
+    f.chain(
         "reject-chain",
         None,
-        &[
+        vec![
             "meta l4proto tcp reject with tcp reset".to_string(),
             "reject".to_string(),
         ],
     );
-    let check = [format!("ct state new {LOOKUP} vmap @{NO_ENDPOINTS}")];
     for hook in ["input", "forward", "output"] {
-        chain(
+        f.chain(
             &format!("filter-{hook}"),
             Some(&format!(
                 "type filter hook {hook} priority -10; policy accept;"
             )),
-            &check,
+            vec![format!("ct state new {LOOKUP} vmap @{NO_ENDPOINTS}")],
         );
     }
-    for (name, kind) in [
-        (SERVICE_IPS, MAP_KIND),
-        (SERVICE_NODEPORTS, MAP_KIND),
-        (NO_ENDPOINTS, MAP_KIND),
-        (CLUSTER_IPS, SET_KIND),
-        (HAIRPIN, "ipv4_addr . ipv4_addr"),
-    ] {
-        rs.maps.insert(
-            name.to_string(),
-            Map {
-                kind: kind.to_string(),
-                elements: BTreeMap::new(),
-            },
-        );
-    }
+    f
 }
 
 /// kube-proxy's endpoint categorisation: the ready endpoints, or, when there are none, the
@@ -285,20 +388,25 @@ fn unique(eps: &[Endpoint]) -> Vec<Endpoint> {
 
 /// Renders the whole table.
 pub fn render(table: &ServiceTable) -> Ruleset {
-    let mut rs = Ruleset::default();
-    base(&mut rs, table.cluster_cidr.trunc());
-    for svc in &table.services {
-        let Some(cluster_ip) = svc.cluster_ip else {
-            continue;
-        };
-        if table.skip_cluster_ip == Some(cluster_ip) {
-            continue;
-        }
-        for port in &svc.ports {
-            render_port(&mut rs, table, svc, cluster_ip, port);
-        }
+    let mut rendered = Rendered::new();
+    rendered.update(table);
+    rendered.ruleset
+}
+
+/// The objects of one Service: none for headless Services and for the ClusterIP served by
+/// something else on this node.
+fn render_service(ctx: &Context, svc: &Service) -> Fragment {
+    let mut f = Fragment::default();
+    let Some(cluster_ip) = svc.cluster_ip else {
+        return f;
+    };
+    if ctx.skip_cluster_ip == Some(cluster_ip) {
+        return f;
     }
-    rs
+    for port in &svc.ports {
+        render_port(&mut f, ctx, svc, cluster_ip, port);
+    }
+    f.seal()
 }
 
 fn goto_or(chain: Option<&str>, otherwise: &str) -> String {
@@ -308,9 +416,76 @@ fn goto_or(chain: Option<&str>, otherwise: &str) -> String {
     }
 }
 
+/// With ClientIP affinity each endpoint gets a chain that records the client in its affinity
+/// set before the DNAT (upstream's per-endpoint chains). Returns the chain's name.
+fn endpoint_chain(f: &mut Fragment, id: &str, proto: &str, ep: &Endpoint, timeout: u32) -> String {
+    let suffix = format!("{id}__{}/{}", ep.ip, ep.port);
+    let h = hash8(&suffix);
+    let name = format!("endpoint-{h}-{suffix}");
+    // The cluster-wide and the local picking chain may both use it: `seal` drops the copy.
+    let set = format!("affinity-{h}-{suffix}");
+    let rules = vec![
+        format!("update @{set} {{ ip saddr }}"),
+        format!("meta l4proto {proto} dnat ip to {}:{}", ep.ip, ep.port),
+    ];
+    f.sets.push((
+        set,
+        format!("type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ;"),
+    ));
+    f.chain(&name, None, rules);
+    name
+}
+
+/// A chain named `{prefix}-{hash}-{id}` that picks one of `eps` uniformly: rule k matches with
+/// probability 1/(n-k) (iptables mode's statistic cascade). Upstream's nftables mode uses one
+/// `numgen random mod N vmap {…}` instead, but every such vmap is an anonymous set and the
+/// kernel takes quadratic time in the number of sets (18 s of kernel time instead of 1 s for
+/// 10,000 Services with nft 1.0.6 on Linux 6.18), so the cascade of
+/// `numgen random mod K == 0` rules is used. Without affinity the DNAT sits in the picking
+/// chain itself, which keeps a 10,000-Service table small.
+fn picker(
+    f: &mut Fragment,
+    svc: &Service,
+    (prefix, hash, id, proto): (&str, &str, &str, &str),
+    eps: &[&Endpoint],
+) -> Option<String> {
+    if eps.is_empty() {
+        return None;
+    }
+    let name = format!("{prefix}-{hash}-{id}");
+    let mut rules = Vec::with_capacity(eps.len() * 2);
+    let n = eps.len();
+    let actions: Vec<String> = match svc.affinity_timeout {
+        Some(timeout) => {
+            let targets: Vec<String> = eps
+                .iter()
+                .map(|e| endpoint_chain(f, id, proto, e, timeout))
+                .collect();
+            for t in &targets {
+                let set = t.replacen("endpoint-", "affinity-", 1);
+                rules.push(format!("ip saddr @{set} goto {t}"));
+            }
+            targets.iter().map(|t| format!("goto {t}")).collect()
+        }
+        None => eps
+            .iter()
+            .map(|e| format!("meta l4proto {proto} dnat ip to {}:{}", e.ip, e.port))
+            .collect(),
+    };
+    for (k, action) in actions.into_iter().enumerate() {
+        if k + 1 < n {
+            rules.push(format!("numgen random mod {} == 0 {action}", n - k));
+        } else {
+            rules.push(action);
+        }
+    }
+    f.chain(&name, None, rules);
+    Some(name)
+}
+
 fn render_port(
-    rs: &mut Ruleset,
-    table: &ServiceTable,
+    f: &mut Fragment,
+    ctx: &Context,
     svc: &Service,
     cluster_ip: Ipv4Addr,
     port: &ServicePort,
@@ -323,13 +498,13 @@ fn render_port(
     };
     let id = format!("{}/{}/{proto}/{port_label}", svc.namespace, svc.name);
     let hash = hash8(&id);
-    let cidr = table.cluster_cidr.trunc();
+    let cidr = ctx.cluster_cidr;
 
     let all = unique(&port.endpoints);
     let cluster_eps = usable(all.iter());
     let local_eps = usable(
         all.iter()
-            .filter(|e| e.node_name.as_deref() == Some(table.node_name.as_str())),
+            .filter(|e| e.node_name.as_deref() == Some(ctx.node_name.as_str())),
     );
     let external: Vec<Ipv4Addr> = svc
         .external_ips
@@ -345,99 +520,21 @@ fn render_port(
     // Hairpin: an endpoint reaching itself through the Service is masqueraded, or its reply
     // would come from its own address and be dropped.
     for ep in &all {
-        let pair = format!("{ip} . {ip}", ip = ep.ip);
-        if let Some(m) = rs.maps.get_mut(HAIRPIN) {
-            m.elements.insert(pair, String::new());
-        }
+        f.claim(HAIRPIN, format!("{ip} . {ip}", ip = ep.ip), String::new());
     }
 
-    // With ClientIP affinity each endpoint gets a chain that records the client in its
-    // affinity set before the DNAT (upstream's per-endpoint chains); without it the DNAT sits
-    // in the picking chain itself, which keeps a 10,000-Service table small.
-    let mut endpoint_chain = |ep: &Endpoint, timeout: u32| -> String {
-        let suffix = format!("{id}__{}/{}", ep.ip, ep.port);
-        let h = hash8(&suffix);
-        let name = format!("endpoint-{h}-{suffix}");
-        if !rs.chains.contains_key(&name) {
-            let set = format!("affinity-{h}-{suffix}");
-            rs.sets.insert(
-                set.clone(),
-                format!("type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ;"),
-            );
-            let rules = vec![
-                format!("update @{set} {{ ip saddr }}"),
-                format!("meta l4proto {proto} dnat ip to {}:{}", ep.ip, ep.port),
-            ];
-            rs.chains.insert(
-                name.clone(),
-                Chain {
-                    header: None,
-                    rules,
-                },
-            );
-        }
-        name
-    };
-
-    // A chain that picks one of `eps` uniformly: rule k matches with probability 1/(n-k)
-    // (iptables mode's statistic cascade). Upstream's nftables mode uses one
-    // `numgen random mod N vmap {…}` instead, but every such vmap is an anonymous set and nft
-    // 1.0.x takes quadratic time in the number of sets (36 s instead of 1 s for 10,000
-    // Services), so the cascade of `numgen random mod K == 0` rules is used.
-    let mut picker = |rs_chains: &mut Vec<(String, Chain)>, prefix: &str, eps: &[&Endpoint]| {
-        if eps.is_empty() {
-            return None;
-        }
-        let name = format!("{prefix}-{hash}-{id}");
-        let mut rules = Vec::new();
-        let n = eps.len();
-        let actions: Vec<String> = match svc.affinity_timeout {
-            Some(timeout) => {
-                let targets: Vec<String> = eps.iter().map(|e| endpoint_chain(e, timeout)).collect();
-                for t in &targets {
-                    let set = t.replacen("endpoint-", "affinity-", 1);
-                    rules.push(format!("ip saddr @{set} goto {t}"));
-                }
-                targets.iter().map(|t| format!("goto {t}")).collect()
-            }
-            None => eps
-                .iter()
-                .map(|e| format!("meta l4proto {proto} dnat ip to {}:{}", e.ip, e.port))
-                .collect(),
-        };
-        for (k, action) in actions.iter().enumerate() {
-            if k + 1 < n {
-                rules.push(format!("numgen random mod {} == 0 {action}", n - k));
-            } else {
-                rules.push(action.clone());
-            }
-        }
-        rs_chains.push((
-            name.clone(),
-            Chain {
-                header: None,
-                rules,
-            },
-        ));
-        Some(name)
-    };
-
-    let mut new_chains = Vec::new();
     // The all-endpoints chain serves ClusterIP traffic (internalTrafficPolicy Cluster) and
     // external traffic (directly, or short-circuited from pods and the node).
     let service_chain = if !svc.internal_local || has_external {
-        picker(&mut new_chains, "service", &cluster_eps)
+        picker(f, svc, ("service", &hash, &id, proto), &cluster_eps)
     } else {
         None
     };
     let local_chain = if svc.internal_local || svc.external_local {
-        picker(&mut new_chains, "local", &local_eps)
+        picker(f, svc, ("local", &hash, &id, proto), &local_eps)
     } else {
         None
     };
-    for (name, chain) in new_chains {
-        rs.chains.insert(name, chain);
-    }
     // internalTrafficPolicy Local: ClusterIP traffic only goes to this node's endpoints, and
     // is dropped when there are none (as upstream).
     let cluster_policy = if svc.internal_local {
@@ -448,13 +545,12 @@ fn render_port(
 
     let key = |ip: Ipv4Addr, p: u16| format!("{ip} . {proto} . {p}");
     if let Some(chain) = cluster_policy {
-        insert(
-            rs,
+        f.claim(
             SERVICE_IPS,
             key(cluster_ip, port.port),
             format!("goto {chain}"),
         );
-        insert(rs, CLUSTER_IPS, key(cluster_ip, port.port), String::new());
+        f.claim(CLUSTER_IPS, key(cluster_ip, port.port), String::new());
     } else {
         // No endpoints at all: refuse. Endpoints only on other nodes with
         // internalTrafficPolicy Local: drop, as upstream.
@@ -463,7 +559,7 @@ fn render_port(
         } else {
             "drop"
         };
-        insert(rs, NO_ENDPOINTS, key(cluster_ip, port.port), verdict.into());
+        f.claim(NO_ENDPOINTS, key(cluster_ip, port.port), verdict.into());
     }
 
     if !has_external {
@@ -488,38 +584,574 @@ fn render_port(
                 format!("goto {service}"),
             ]
         };
-        rs.chains.insert(
-            name.clone(),
-            Chain {
-                header: None,
-                rules,
-            },
-        );
+        f.chain(&name, None, rules);
         name
     });
-    let mut targets: Vec<(&str, String)> = external
+    let mut targets: Vec<(&'static str, String)> = external
         .iter()
         .map(|ip| (SERVICE_IPS, key(*ip, port.port)))
         .collect();
     if let Some(np) = node_port {
-        let mut ips: Vec<Ipv4Addr> = table.node_ips.clone();
-        ips.sort();
-        ips.dedup();
-        targets.extend(ips.into_iter().map(|ip| (SERVICE_NODEPORTS, key(ip, np))));
+        targets.extend(
+            ctx.node_ips
+                .iter()
+                .map(|ip| (SERVICE_NODEPORTS, key(*ip, np))),
+        );
     }
+    // Two Services with the same externalIP and port are a user error the API does not
+    // prevent: the first Service (in namespace/name order) to claim an element keeps it.
     for (map, k) in targets {
         match &external_chain {
-            Some(chain) => insert(rs, map, k, format!("goto {chain}")),
-            None => insert(rs, NO_ENDPOINTS, k, "goto reject-chain".into()),
+            Some(chain) => f.claim(map, k, format!("goto {chain}")),
+            None => f.claim(NO_ENDPOINTS, k, "goto reject-chain".into()),
         }
     }
 }
 
-/// Adds a map element; the first Service to claim an address and port keeps it (two Services
-/// with the same externalIP and port are a user error the API does not prevent).
-fn insert(rs: &mut Ruleset, map: &str, key: String, verdict: String) {
-    if let Some(m) = rs.maps.get_mut(map) {
-        m.elements.entry(key).or_insert(verdict);
+/// A rendered Service: the input it was rendered from and what it put into the ruleset.
+#[derive(Debug)]
+struct Cached {
+    input: Service,
+    chains: Vec<String>,
+    sets: Vec<String>,
+    elements: Vec<(ElementKey, String)>,
+}
+
+/// What changed since the kernel last matched the ruleset: each touched object's value then
+/// (`None`: it did not exist).
+#[derive(Debug, Default)]
+struct Pending {
+    chains: BTreeMap<String, Option<Chain>>,
+    sets: BTreeMap<String, Option<String>>,
+    elements: BTreeMap<ElementKey, Option<String>>,
+}
+
+/// What the kernel holds as far as the proxy knows: the objects of the last successful sync
+/// and the changes since.
+#[derive(Debug)]
+struct Applied {
+    objects: Existing,
+    pending: Pending,
+}
+
+/// The rendered table kept between syncs. Each Service's objects are cached with the input
+/// they were rendered from, so that [`Rendered::update`] re-renders only the Services whose
+/// input (the Service with its endpoints) changed, or all of them when a table-wide input
+/// (node name and addresses, cluster CIDR, skipped ClusterIP) changed, and
+/// [`Rendered::diff_script`] writes only the objects that changed since the last sync. Elements
+/// of the shared maps are claimed per Service; the first Service in (namespace, name) order
+/// holding a key provides its value.
+#[derive(Debug)]
+pub struct Rendered {
+    context: Option<Context>,
+    base_chains: Vec<String>,
+    services: BTreeMap<ServiceKey, Cached>,
+    ruleset: Ruleset,
+    /// The claims on shared elements that lost to an earlier Service's, sorted by Service.
+    contested: HashMap<ElementKey, Vec<(ServiceKey, String)>>,
+    /// `None` until a sync succeeded, and after a failed one: the kernel's state is unknown.
+    applied: Option<Applied>,
+}
+
+impl Default for Rendered {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn pending(applied: &mut Option<Applied>) -> Option<&mut Pending> {
+    applied.as_mut().map(|a| &mut a.pending)
+}
+
+/// Sets (or with `None` removes) one chain of the ruleset, noting a change.
+fn put_chain(rs: &mut Ruleset, applied: &mut Option<Applied>, name: String, chain: Option<Chain>) {
+    let Some(p) = pending(applied) else {
+        match chain {
+            Some(c) => rs.chains.insert(name, c),
+            None => rs.chains.remove(&name),
+        };
+        return;
+    };
+    let before = match chain {
+        Some(c) => {
+            if rs.chains.get(&name) == Some(&c) {
+                return;
+            }
+            rs.chains.insert(name.clone(), c)
+        }
+        None => rs.chains.remove(&name),
+    };
+    p.chains.entry(name).or_insert(before);
+}
+
+/// Sets (or with `None` removes) one affinity set definition, noting a change.
+fn put_set(rs: &mut Ruleset, applied: &mut Option<Applied>, name: String, def: Option<String>) {
+    let before = match def {
+        Some(d) => {
+            if rs.sets.get(&name) == Some(&d) {
+                return;
+            }
+            rs.sets.insert(name.clone(), d)
+        }
+        None => rs.sets.remove(&name),
+    };
+    if let Some(p) = pending(applied) {
+        p.sets.entry(name).or_insert(before);
+    }
+}
+
+/// Replaces the chains named `old` by `new` (the chains of one owner), noting changes. Returns
+/// the names now owned.
+fn install_chains(
+    rs: &mut Ruleset,
+    applied: &mut Option<Applied>,
+    old: &[String],
+    new: Vec<(String, Chain)>,
+) -> Vec<String> {
+    for name in old {
+        if new.binary_search_by(|(n, _)| n.cmp(name)).is_err() {
+            put_chain(rs, applied, name.clone(), None);
+        }
+    }
+    let names = new.iter().map(|(n, _)| n.clone()).collect();
+    for (name, chain) in new {
+        put_chain(rs, applied, name, Some(chain));
+    }
+    names
+}
+
+impl Rendered {
+    /// An empty rendering: nothing rendered, nothing known to be applied.
+    pub fn new() -> Rendered {
+        let maps = SHARED
+            .iter()
+            .map(|(name, kind)| {
+                (
+                    name.to_string(),
+                    Map {
+                        kind: kind.to_string(),
+                        elements: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect();
+        Rendered {
+            context: None,
+            base_chains: Vec::new(),
+            services: BTreeMap::new(),
+            ruleset: Ruleset {
+                maps,
+                ..Ruleset::default()
+            },
+            contested: HashMap::new(),
+            applied: None,
+        }
+    }
+
+    /// The rendered objects.
+    pub fn ruleset(&self) -> &Ruleset {
+        &self.ruleset
+    }
+
+    /// Brings the rendering up to `table`, re-rendering only what changed.
+    pub fn update(&mut self, table: &ServiceTable) {
+        let ctx = Context::of(table);
+        let everything = self.context.as_ref() != Some(&ctx);
+        if everything {
+            let old = std::mem::take(&mut self.base_chains);
+            self.base_chains = install_chains(
+                &mut self.ruleset,
+                &mut self.applied,
+                &old,
+                base(ctx.cluster_cidr).seal().chains,
+            );
+            self.context = Some(ctx.clone());
+        }
+        let mut wanted: Vec<&Service> = table.services.iter().collect();
+        wanted.sort_by(|a, b| {
+            (a.namespace.as_str(), a.name.as_str()).cmp(&(b.namespace.as_str(), b.name.as_str()))
+        });
+        // Two entries for one Service cannot come from the API; the first one counts.
+        wanted.dedup_by(|b, a| a.namespace == b.namespace && a.name == b.name);
+        // One ordered walk over the cache and the table decides what to render again.
+        let mut work: Vec<(ServiceKey, Option<&Service>)> = Vec::new();
+        let mut cached = self.services.iter().peekable();
+        let mut wanted = wanted.into_iter().peekable();
+        loop {
+            let order = match (cached.peek(), wanted.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((k, _)), Some(s)) => {
+                    (k.0.as_str(), k.1.as_str()).cmp(&(s.namespace.as_str(), s.name.as_str()))
+                }
+            };
+            match order {
+                Ordering::Less => {
+                    if let Some((k, _)) = cached.next() {
+                        work.push((k.clone(), None));
+                    }
+                }
+                Ordering::Greater => {
+                    if let Some(s) = wanted.next() {
+                        let key = Arc::new((s.namespace.clone(), s.name.clone()));
+                        work.push((key, Some(s)));
+                    }
+                }
+                Ordering::Equal => {
+                    if let (Some((k, c)), Some(s)) = (cached.next(), wanted.next())
+                        && (everything || c.input != *s)
+                    {
+                        work.push((k.clone(), Some(s)));
+                    }
+                }
+            }
+        }
+        let fragments = render_all(&ctx, &work);
+        for ((key, svc), fragment) in work.into_iter().zip(fragments) {
+            self.set_service(key, svc, fragment);
+        }
+    }
+
+    /// Renders one Service (or removes it, with `None`) and puts its objects in place of the
+    /// ones it had.
+    fn set_service(&mut self, key: ServiceKey, svc: Option<&Service>, fragment: Fragment) {
+        let old = self.services.remove(&key);
+        let Some(svc) = svc else {
+            if let Some(old) = old {
+                self.drop_objects(&key, old);
+            }
+            return;
+        };
+        let (old_chains, old_sets, old_elements) = match old {
+            Some(c) => (c.chains, c.sets, c.elements),
+            None => Default::default(),
+        };
+        let chains = install_chains(
+            &mut self.ruleset,
+            &mut self.applied,
+            &old_chains,
+            fragment.chains,
+        );
+        for name in &old_sets {
+            if fragment
+                .sets
+                .binary_search_by(|(n, _)| n.cmp(name))
+                .is_err()
+            {
+                put_set(&mut self.ruleset, &mut self.applied, name.clone(), None);
+            }
+        }
+        let sets = fragment.sets.iter().map(|(n, _)| n.clone()).collect();
+        for (name, def) in fragment.sets {
+            put_set(&mut self.ruleset, &mut self.applied, name, Some(def));
+        }
+        let elements = fragment.elements;
+        if elements != old_elements {
+            self.reclaim(&key, &old_elements, &elements);
+        }
+        self.services.insert(
+            key,
+            Cached {
+                input: svc.clone(),
+                chains,
+                sets,
+                elements,
+            },
+        );
+    }
+
+    /// Removes everything a Service put into the ruleset.
+    fn drop_objects(&mut self, key: &ServiceKey, old: Cached) {
+        install_chains(
+            &mut self.ruleset,
+            &mut self.applied,
+            &old.chains,
+            Vec::new(),
+        );
+        for name in old.sets {
+            put_set(&mut self.ruleset, &mut self.applied, name, None);
+        }
+        self.reclaim(key, &old.elements, &[]);
+    }
+
+    /// Moves `owner`'s claims on shared elements from `old` to `new` (both sorted by key).
+    fn reclaim(
+        &mut self,
+        owner: &ServiceKey,
+        old: &[(ElementKey, String)],
+        new: &[(ElementKey, String)],
+    ) {
+        let mut i = 0;
+        for (element, value) in old {
+            while i < new.len() && new[i].0 < *element {
+                i += 1;
+            }
+            if new.get(i).is_none_or(|(e, v)| e != element || v != value) {
+                self.unclaim(owner, element);
+            }
+        }
+        let mut i = 0;
+        for (element, value) in new {
+            while i < old.len() && old[i].0 < *element {
+                i += 1;
+            }
+            if old.get(i).is_none_or(|(e, v)| e != element || v != value) {
+                self.claim(owner, element, value);
+            }
+        }
+    }
+
+    /// Withdraws `owner`'s claim on one element; the next claim (if any) takes its place.
+    fn unclaim(&mut self, owner: &ServiceKey, element: &ElementKey) {
+        let (map, key) = element;
+        let Some(m) = self.ruleset.maps.get_mut(*map) else {
+            return;
+        };
+        if m.elements.get(key).is_some_and(|e| e.owner == *owner) {
+            let next = match self.contested.get_mut(element) {
+                Some(losers) => {
+                    let first = losers.remove(0);
+                    if losers.is_empty() {
+                        self.contested.remove(element);
+                    }
+                    Some(first)
+                }
+                None => None,
+            };
+            let before = match next {
+                Some((owner, value)) => m.elements.insert(key.clone(), Element { value, owner }),
+                None => m.elements.remove(key),
+            };
+            if let Some(p) = pending(&mut self.applied) {
+                p.elements
+                    .entry(element.clone())
+                    .or_insert(before.map(|e| e.value));
+            }
+        } else if let Some(losers) = self.contested.get_mut(element) {
+            losers.retain(|(o, _)| o != owner);
+            if losers.is_empty() {
+                self.contested.remove(element);
+            }
+        }
+    }
+
+    /// Adds `owner`'s claim on one element: it takes the element when no earlier Service
+    /// holds it.
+    fn claim(&mut self, owner: &ServiceKey, element: &ElementKey, value: &str) {
+        let (map, key) = element;
+        let Some(m) = self.ruleset.maps.get_mut(*map) else {
+            return;
+        };
+        let claim = Element {
+            value: value.to_string(),
+            owner: owner.clone(),
+        };
+        let loser = match m.elements.get_mut(key) {
+            None => {
+                m.elements.insert(key.clone(), claim);
+                if let Some(p) = pending(&mut self.applied) {
+                    p.elements.entry(element.clone()).or_insert(None);
+                }
+                return;
+            }
+            Some(held) if held.owner < *owner => claim,
+            Some(held) => {
+                let before = std::mem::replace(held, claim);
+                if let Some(p) = pending(&mut self.applied) {
+                    p.elements
+                        .entry(element.clone())
+                        .or_insert(Some(before.value.clone()));
+                }
+                before
+            }
+        };
+        let losers = self.contested.entry(element.clone()).or_default();
+        let at = losers.partition_point(|(o, _)| *o < loser.owner);
+        losers.insert(at, (loser.owner, loser.value));
+    }
+
+    /// The objects of the last successful sync, when known: a full sync then needs no listing
+    /// of the table to find stale objects.
+    pub fn applied_objects(&self) -> Option<&Existing> {
+        self.applied.as_ref().map(|a| &a.objects)
+    }
+
+    /// Records that the kernel now holds the rendered ruleset.
+    pub fn mark_applied(&mut self) {
+        let rs = &self.ruleset;
+        match &mut self.applied {
+            Some(a) => {
+                let pending = std::mem::take(&mut a.pending);
+                for name in pending.chains.into_keys() {
+                    if rs.chains.contains_key(&name) {
+                        a.objects.chains.insert(name);
+                    } else {
+                        a.objects.chains.remove(&name);
+                    }
+                }
+                for name in pending.sets.into_keys() {
+                    if rs.sets.contains_key(&name) {
+                        a.objects.sets.insert(name);
+                    } else {
+                        a.objects.sets.remove(&name);
+                    }
+                }
+            }
+            None => {
+                let mut objects = Existing {
+                    chains: rs.chains.keys().cloned().collect(),
+                    sets: rs.sets.keys().cloned().collect(),
+                    maps: BTreeSet::new(),
+                };
+                for (name, map) in &rs.maps {
+                    match map.noun() {
+                        "map" => objects.maps.insert(name.clone()),
+                        _ => objects.sets.insert(name.clone()),
+                    };
+                }
+                self.applied = Some(Applied {
+                    objects,
+                    pending: Pending::default(),
+                });
+            }
+        }
+    }
+
+    /// Records that the kernel's state is unknown (a sync failed): the next sync must be a full
+    /// one that lists the table.
+    pub fn forget_applied(&mut self) {
+        self.applied = None;
+    }
+
+    /// The full-sync transaction for the rendered ruleset (see [`full_script`]).
+    pub fn full_script(&self, existing: &Existing) -> String {
+        full_script(&self.ruleset, existing)
+    }
+
+    /// The incremental transaction from the last successful sync to the rendered ruleset:
+    /// only new, changed and removed chains, sets and map elements. Empty when nothing
+    /// changed; `None` when the kernel's state is unknown (a full sync is needed).
+    pub fn diff_script(&self) -> Option<String> {
+        let p = &self.applied.as_ref()?.pending;
+        let rs = &self.ruleset;
+        let chains: Vec<(&str, Option<&Chain>, Option<&Chain>)> = p
+            .chains
+            .iter()
+            .map(|(n, before)| (n.as_str(), before.as_ref(), rs.chains.get(n)))
+            .filter(|(_, before, after)| before != after)
+            .collect();
+        let sets: Vec<(&str, Option<&String>, Option<&String>)> = p
+            .sets
+            .iter()
+            .map(|(n, before)| (n.as_str(), before.as_ref(), rs.sets.get(n)))
+            .filter(|(_, before, after)| before != after)
+            .collect();
+        let mut removed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut added: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for ((map, key), before) in &p.elements {
+            let Some(m) = rs.maps.get(*map) else {
+                continue;
+            };
+            let after = m.elements.get(key).map(|e| &e.value);
+            if before.as_ref() == after {
+                continue;
+            }
+            if before.is_some() {
+                removed.entry(map).or_default().push(key);
+            }
+            if let Some(v) = after {
+                added.entry(map).or_default().push(m.item(key, v));
+            }
+        }
+        // A set whose definition changed (the affinity timeout) is dropped and created again,
+        // and the chains that use it are rewritten around that.
+        let changed_sets: Vec<&str> = sets
+            .iter()
+            .filter(|(_, b, a)| b.is_some() && a.is_some())
+            .map(|(n, _, _)| *n)
+            .collect();
+        let listed: BTreeSet<&str> = chains.iter().map(|(n, _, _)| *n).collect();
+        let users: Vec<(&str, &Chain)> = if changed_sets.is_empty() {
+            Vec::new()
+        } else {
+            rs.chains
+                .iter()
+                .filter(|(n, c)| !listed.contains(n.as_str()) && uses_any(c, &changed_sets))
+                .map(|(n, c)| (n.as_str(), c))
+                .collect()
+        };
+
+        let mut out = String::new();
+        // New chains are declared first: rules and elements below may point at them.
+        for (name, before, after) in &chains {
+            if let (None, Some(chain)) = (before, after) {
+                write_chain_decl(&mut out, name, chain);
+            }
+        }
+        for (name, before, after) in &sets {
+            if let (None, Some(def)) = (before, after) {
+                write_set_decl(&mut out, name, def);
+            }
+        }
+        // Elements that go away or change first, so the chains they point at can go.
+        for (map, keys) in &removed {
+            for chunk in keys.chunks(1000) {
+                let _ = writeln!(
+                    out,
+                    "delete element {FAMILY} {TABLE} {map} {{ {} }}",
+                    chunk.join(", ")
+                );
+            }
+        }
+        // Changed chains are emptied and refilled; removed chains are emptied first so that a
+        // chain pointing at another removed chain does not block its deletion.
+        for (name, before, _) in &chains {
+            if before.is_some() {
+                let _ = writeln!(out, "flush chain {FAMILY} {TABLE} {name}");
+            }
+        }
+        for (name, _) in &users {
+            let _ = writeln!(out, "flush chain {FAMILY} {TABLE} {name}");
+        }
+        for name in &changed_sets {
+            let _ = writeln!(out, "delete set {FAMILY} {TABLE} {name}");
+            if let Some(def) = rs.sets.get(*name) {
+                write_set_decl(&mut out, name, def);
+            }
+        }
+        for (name, _, after) in &chains {
+            if let Some(chain) = after {
+                write_chain_fill(&mut out, name, chain);
+            }
+        }
+        for (name, chain) in &users {
+            write_chain_fill(&mut out, name, chain);
+        }
+        for (map, items) in &added {
+            if let Some(m) = rs.maps.get(*map) {
+                for chunk in items.chunks(1000) {
+                    let _ = writeln!(
+                        out,
+                        "add {} {FAMILY} {TABLE} {map} {{ type {} ; elements = {{ {} }} ; }}",
+                        m.noun(),
+                        m.kind,
+                        chunk.join(", ")
+                    );
+                }
+            }
+        }
+        for (name, before, after) in &chains {
+            if before.is_some() && after.is_none() {
+                let _ = writeln!(out, "delete chain {FAMILY} {TABLE} {name}");
+            }
+        }
+        for (name, before, after) in &sets {
+            if before.is_some() && after.is_none() {
+                let _ = writeln!(out, "delete set {FAMILY} {TABLE} {name}");
+            }
+        }
+        Some(out)
     }
 }
 
@@ -546,23 +1178,7 @@ fn owned(name: &str) -> bool {
     !name.starts_with(NETPOL_PREFIX)
 }
 
-fn write_elements(out: &mut String, verb: &str, map: &str, items: &[String]) {
-    // Chunks keep single lines of a 10,000-service sync a reasonable size for nft's parser.
-    for chunk in items.chunks(1000) {
-        let _ = writeln!(
-            out,
-            "{verb} element {FAMILY} {TABLE} {map} {{ {} }}",
-            chunk.join(", ")
-        );
-    }
-}
-
-fn write_rules(out: &mut String, name: &str, chain: &Chain) {
-    for rule in &chain.rules {
-        let _ = writeln!(out, "add rule {FAMILY} {TABLE} {name} {rule}");
-    }
-}
-
+/// Declares a chain, empty (a base chain with its hook).
 fn write_chain_decl(out: &mut String, name: &str, chain: &Chain) {
     match &chain.header {
         Some(h) => {
@@ -574,49 +1190,83 @@ fn write_chain_decl(out: &mut String, name: &str, chain: &Chain) {
     }
 }
 
+/// Adds a chain's rules, as part of its declaration. nft 1.0.6 lists every chain of the
+/// ruleset into its cache before an `add rule` (25 ms with 10,000 Services); an `add chain`
+/// carrying its rules needs no cache.
+fn write_chain_fill(out: &mut String, name: &str, chain: &Chain) {
+    if chain.header.is_none() && chain.rules.is_empty() {
+        return;
+    }
+    let _ = write!(out, "add chain {FAMILY} {TABLE} {name} {{ ");
+    if let Some(h) = &chain.header {
+        let _ = write!(out, "{h} ");
+    }
+    for rule in &chain.rules {
+        let _ = write!(out, "{rule} ; ");
+    }
+    out.push_str("}\n");
+}
+
 fn write_set_decl(out: &mut String, name: &str, def: &str) {
     let _ = writeln!(out, "add set {FAMILY} {TABLE} {name} {{ {def} }}");
 }
 
-/// The full-sync transaction: declares and refills every object of `rs`, and deletes the
-/// proxy's objects in `existing` that `rs` no longer has. Affinity sets are declared but not
-/// flushed, so a resync keeps the clients' affinity.
+/// The full-sync transaction: empties every object of the proxy that exists, writes all of
+/// `rs` as one `table` block, and deletes the proxy's objects in `existing` that `rs` no longer
+/// has. Affinity sets are declared but not flushed, so a resync keeps the clients' affinity.
+///
+/// The block form costs nft less than one command per object (it parses about 15% faster),
+/// and on a table that does not exist yet nothing is flushed: a fresh 10,000-Service table is
+/// the block alone.
 pub fn full_script(rs: &Ruleset, existing: &Existing) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(64 * (rs.chains.len() * 4 + 1));
     let _ = writeln!(out, "add table {FAMILY} {TABLE}");
-    for (name, chain) in &rs.chains {
-        write_chain_decl(&mut out, name, chain);
-    }
-    for (name, def) in &rs.sets {
-        write_set_decl(&mut out, name, def);
-    }
-    for (name, map) in &rs.maps {
-        let _ = writeln!(
-            out,
-            "add {} {FAMILY} {TABLE} {name} {{ type {} ; }}",
-            map.noun(),
-            map.kind
-        );
-    }
-    let stale_chains: Vec<&String> = existing
-        .chains
-        .iter()
-        .filter(|c| owned(c) && !rs.chains.contains_key(*c))
-        .collect();
-    for name in rs.chains.keys().chain(stale_chains.iter().copied()) {
+    for name in existing.chains.iter().filter(|c| owned(c)) {
         let _ = writeln!(out, "flush chain {FAMILY} {TABLE} {name}");
     }
     for (name, map) in &rs.maps {
-        let _ = writeln!(out, "flush {} {FAMILY} {TABLE} {name}", map.noun());
+        if existing.maps.contains(name) || existing.sets.contains(name) {
+            let _ = writeln!(out, "flush {} {FAMILY} {TABLE} {name}", map.noun());
+        }
     }
-    for (name, chain) in &rs.chains {
-        write_rules(&mut out, name, chain);
+    let _ = writeln!(out, "table {FAMILY} {TABLE} {{");
+    for (name, def) in &rs.sets {
+        let _ = writeln!(out, "\tset {name} {{ {def} }}");
     }
     for (name, map) in &rs.maps {
-        let items: Vec<String> = map.elements.iter().map(|(k, v)| map.item(k, v)).collect();
-        write_elements(&mut out, "add", name, &items);
+        let _ = writeln!(out, "\t{} {name} {{\n\t\ttype {}", map.noun(), map.kind);
+        if !map.elements.is_empty() {
+            out.push_str("\t\telements = { ");
+            for (i, (key, element)) in map.elements.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(key);
+                if !element.value.is_empty() {
+                    out.push_str(" : ");
+                    out.push_str(&element.value);
+                }
+            }
+            out.push_str(" }\n");
+        }
+        out.push_str("\t}\n");
     }
-    for name in stale_chains {
+    for (name, chain) in &rs.chains {
+        let _ = writeln!(out, "\tchain {name} {{");
+        if let Some(h) = &chain.header {
+            let _ = writeln!(out, "\t\t{h}");
+        }
+        for rule in &chain.rules {
+            let _ = writeln!(out, "\t\t{rule}");
+        }
+        out.push_str("\t}\n");
+    }
+    out.push_str("}\n");
+    for name in existing
+        .chains
+        .iter()
+        .filter(|c| owned(c) && !rs.chains.contains_key(*c))
+    {
         let _ = writeln!(out, "delete chain {FAMILY} {TABLE} {name}");
     }
     for name in existing
@@ -636,150 +1286,7 @@ pub fn full_script(rs: &Ruleset, existing: &Existing) -> String {
     out
 }
 
-/// The incremental transaction from `old` (what the kernel has, as the proxy last applied it)
-/// to `new`: only new, changed and removed chains, sets and map elements. Empty when nothing
-/// changed.
-pub fn diff_script(old: &Ruleset, new: &Ruleset) -> String {
-    let mut out = String::new();
-    let chains = zip_sorted(&old.chains, &new.chains);
-    for (name, before, after) in &chains {
-        if let (None, Some(chain)) = (before, after) {
-            write_chain_decl(&mut out, name, chain);
-        }
-    }
-    for (name, def) in &new.sets {
-        if old.sets.get(name) != Some(def) {
-            if old.sets.contains_key(name) {
-                // A changed timeout: sets cannot be redefined in place; drop and recreate it
-                // after the chains that use it were rewritten (below).
-                continue;
-            }
-            write_set_decl(&mut out, name, def);
-        }
-    }
-    for (name, map) in &new.maps {
-        if !old.maps.contains_key(name) {
-            let _ = writeln!(
-                out,
-                "add {} {FAMILY} {TABLE} {name} {{ type {} ; }}",
-                map.noun(),
-                map.kind
-            );
-        }
-    }
-    // Map elements that go away or change first, so the chains they point at can go.
-    let empty = Map::default();
-    let mut adds: Vec<(String, Vec<String>)> = Vec::new();
-    for (name, map) in new.maps.iter() {
-        let before = old.maps.get(name).unwrap_or(&empty);
-        let mut removed = Vec::new();
-        let mut added = Vec::new();
-        for (key, was, is) in zip_sorted(&before.elements, &map.elements) {
-            if was.is_some() && was != is {
-                removed.push(key.clone());
-            }
-            if let Some(v) = is
-                && was != is
-            {
-                added.push(map.item(key, v));
-            }
-        }
-        write_elements(&mut out, "delete", name, &removed);
-        adds.push((name.clone(), added));
-    }
-    for (name, map) in &old.maps {
-        if !new.maps.contains_key(name) {
-            let _ = writeln!(out, "flush {} {FAMILY} {TABLE} {name}", map.noun());
-        }
-    }
-    let changed_sets: Vec<&String> = new
-        .sets
-        .iter()
-        .filter(|(n, d)| old.sets.get(*n).is_some_and(|o| o != *d))
-        .map(|(n, _)| n)
-        .collect();
-    let rewrite = |before: &Chain, after: &Chain| {
-        before.rules != after.rules || uses_any(after, &changed_sets)
-    };
-    // Chains whose rules changed are flushed and refilled; removed chains are flushed first so
-    // that a chain pointing at another removed chain does not block its deletion.
-    for (name, before, after) in &chains {
-        if let (Some(b), Some(a)) = (before, after)
-            && rewrite(b, a)
-        {
-            let _ = writeln!(out, "flush chain {FAMILY} {TABLE} {name}");
-        }
-    }
-    for (name, before, after) in &chains {
-        if before.is_some() && after.is_none() {
-            let _ = writeln!(out, "flush chain {FAMILY} {TABLE} {name}");
-        }
-    }
-    for name in &changed_sets {
-        let _ = writeln!(out, "delete set {FAMILY} {TABLE} {name}");
-        write_set_decl(&mut out, name, &new.sets[*name]);
-    }
-    for (name, before, after) in &chains {
-        match (before, after) {
-            (Some(b), Some(a)) if !rewrite(b, a) => {}
-            (_, Some(a)) => write_rules(&mut out, name, a),
-            (_, None) => {}
-        }
-    }
-    for (name, items) in adds {
-        write_elements(&mut out, "add", &name, &items);
-    }
-    for (name, before, after) in &chains {
-        if before.is_some() && after.is_none() {
-            let _ = writeln!(out, "delete chain {FAMILY} {TABLE} {name}");
-        }
-    }
-    for (name, map) in old.maps.iter().filter(|(n, _)| !new.maps.contains_key(*n)) {
-        let _ = writeln!(out, "delete {} {FAMILY} {TABLE} {name}", map.noun());
-    }
-    for name in old.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
-        let _ = writeln!(out, "delete set {FAMILY} {TABLE} {name}");
-    }
-    out
-}
-
-/// The keys of two sorted maps in order, with each side's value: one pass instead of a
-/// lookup per key (a 10,000-Service diff is dominated by this).
-fn zip_sorted<'a, V: PartialEq>(
-    a: &'a BTreeMap<String, V>,
-    b: &'a BTreeMap<String, V>,
-) -> Vec<(&'a String, Option<&'a V>, Option<&'a V>)> {
-    let mut out = Vec::with_capacity(a.len().max(b.len()));
-    let (mut ia, mut ib) = (a.iter().peekable(), b.iter().peekable());
-    loop {
-        let next = match (ia.peek(), ib.peek()) {
-            (None, None) => break,
-            (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-        };
-        match next {
-            std::cmp::Ordering::Less => {
-                if let Some((k, v)) = ia.next() {
-                    out.push((k, Some(v), None));
-                }
-            }
-            std::cmp::Ordering::Greater => {
-                if let Some((k, v)) = ib.next() {
-                    out.push((k, None, Some(v)));
-                }
-            }
-            std::cmp::Ordering::Equal => {
-                if let (Some((k, va)), Some((_, vb))) = (ia.next(), ib.next()) {
-                    out.push((k, Some(va), Some(vb)));
-                }
-            }
-        }
-    }
-    out
-}
-
-fn uses_any(chain: &Chain, sets: &[&String]) -> bool {
+fn uses_any(chain: &Chain, sets: &[&str]) -> bool {
     sets.iter().any(|s| {
         let needle = format!("@{s} ");
         chain.rules.iter().any(|r| r.contains(&needle))

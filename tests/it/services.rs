@@ -562,25 +562,29 @@ mod rules {
             table(vec![svc("b", [10, 43, 0, 12], &[[10, 42, 0, 9]], false)]),
         ];
         let (incremental, full) = in_fresh_netns(move || {
-            let mut applied: Option<render::Ruleset> = None;
+            let mut rendered = render::Rendered::new();
             let mut incremental = Vec::new();
-            for t in &steps {
-                let next = render::render(t);
-                match &applied {
-                    None => proxy::full_sync(&next).unwrap(),
-                    Some(old) => {
-                        proxy::incremental_sync(old, &next).unwrap();
-                    }
+            for (i, t) in steps.iter().enumerate() {
+                rendered.update(t);
+                if i == 0 {
+                    proxy::full_sync(&mut rendered).unwrap();
+                } else {
+                    proxy::incremental_sync(&mut rendered).unwrap();
                 }
                 incremental.push(normalized_table());
-                applied = Some(next);
             }
-            // A restart: the first state's leftovers meet a full sync of the last state.
+            // A restart: the first state's leftovers meet a full sync of the last state
+            // (which lists the table), and a periodic resync over it (which does not).
             let mut full = Vec::new();
             for t in &steps {
                 nft(&["delete", "table", "inet", "rk3s"]);
-                proxy::full_sync(&render::render(&steps[0])).unwrap();
-                proxy::full_sync(&render::render(t)).unwrap();
+                let mut first = render::Rendered::new();
+                first.update(&steps[0]);
+                proxy::full_sync(&mut first).unwrap();
+                let mut restarted = render::Rendered::new();
+                restarted.update(t);
+                proxy::full_sync(&mut restarted).unwrap();
+                proxy::full_sync(&mut restarted).unwrap();
                 full.push(normalized_table());
             }
             (incremental, full)
