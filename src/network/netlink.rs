@@ -267,14 +267,7 @@ impl Host {
         let Some(index) = link_index(h, name).await? else {
             return Ok(false);
         };
-        let existing: Vec<_> = h
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(request("list addresses of", name))?;
+        let existing = addresses(h, index, name).await?;
         let mut deleted = false;
         for msg in existing {
             let matches = msg.header.prefix_len == prefix
@@ -443,6 +436,21 @@ async fn delete_link(h: &Handle, name: &str) -> Result<bool, Error> {
     }
 }
 
+/// The address messages of the link `index` (called `name`, for errors).
+async fn addresses(
+    h: &Handle,
+    index: u32,
+    name: &str,
+) -> Result<Vec<netlink_packet_route::address::AddressMessage>, Error> {
+    h.address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(request("list addresses of", name))
+}
+
 /// Makes `ip/prefix` the only IPv4 address of the link `index`.
 async fn set_only_address(
     h: &Handle,
@@ -451,14 +459,7 @@ async fn set_only_address(
     ip: Ipv4Addr,
     prefix: u8,
 ) -> Result<(), Error> {
-    let existing: Vec<_> = h
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(request("list addresses of", name))?;
+    let existing = addresses(h, index, name).await?;
     let mut present = false;
     for msg in existing {
         let addr = msg.attributes.iter().find_map(|a| match a {
