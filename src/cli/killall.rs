@@ -346,23 +346,20 @@ async fn remove_network(plan: &Plan, out: &mut Outcome) {
 
 /// Runs every step. Needs root; blocks for up to the grace period plus a few seconds.
 pub async fn run(plan: &Plan) -> Outcome {
-    let mut out = Outcome::default();
     let p = plan.clone();
-    let (o, ()) = tokio::task::spawn_blocking(move || {
+    let mut out = tokio::task::spawn_blocking(move || {
         let mut o = Outcome::default();
         stop_processes(&p, &mut o);
         detach_mounts(&p, &mut o);
         remove_cgroups(&mut o);
-        (o, ())
+        o
     })
     .await
     .unwrap_or_else(|e| {
         let mut o = Outcome::default();
         o.fail(format!("stopping processes: {e}"));
-        (o, ())
+        o
     });
-    out.done.extend(o.done);
-    out.failed.extend(o.failed);
     remove_network(plan, &mut out).await;
     out
 }
