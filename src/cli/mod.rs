@@ -211,6 +211,12 @@ struct ServerArgs {
         default_value = "/etc/rk3s/registries.yaml"
     )]
     private_registry: PathBuf,
+    /// A kubelet setting, KEY=VALUE (repeatable), as k3s's `--kubelet-arg`: eviction-hard,
+    /// eviction-soft, eviction-soft-grace-period, eviction-minimum-reclaim,
+    /// eviction-max-pod-grace-period, eviction-pressure-transition-period, kube-reserved,
+    /// system-reserved, max-pods.
+    #[arg(long = "kubelet-arg", env = "RK3S_KUBELET_ARG", value_parser = parse_kubelet_arg)]
+    kubelet_arg: Vec<(String, String)>,
     /// Built-in components not to run (comma-separated or repeated), as k3s's `--disable`.
     #[arg(long, env = "RK3S_DISABLE", value_delimiter = ',', value_enum)]
     disable: Vec<Component>,
@@ -250,6 +256,15 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     if k.is_empty() {
         return Err(format!("{s:?} has an empty key"));
     }
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn parse_kubelet_arg(s: &str) -> Result<(String, String), String> {
+    let s = s.trim().trim_start_matches("--");
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    kubelet::eviction::Config::check_arg(k, v)?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -512,6 +527,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_sans.push(node_ip.to_string());
             tls_sans.push(server::hostname());
             let node_name = args.node_name.clone().unwrap_or_else(server::hostname);
+            let eviction = kubelet::eviction::Config::from_kubelet_args(&args.kubelet_arg)
+                .map_err(|e| anyhow::anyhow!("--kubelet-arg: {e}"))?;
             let kubelet = (!args.disable_agent).then(|| kubelet::Config {
                 node_name: node_name.clone(),
                 node_ip,
@@ -525,6 +542,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cluster_domain: args.cluster_domain.clone(),
                 private_registry: args.private_registry.clone(),
                 version: apiserver::KUBERNETES_VERSION.to_string(),
+                eviction,
             });
             let disable = Component::disabled(&args.disable);
             // The DNS server runs in every node process (next to the kubelet), like k3s's

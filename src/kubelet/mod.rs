@@ -8,6 +8,7 @@
 //! what the runtime lists instead of starting anything twice.
 
 pub mod env;
+pub mod eviction;
 pub mod images;
 pub mod logs;
 pub mod node;
@@ -57,6 +58,8 @@ pub struct Config {
     pub private_registry: PathBuf,
     /// The Kubernetes version reported as kubeletVersion.
     pub version: String,
+    /// `--kubelet-arg`: eviction thresholds, reservations, max pods.
+    pub eviction: eviction::Config,
 }
 
 /// The running kubelet: shared by the pod workers and the log server.
@@ -74,6 +77,12 @@ pub struct Kubelet {
     pub stats: stats::Collector,
     /// Every pod's published hostPorts, written to the node's rules as one set.
     host_ports: tokio::sync::Mutex<HostPorts>,
+    /// The node conditions the eviction manager found.
+    pressure: Mutex<node::Pressure>,
+    /// Wakes the node loop to report changed conditions at once.
+    node_changed: tokio::sync::Notify,
+    /// Pod UID → the kill its worker has yet to carry out (evictions).
+    kills: Mutex<HashMap<String, eviction::Kill>>,
 }
 
 #[derive(Debug, Default)]
@@ -102,7 +111,68 @@ impl Kubelet {
             views: Mutex::new(HashMap::new()),
             stats: stats::Collector::default(),
             host_ports: tokio::sync::Mutex::default(),
+            pressure: Mutex::default(),
+            node_changed: tokio::sync::Notify::new(),
+            kills: Mutex::default(),
         })
+    }
+
+    /// The node conditions the eviction manager last found.
+    pub fn pressure(&self) -> node::Pressure {
+        self.pressure.lock().map(|p| *p).unwrap_or_default()
+    }
+
+    fn set_pressure(&self, pressure: node::Pressure) {
+        let changed = self
+            .pressure
+            .lock()
+            .map(|mut p| std::mem::replace(&mut *p, pressure) != pressure)
+            .unwrap_or(false);
+        if changed {
+            tracing::info!(?pressure, "node conditions changed");
+            self.node_changed.notify_one();
+        }
+    }
+
+    /// The pods this kubelet runs that are neither finished nor being deleted or killed.
+    fn active_pods(&self) -> Vec<Pod> {
+        let kills: std::collections::HashSet<String> = self
+            .kills
+            .lock()
+            .map(|k| k.keys().cloned().collect())
+            .unwrap_or_default();
+        let Ok(workers) = self.workers.lock() else {
+            return Vec::new();
+        };
+        workers
+            .iter()
+            .filter(|(uid, _)| !kills.contains(*uid))
+            .filter_map(|(_, tx)| tx.borrow().clone())
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                !p.status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_deref())
+                    .is_some_and(pod::is_terminal)
+            })
+            .collect()
+    }
+
+    /// Hands a kill to the pod's worker and wakes it.
+    fn evict(&self, uid: &str, kill: eviction::Kill) {
+        if let Ok(mut kills) = self.kills.lock() {
+            kills.insert(uid.to_string(), kill);
+        }
+        if let Ok(workers) = self.workers.lock()
+            && let Some(tx) = workers.get(uid)
+        {
+            tx.send_modify(|_| {});
+        }
+    }
+
+    /// The kill waiting for pod `uid`, if any (taken: it is carried out once).
+    pub fn take_kill(&self, uid: &str) -> Option<eviction::Kill> {
+        self.kills.lock().ok()?.remove(uid)
     }
 
     /// Directory of one pod's kubelet files (volumes, rootfs mounts, etc-hosts, …).
@@ -121,6 +191,7 @@ impl Kubelet {
         }
         tokio::spawn(self.clone().image_gc_loop());
         tokio::spawn(stats::run(self.clone()));
+        tokio::spawn(eviction::run(self.clone()));
         let machine = node::Machine::read(self.config.data_dir.root());
         let node = loop {
             match node::register(&self.client, &self.config, &machine).await {
@@ -161,6 +232,7 @@ impl Kubelet {
         let mut status = node::StatusWriter::new();
         let mut network_ready: Option<String> = None;
         let mut last_lease = None::<std::time::Instant>;
+        let reserved = self.config.eviction.reserved_for(&machine);
         loop {
             if last_lease.is_none_or(|t| t.elapsed() >= node::LEASE_RENEW) {
                 match node::renew_lease(&self.client, &node).await {
@@ -211,8 +283,8 @@ impl Kubelet {
             let input = node::StatusInput {
                 config: &self.config,
                 machine: &machine,
-                reserved: &node::Reserved::default(),
-                pressure: node::Pressure::default(),
+                reserved: &reserved,
+                pressure: self.pressure(),
                 ready,
                 images,
             };
@@ -228,7 +300,10 @@ impl Kubelet {
             } else {
                 Duration::from_millis(250)
             };
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.node_changed.notified() => {}
+            }
         }
     }
 
@@ -354,6 +429,9 @@ impl Kubelet {
             worker::Worker::run(me.clone(), uid.clone(), rx).await;
             if let Ok(mut w) = me.workers.lock() {
                 w.remove(&uid);
+            }
+            if let Ok(mut k) = me.kills.lock() {
+                k.remove(&uid);
             }
         });
     }

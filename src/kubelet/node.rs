@@ -35,7 +35,7 @@ pub const MAX_PODS: u32 = 110;
 pub const MANAGER: &str = "rk3s-kubelet";
 
 /// What this machine has, read from the kernel: the inputs of capacity and allocatable.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Machine {
     pub cpus: u32,
     pub memory_bytes: u64,
@@ -97,11 +97,15 @@ pub fn go_arch(rust: &str) -> &'static str {
 
 /// Allocatable memory: what `resourceFieldRef: limits.memory` resolves to for a container
 /// without a memory limit (upstream uses the node's allocatable).
-pub fn allocatable_memory() -> u64 {
+pub fn allocatable_memory(eviction: &super::eviction::Config) -> u64 {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    meminfo_total(&meminfo)
-        .unwrap_or(0)
-        .saturating_sub(Reserved::default().memory_bytes)
+    let total = meminfo_total(&meminfo).unwrap_or(0);
+    let reserved = eviction.reserved_for(&Machine {
+        memory_bytes: total,
+        storage_bytes: 0,
+        ..Machine::default()
+    });
+    total.saturating_sub(reserved.memory_bytes)
 }
 
 /// `MemTotal` of /proc/meminfo in bytes.
@@ -127,22 +131,7 @@ fn os_release_name(os_release: &str) -> String {
         .unwrap_or_else(|| "Linux".into())
 }
 
-/// The hard eviction thresholds that are subtracted from capacity to give allocatable, as the
-/// upstream kubelet's defaults: memory.available<100Mi, nodefs.available<10%.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Reserved {
-    pub memory_bytes: u64,
-    pub storage_percent: u64,
-}
-
-impl Default for Reserved {
-    fn default() -> Self {
-        Reserved {
-            memory_bytes: 100 * 1024 * 1024,
-            storage_percent: 10,
-        }
-    }
-}
+pub use super::eviction::Reserved;
 
 /// The pressure conditions the eviction manager found (all false on a healthy node).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -187,21 +176,28 @@ pub fn desired_node(config: &Config, machine: &Machine) -> Node {
     .unwrap_or_default()
 }
 
-/// Capacity and allocatable as upstream reports them.
-pub fn resources(machine: &Machine, reserved: &Reserved) -> (Value, Value) {
+/// Capacity and allocatable as upstream reports them: allocatable is capacity less the
+/// reservations and the hard eviction thresholds.
+pub fn resources(machine: &Machine, reserved: &Reserved, max_pods: u32) -> (Value, Value) {
     let capacity = json!({
         "cpu": machine.cpus.to_string(),
         "memory": format!("{}Ki", machine.memory_bytes / 1024),
-        "pods": MAX_PODS.to_string(),
+        "pods": max_pods.to_string(),
         "ephemeral-storage": format!("{}Ki", machine.storage_bytes / 1024),
         "hugepages-2Mi": "0",
     });
     let memory = machine.memory_bytes.saturating_sub(reserved.memory_bytes);
-    let storage = machine.storage_bytes - machine.storage_bytes * reserved.storage_percent / 100;
+    let storage = machine.storage_bytes.saturating_sub(reserved.storage_bytes);
+    let cpu_milli = (u64::from(machine.cpus) * 1000).saturating_sub(reserved.cpu_milli);
+    let cpu = if cpu_milli % 1000 == 0 {
+        (cpu_milli / 1000).to_string()
+    } else {
+        format!("{cpu_milli}m")
+    };
     let allocatable = json!({
-        "cpu": machine.cpus.to_string(),
+        "cpu": cpu,
         "memory": format!("{}Ki", memory / 1024),
-        "pods": MAX_PODS.to_string(),
+        "pods": max_pods.to_string(),
         // Upstream reports allocatable ephemeral storage in bytes.
         "ephemeral-storage": storage.to_string(),
         "hugepages-2Mi": "0",
@@ -304,7 +300,11 @@ pub struct StatusInput<'a> {
 
 /// The status object (capacity, allocatable, addresses, nodeInfo, images, conditions).
 pub fn desired_status(input: &StatusInput, previous: &[NodeCondition], now: Timestamp) -> Value {
-    let (capacity, allocatable) = resources(input.machine, input.reserved);
+    let (capacity, allocatable) = resources(
+        input.machine,
+        input.reserved,
+        input.config.eviction.max_pods,
+    );
     let m = input.machine;
     let images: Vec<Value> = input
         .images
@@ -539,18 +539,26 @@ mod tests {
 
     #[test]
     fn allocatable_subtracts_the_eviction_thresholds() {
-        let (cap, alloc) = resources(&machine(), &Reserved::default());
+        let eviction = crate::kubelet::eviction::Config::default();
+        let (cap, alloc) = resources(&machine(), &eviction.reserved_for(&machine()), 110);
+        // k3s's defaults: no memory threshold, nodefs.available<5%.
         assert_eq!(cap["memory"], "4194304Ki");
-        assert_eq!(
-            alloc["memory"],
-            format!("{}Ki", 4 * 1024 * 1024 - 100 * 1024)
-        );
+        assert_eq!(alloc["memory"], "4194304Ki");
         assert_eq!(cap["pods"], "110");
         assert_eq!(
             alloc["ephemeral-storage"],
-            ((100u64 << 30) * 9 / 10).to_string()
+            ((100u64 << 30) - (100u64 << 30) / 20).to_string()
         );
         assert_eq!(cap["cpu"], "2");
+        let reserved = Reserved {
+            cpu_milli: 250,
+            ..Reserved::default()
+        };
+        let (_, alloc) = resources(&machine(), &reserved, 250);
+        assert_eq!(
+            (alloc["cpu"].as_str(), alloc["pods"].as_str()),
+            (Some("1750m"), Some("250"))
+        );
     }
 
     #[test]

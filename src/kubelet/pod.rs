@@ -395,7 +395,17 @@ pub struct StatusInput<'a> {
     pub host_ip: String,
     pub start_time: Option<SystemTime>,
     /// Set when the kubelet itself fails the pod (e.g. activeDeadlineSeconds, eviction).
-    pub failure: Option<(String, String)>,
+    pub failure: Option<&'a Failure>,
+}
+
+/// Why the kubelet failed a pod: the status `reason` and `message`, and whether it was a
+/// disruption (node-pressure eviction), which upstream records as the `DisruptionTarget`
+/// condition with reason `TerminationByKubelet`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    pub message: String,
+    pub disruption: bool,
 }
 
 /// The `status` object the kubelet writes, as upstream's `generateAPIPodStatus`.
@@ -483,6 +493,14 @@ pub fn status(input: &StatusInput, previous: &Value, now: SystemTime) -> Value {
     let ready = containers_ready && !terminal_done && input.init_done;
     cond("ContainersReady", ready, Some(reason), message.clone());
     cond("Ready", ready, Some(reason), message);
+    if let Some(f) = input.failure.filter(|f| f.disruption) {
+        conditions.push(json!({
+            "type": "DisruptionTarget", "status": "True",
+            "reason": "TerminationByKubelet", "message": f.message,
+            "lastProbeTime": null,
+            "lastTransitionTime": transition("DisruptionTarget", "True"),
+        }));
+    }
     // The scheduler's condition is kept as it was written.
     if let Some(s) = previous["conditions"]
         .as_array()
@@ -514,9 +532,9 @@ pub fn status(input: &StatusInput, previous: &Value, now: SystemTime) -> Value {
     if let Some(t) = input.start_time {
         status["startTime"] = json!(time(t));
     }
-    if let Some((reason, message)) = &input.failure {
-        status["reason"] = json!(reason);
-        status["message"] = json!(message);
+    if let Some(f) = input.failure {
+        status["reason"] = json!(f.reason);
+        status["message"] = json!(f.message);
     }
     status
 }
@@ -722,5 +740,28 @@ mod tests {
             "1970-01-01T00:00:00Z"
         );
         assert_eq!(s["startTime"], "1970-01-01T00:00:00Z");
+        // Evicted: Failed with the reason, message and DisruptionTarget condition.
+        let failure = Failure {
+            reason: "Evicted".into(),
+            message: "The node was low on resource: memory. ".into(),
+            disruption: true,
+        };
+        let input = StatusInput {
+            failure: Some(&failure),
+            ..input
+        };
+        let s = status(&input, &json!({}), SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            (&s["phase"], &s["reason"], &s["message"]),
+            (&json!("Failed"), &json!("Evicted"), &json!(failure.message))
+        );
+        let disruption = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "DisruptionTarget")
+            .unwrap();
+        assert_eq!(disruption["reason"], "TerminationByKubelet");
+        assert_eq!(disruption["status"], "True");
     }
 }

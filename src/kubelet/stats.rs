@@ -187,6 +187,16 @@ impl Cgroups {
         }
     }
 
+    /// The directory of the cgroup at `cgroup_path` in the memory hierarchy (v1) or the
+    /// unified one (v2): where its tasks are listed.
+    pub fn memory_dir(&self, cgroup_path: &str) -> PathBuf {
+        let rel = cgroup_path.trim_start_matches('/');
+        match self {
+            Cgroups::V1 { memory, .. } => memory.join(rel),
+            Cgroups::V2 { root } => root.join(rel),
+        }
+    }
+
     /// The node: the root cgroup's CPU time and `/proc/meminfo`'s working set.
     pub fn node(&self) -> Result<Usage, Error> {
         let cpu_ns = match self {
@@ -401,6 +411,20 @@ impl Collector {
             next.insert(id, t);
         }
         state.containers = next;
+    }
+
+    /// The last memory working set of each running container, by pod UID.
+    pub fn memory_by_pod(&self) -> HashMap<String, Vec<(String, u64)>> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: HashMap<String, Vec<(String, u64)>> = HashMap::new();
+        for t in state.containers.values() {
+            if let Some(last) = t.series.last {
+                out.entry(t.uid.clone())
+                    .or_default()
+                    .push((t.container.clone(), last.usage.memory_working_set));
+            }
+        }
+        out
     }
 
     /// The node's rate and the pods whose running containers all have one.

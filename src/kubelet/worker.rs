@@ -24,7 +24,7 @@ use super::images::{ImageService, PullPolicy};
 use super::pod::{self, Phase, Record, Terminated};
 use super::probe::{self, Kind, Report, ReportEvent};
 use super::runtime::{self, ContainerConfig, ExecSpec, Mount, MountKind, Runtime, State};
-use super::{Kubelet, env, logs, volumes};
+use super::{Kubelet, env, eviction, logs, volumes};
 use crate::network::{PodAddress, hostport};
 
 /// Labels the kubelet puts on its containers, read back when re-adopting them.
@@ -118,6 +118,10 @@ pub struct Worker {
     probes: HashMap<String, Vec<tokio::task::JoinHandle<()>>>,
     probe_tx: tokio::sync::mpsc::UnboundedSender<Report>,
     probe_rx: tokio::sync::mpsc::UnboundedReceiver<Report>,
+    /// Set when this kubelet failed the pod (eviction, admission, active deadline).
+    failure: Option<pod::Failure>,
+    /// Whether the pod passed admission (checked once, before anything runs).
+    admitted: bool,
 }
 
 impl Worker {
@@ -151,6 +155,8 @@ impl Worker {
             probes: HashMap::new(),
             probe_tx,
             probe_rx,
+            failure: None,
+            admitted: false,
         };
         w.adopt();
         let mut wake;
@@ -174,6 +180,9 @@ impl Worker {
                 }
                 Some(p) => {
                     w.pod = p;
+                    if let Some(kill) = w.k.take_kill(&w.uid) {
+                        w.fail(kill.failure, Some(kill.grace)).await;
+                    }
                     let next = w.sync().await;
                     w.write_status().await;
                     wake = next;
@@ -565,8 +574,64 @@ impl Worker {
             .clone()
             .unwrap_or_else(|| "Always".into());
         let current_phase = pod::phase(&policy, &self.init, &self.containers, self.init_done);
+        if self.failure.is_some() {
+            return next;
+        }
+        if !self.admitted {
+            // Upstream admits a pod once, when the kubelet first sees it; pods already
+            // running (adopted after a restart) are not judged again.
+            let started = self.sandbox.is_some()
+                || self
+                    .init
+                    .iter()
+                    .chain(&self.containers)
+                    .any(|r| r.id.is_some());
+            if !started
+                && !is_terminal_in_api(&self.pod)
+                && let Some(message) = eviction::admit(&self.pod, self.k.pressure())
+            {
+                self.event(
+                    EventType::Warning,
+                    eviction::REASON,
+                    "Admit",
+                    message.clone(),
+                );
+                self.failure = Some(pod::Failure {
+                    reason: eviction::REASON.into(),
+                    message,
+                    disruption: false,
+                });
+                return next;
+            }
+            self.admitted = true;
+        }
         if self.start_time.is_none() {
             self.start_time = Some(SystemTime::now());
+        }
+        // activeDeadlineSeconds counts from the pod's start on this node.
+        if let (Some(seconds), Some(start)) = (spec.active_deadline_seconds, self.start_time)
+            && !is_terminal_in_api(&self.pod)
+        {
+            let deadline = start + Duration::from_secs(seconds.max(0) as u64);
+            match deadline.duration_since(SystemTime::now()) {
+                Ok(left) if !left.is_zero() => next = next.min(now + left),
+                _ => {
+                    let message = "Pod was active on the node longer than the specified deadline";
+                    self.event(
+                        EventType::Normal,
+                        "DeadlineExceeded",
+                        "Kill",
+                        message.into(),
+                    );
+                    let failure = pod::Failure {
+                        reason: "DeadlineExceeded".into(),
+                        message: message.into(),
+                        disruption: false,
+                    };
+                    self.fail(failure, None).await;
+                    return next;
+                }
+            }
         }
         if pod::is_terminal(current_phase)
             || self
@@ -851,7 +916,7 @@ impl Worker {
             node_cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
                 .unwrap_or(1),
-            node_memory: super::node::allocatable_memory(),
+            node_memory: super::node::allocatable_memory(&self.k.config.eviction),
         })
         .await;
         let env = match env {
@@ -1260,6 +1325,21 @@ impl Worker {
 
     /// The containers are gone: the API object can go (upstream's final delete with grace 0,
     /// preconditioned on the UID so a new pod of the same name is never deleted).
+    /// Stops the pod and fails it (upstream's killPod with a status update): its containers
+    /// get `grace` (default: the pod's own), then the pod is Failed for good with the reason.
+    async fn fail(&mut self, failure: pod::Failure, grace: Option<Duration>) {
+        if failure.disruption {
+            self.event(
+                EventType::Warning,
+                &failure.reason,
+                "Evict",
+                failure.message.clone(),
+            );
+        }
+        self.failure = Some(failure);
+        self.terminate(grace).await;
+    }
+
     async fn finish_deletion(&mut self) {
         let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
         let name = self.pod.metadata.name.clone().unwrap_or_default();
@@ -1297,10 +1377,16 @@ impl Worker {
             pod_ip: Some(self.pod_ip()).filter(|s| !s.is_empty()),
             host_ip: self.host_ip(),
             start_time: self.start_time,
-            failure: None,
+            failure: self.failure.as_ref(),
         };
         let status = pod::status(&input, &self.last_status, now);
         self.update_view();
+        // A pod the API has as finished never goes back (after a restart this worker may not
+        // know why it finished: its containers are gone).
+        if is_terminal_in_api(&self.pod) && !status["phase"].as_str().is_some_and(pod::is_terminal)
+        {
+            return;
+        }
         let current = serde_json::to_value(&self.pod.status).unwrap_or(Value::Null);
         if same_status(&status, &current) {
             self.last_status = current;
@@ -1496,6 +1582,14 @@ fn hook_message(h: &k8s_openapi::api::core::v1::LifecycleHandler, what: &str, e:
 }
 
 /// Statuses equal apart from fields the API server owns.
+/// Whether the API has the pod as Succeeded or Failed.
+fn is_terminal_in_api(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(pod::is_terminal)
+}
+
 fn same_status(a: &Value, b: &Value) -> bool {
     let strip = |v: &Value| {
         let mut v = v.clone();
@@ -1860,6 +1954,7 @@ mod tests {
             cluster_domain: "cluster.local".into(),
             private_registry: "/nonexistent".into(),
             version: "v1.33.0".into(),
+            eviction: Default::default(),
         };
         let pod: Pod = serde_json::from_value(json!({"metadata": {"namespace": "shop"},
             "spec": {"containers": [], "dnsConfig": {"options": [{"name": "ndots", "value": "2"}]}}}))

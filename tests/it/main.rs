@@ -17,6 +17,7 @@ mod kube_rs;
 mod kubectl;
 mod netpol;
 mod node;
+mod pressure;
 mod python;
 mod quota;
 mod services;

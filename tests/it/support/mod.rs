@@ -135,6 +135,15 @@ impl Process {
         // leaving `--disable-agent` out): one pod bridge per machine.
         if !extra.contains(&"--enable-agent") {
             args.push("--disable-agent".to_string());
+        } else if !extra
+            .iter()
+            .any(|a| a.starts_with("--kubelet-arg=eviction-hard"))
+        {
+            // k3s's default thresholds (5% free) would put the node under DiskPressure on a
+            // nearly full build machine: the tests must not depend on the host's disk.
+            args.push(
+                "--kubelet-arg=eviction-hard=nodefs.available<1%,imagefs.available<1%".into(),
+            );
         }
         args.extend(
             extra
