@@ -689,6 +689,97 @@ pub fn cgroup_tasks(dir: &Path) -> u64 {
     total
 }
 
+/// A pod's local storage use: each disk-backed emptyDir volume and each container (its
+/// writable layer and its logs), in bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodStorage {
+    pub volumes: BTreeMap<String, u64>,
+    pub containers: BTreeMap<String, u64>,
+}
+
+fn bytes_of(q: &str) -> Option<u64> {
+    Amount::parse(q).map(|a| u64::try_from(a.nanos.max(0) / 1_000_000_000).unwrap_or(u64::MAX))
+}
+
+/// Whether the pod declares any local storage limit (only those pods are measured).
+pub fn has_storage_limits(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
+    let volume_limit = spec.volumes.iter().flatten().any(|v| {
+        v.empty_dir
+            .as_ref()
+            .is_some_and(|e| e.medium.as_deref() != Some("Memory") && e.size_limit.is_some())
+    });
+    let container_limit = spec.containers.iter().any(|c| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .is_some_and(|l| l.contains_key("ephemeral-storage"))
+    });
+    volume_limit || container_limit
+}
+
+/// Upstream's local storage eviction (`localStorageEviction`): the message for a pod whose
+/// disk-backed emptyDir exceeds its `sizeLimit`, whose total use exceeds the sum of its
+/// containers' `ephemeral-storage` limits, or with a container over its own limit; `None`
+/// when it is within them. Checked in that order, as upstream.
+pub fn storage_violation(pod: &Pod, usage: &PodStorage) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    for v in spec.volumes.iter().flatten() {
+        let Some(e) = v.empty_dir.as_ref() else {
+            continue;
+        };
+        if e.medium.as_deref() == Some("Memory") {
+            continue;
+        }
+        let (Some(limit), Some(used)) = (e.size_limit.as_ref(), usage.volumes.get(&v.name)) else {
+            continue;
+        };
+        if bytes_of(&limit.0).is_some_and(|l| l > 0 && *used > l) {
+            return Some(format!(
+                "Usage of EmptyDir volume {:?} exceeds the limit {:?}. ",
+                v.name, limit.0
+            ));
+        }
+    }
+    let limit_of = |c: &k8s_openapi::api::core::v1::Container| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get("ephemeral-storage"))
+            .map(|q| q.0.clone())
+    };
+    if let Some(limit) = crate::quota::pod_resources(pod, true).get("ephemeral-storage")
+        && spec.containers.iter().any(|c| limit_of(c).is_some())
+    {
+        let total: u64 = usage
+            .volumes
+            .values()
+            .chain(usage.containers.values())
+            .sum();
+        let limit_bytes = u64::try_from(limit.nanos.max(0) / 1_000_000_000).unwrap_or(u64::MAX);
+        if total > limit_bytes {
+            return Some(format!(
+                "Pod ephemeral local storage usage exceeds the total limit of containers {}. ",
+                limit.canonical()
+            ));
+        }
+    }
+    for c in &spec.containers {
+        let (Some(limit), Some(used)) = (limit_of(c), usage.containers.get(&c.name)) else {
+            continue;
+        };
+        if bytes_of(&limit).is_some_and(|l| *used > l) {
+            return Some(format!(
+                "Container {} exceeded its local ephemeral storage limit {limit:?}. ",
+                c.name
+            ));
+        }
+    }
+    None
+}
+
 /// Static and mirror pods and pods of system-critical priority (upstream's `IsCriticalPod`).
 pub fn is_critical(pod: &Pod) -> bool {
     let annotations = pod.metadata.annotations.as_ref();
@@ -886,6 +977,11 @@ pub async fn run(k: Arc<Kubelet>) {
         };
         let decision = manager.step(&k.config.eviction, &observations, Instant::now());
         k.set_pressure(decision.pressure);
+        // Pods over their own local storage limits go first, whatever the node's state
+        // (upstream: when any is evicted, the pass ends there).
+        if local_storage_eviction(&k).await {
+            continue;
+        }
         let Some((threshold, mut observed)) = decision.reclaim else {
             continue;
         };
@@ -946,6 +1042,100 @@ pub async fn run(k: Arc<Kubelet>) {
             break;
         }
     }
+}
+
+/// Evicts (with no grace period, as upstream) every pod over one of its local storage limits;
+/// true when any was.
+async fn local_storage_eviction(k: &Arc<Kubelet>) -> bool {
+    let pods: Vec<Pod> = k
+        .active_pods()
+        .into_iter()
+        .filter(has_storage_limits)
+        .collect();
+    if pods.is_empty() {
+        return false;
+    }
+    let kubelet = k.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let containers = kubelet.runtime.list().unwrap_or_default();
+        pods.into_iter()
+            .filter_map(|pod| {
+                let usage = pod_storage(&kubelet, &pod, &containers);
+                storage_violation(&pod, &usage).map(|m| (pod, m))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut evicted = false;
+    for (pod, message) in found {
+        if is_critical(&pod) {
+            continue;
+        }
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        tracing::warn!(pod = ?pod.metadata.name, %message, "evicting");
+        k.evict(
+            &uid,
+            Kill {
+                grace: Duration::ZERO,
+                failure: Failure {
+                    reason: REASON.into(),
+                    message,
+                    disruption: false,
+                },
+            },
+        );
+        evicted = true;
+    }
+    evicted
+}
+
+/// Measures a pod's emptyDirs (disk-backed) and its containers' writable layers and logs.
+fn pod_storage(
+    k: &Kubelet,
+    pod: &Pod,
+    containers: &[(super::runtime::ContainerConfig, super::runtime::State)],
+) -> PodStorage {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let pod_dir = k.pod_dir(&uid);
+    let mut usage = PodStorage::default();
+    for v in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(e) = &v.empty_dir
+            && e.medium.as_deref() != Some("Memory")
+        {
+            let dir = pod_dir
+                .join("volumes")
+                .join("kubernetes.io~empty-dir")
+                .join(&v.name);
+            usage.volumes.insert(v.name.clone(), disk_usage(&dir).0);
+        }
+    }
+    let meta = &pod.metadata;
+    let logs = k.config.log_dir.join(format!(
+        "{}_{}_{uid}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    ));
+    for c in pod.spec.iter().flat_map(|s| &s.containers) {
+        let mut used = disk_usage(&logs.join(&c.name)).0;
+        for (config, _) in containers {
+            let label = |key: &str| config.labels.get(key).map(String::as_str);
+            if label(super::worker::LABEL_POD_UID) == Some(uid.as_str())
+                && label(super::worker::LABEL_CONTAINER) == Some(c.name.as_str())
+                && !config.labels.contains_key(super::worker::LABEL_INIT)
+            {
+                used += disk_usage(&pod_dir.join("rootfs").join(&config.id)).0;
+            }
+        }
+        usage.containers.insert(c.name.clone(), used);
+    }
+    usage
 }
 
 async fn observe_async(k: &Arc<Kubelet>) -> Option<Observations> {
@@ -1339,6 +1529,50 @@ mod tests {
         assert_eq!(grace(&soft, &config, &p), Duration::from_secs(20));
         config.max_pod_grace_seconds = 5;
         assert_eq!(grace(&soft, &config, &p), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn local_storage_limits_are_checked_as_upstream() {
+        let p = pod(json!({"spec": {
+            "containers": [
+                {"name": "a", "resources": {"limits": {"ephemeral-storage": "10Mi"}}},
+                {"name": "b"},
+            ],
+            "volumes": [
+                {"name": "scratch", "emptyDir": {"sizeLimit": "20Mi"}},
+                {"name": "ram", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            ],
+        }}));
+        assert!(has_storage_limits(&p));
+        let usage = |scratch: u64, a: u64, b: u64| PodStorage {
+            volumes: [("scratch".to_string(), scratch << 20)].into(),
+            containers: [("a".to_string(), a << 20), ("b".to_string(), b << 20)].into(),
+        };
+        assert_eq!(storage_violation(&p, &usage(1, 1, 1)), None);
+        assert_eq!(
+            storage_violation(&p, &usage(21, 1, 1)).as_deref(),
+            Some("Usage of EmptyDir volume \"scratch\" exceeds the limit \"20Mi\". ")
+        );
+        assert_eq!(
+            storage_violation(&p, &usage(5, 1, 5)).as_deref(),
+            Some("Pod ephemeral local storage usage exceeds the total limit of containers 10Mi. ")
+        );
+        let alone = pod(json!({"spec": {"containers": [
+            {"name": "a", "resources": {"limits": {"ephemeral-storage": "10Mi"}}}]}}));
+        let over = PodStorage {
+            volumes: BTreeMap::new(),
+            containers: [("a".to_string(), 11 << 20)].into(),
+        };
+        // The pod total (the one container) is checked before the container itself.
+        assert!(
+            storage_violation(&alone, &over)
+                .unwrap()
+                .starts_with("Pod ephemeral")
+        );
+        assert!(!has_storage_limits(&pod(
+            json!({"spec": {"containers": [{"name": "a"}],
+            "volumes": [{"name": "ram", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]}})
+        )));
     }
 
     #[test]

@@ -232,7 +232,54 @@ fn disk_pressure_evicts_the_pod_filling_the_disk() {
         "{}",
         v["status"]
     );
+
+    // Pods over their own local storage limits are evicted whatever the node's state.
+    c.ok_in(
+        &["apply", "-f", "-"],
+        Some(&LIMITS.replace("IMAGE", &image)),
+    );
+    for (pod, message) in [
+        (
+            "scratch",
+            "Usage of EmptyDir volume \"data\" exceeds the limit \"10Mi\". ",
+        ),
+        (
+            "layer",
+            "Pod ephemeral local storage usage exceeds the total limit of containers 8Mi. ",
+        ),
+    ] {
+        let v = wait_pod(&c, pod, "evicted", |v| phase(v) == "Failed");
+        assert_eq!(v["status"]["reason"], "Evicted", "{}", v["status"]);
+        assert_eq!(v["status"]["message"], message, "{}", v["status"]);
+    }
+    let n = node(&c);
+    assert_eq!(condition(&n, "DiskPressure"), "False", "{}", n["status"]);
 }
+
+const LIMITS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: scratch}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: IMAGE
+    command: [sh, -c, "dd if=/dev/zero of=/data/fill bs=1M count=20 && sleep 3600"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, emptyDir: {sizeLimit: 10Mi}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: layer}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: IMAGE
+    command: [sh, -c, "dd if=/dev/zero of=/tmp/fill bs=1M count=16 && sleep 3600"]
+    resources: {limits: {ephemeral-storage: 8Mi}}
+"#;
 
 #[test]
 fn bad_kubelet_args_are_one_line_errors() {
