@@ -513,6 +513,77 @@ endpoints:
     assert_eq!(get(SocketAddr::from((cluster_ip, 80))).unwrap(), last);
 
     udp_service(c, image, &last);
+    host_network_endpoint(c, &last, node_ip);
+}
+
+/// A Service whose endpoint is the node's own address (as the `kubernetes` Service's and
+/// hostNetwork pods' are), served by a plain HTTP server of the test on the host: reached from
+/// a pod and from the host through its ClusterIP.
+fn host_network_endpoint(c: &Cluster, client: &str, node_ip: Ipv4Addr) {
+    let listener = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    listener.set_nonblocking(true).unwrap();
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ =
+                    s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 14\r\n\r\nhost-endpoint\n");
+            }
+        })
+    };
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: on-host}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: on-host-1
+  labels: {{kubernetes.io/service-name: on-host}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- addresses: ["{node_ip}"]
+  nodeName: {node}
+  conditions: {{ready: true}}
+"#,
+        node = crate::node::NODE
+    );
+    c.ok_in(&["apply", "-f", "-"], Some(&manifest));
+    let ip: Ipv4Addr = service(c, "on-host")["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = poll("the host endpoint from the host", c, || {
+        get(SocketAddr::from((ip, 80))).ok()
+    });
+    assert_eq!(body, "host-endpoint");
+    let body = c.ok(&[
+        "exec",
+        client,
+        "--",
+        "wget",
+        "-q",
+        "-O-",
+        &format!("http://{ip}/"),
+    ]);
+    assert_eq!(body.trim(), "host-endpoint");
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
 }
 
 /// What the UDP responder answers to every A query.
