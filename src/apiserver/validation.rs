@@ -2099,6 +2099,7 @@ fn service(o: &Object, old: Option<&Object>, c: &mut Vec<Cause>) {
         c,
     );
     string_map(spec.get("selector"), "spec.selector", c);
+    source_ranges(o, spec, ty, old, c);
     // The cluster IP is immutable, except when the type goes to or from ExternalName.
     if let Some(old_spec) = old.and_then(|o| o.get("spec")).and_then(Value::as_object) {
         let old_ty = old_spec.get("type").and_then(Value::as_str).unwrap_or("");
@@ -2118,6 +2119,88 @@ fn service(o: &Object, old: Option<&Object>, c: &mut Vec<Cause>) {
             ));
         }
     }
+}
+
+const LB_SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
+const CIDR_DETAIL: &str = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
+
+/// `loadBalancerSourceRanges`, or the older annotation when the field is empty, as upstream's
+/// ValidateService: LoadBalancer Services only, each entry (space-padding allowed, a historical
+/// accident upstream keeps) a CIDR as `ParseCIDRSloppy` reads it. Upstream's field path keeps
+/// the capital L of the Go field name: `spec.LoadBalancerSourceRanges[0]`. An entry that was
+/// already stored is accepted again (IsValidCIDRForLegacyField).
+fn source_ranges(o: &Object, spec: &Object, ty: &str, old: Option<&Object>, c: &mut Vec<Cause>) {
+    const FORBIDDEN: &str = "may only be used when `type` is 'LoadBalancer'";
+    let ranges = list(
+        spec.get("loadBalancerSourceRanges"),
+        "spec.loadBalancerSourceRanges",
+        c,
+    );
+    if !ranges.is_empty() {
+        let path = "spec.LoadBalancerSourceRanges";
+        if ty != "LoadBalancer" {
+            c.push(Cause::forbidden(path, FORBIDDEN));
+        }
+        let stored: Vec<&str> = old
+            .and_then(|o| o.get("spec"))
+            .and_then(|s| s.get("loadBalancerSourceRanges"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::trim)
+            .collect();
+        for (i, range) in ranges.iter().enumerate() {
+            let p = idx(path, i);
+            let Some(range) = range.as_str() else {
+                c.push(Cause::invalid(p, range, "must be a string"));
+                continue;
+            };
+            let range = range.trim();
+            if !stored.contains(&range) && !cidr_sloppy(range) {
+                c.push(Cause::invalid(p, &json!(range), CIDR_DETAIL));
+            }
+        }
+        return;
+    }
+    let Some(annotation) = o
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(LB_SOURCE_RANGES_ANNOTATION))
+        .and_then(Value::as_str)
+    else {
+        return;
+    };
+    let path = keyed("metadata.annotations", LB_SOURCE_RANGES_ANNOTATION);
+    if ty != "LoadBalancer" {
+        c.push(Cause::forbidden(&path, FORBIDDEN));
+    }
+    let annotation = annotation.trim();
+    if annotation.is_empty() {
+        return;
+    }
+    for range in annotation.split(',').map(str::trim) {
+        if !cidr_sloppy(range) {
+            c.push(Cause::invalid(&path, &json!(range), CIDR_DETAIL));
+        }
+    }
+}
+
+/// Whether `s` is a CIDR as Go's `ParseCIDRSloppy` reads it: also IPv4 octets with leading
+/// zeros (read as decimal), which Rust's parser refuses.
+fn cidr_sloppy(s: &str) -> bool {
+    if s.parse::<ipnet::IpNet>().is_ok() {
+        return true;
+    }
+    let Some((addr, len)) = s.split_once('/') else {
+        return false;
+    };
+    let digits = |t: &str| !t.is_empty() && t.len() <= 3 && t.bytes().all(|b| b.is_ascii_digit());
+    let octets: Vec<&str> = addr.split('.').collect();
+    octets.len() == 4
+        && octets.iter().all(|o| digits(o) && o.parse::<u8>().is_ok())
+        && digits(len)
+        && len.parse::<u8>().is_ok_and(|l| l <= 32)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,7 +14,11 @@
 //! - `nat-postrouting` masquerades marked packets;
 //! - `no-endpoint-services`, looked up in filter chains on the input, forward and output hooks,
 //!   rejects (TCP reset / ICMP port unreachable) or drops traffic to service ports without
-//!   endpoints.
+//!   endpoints;
+//! - `firewall-check`, jumped to for new connections from filter chains that run before DNAT
+//!   (prerouting and output), looks up LoadBalancer ingress IPs with `loadBalancerSourceRanges`
+//!   in `firewall-ips` and goes to a per-service-port `firewall-…` chain that drops sources
+//!   outside the ranges.
 //!
 //! Chain names carry a hash of the service port (kube-proxy's `hashAndTruncate`: base32 of the
 //! SHA-256, 8 characters) followed by the readable `namespace/name/protocol/port`, so they are
@@ -100,6 +104,9 @@ pub struct Service {
     pub external_ips: Vec<Ipv4Addr>,
     /// `status.loadBalancer.ingress[].ip` with ipMode VIP (or unset).
     pub load_balancer_ips: Vec<Ipv4Addr>,
+    /// The IPv4 `spec.loadBalancerSourceRanges`: when set, traffic to the load balancer IPs
+    /// from other sources is dropped.
+    pub source_ranges: Vec<Ipv4Net>,
     pub ports: Vec<ServicePort>,
     /// sessionAffinity ClientIP: the timeout in seconds.
     pub affinity_timeout: Option<u32>,
@@ -196,14 +203,16 @@ const SERVICE_NODEPORTS: &str = "service-nodeports";
 const NO_ENDPOINTS: &str = "no-endpoint-services";
 const CLUSTER_IPS: &str = "cluster-ips";
 const HAIRPIN: &str = "hairpin-endpoints";
+const FIREWALL_IPS: &str = "firewall-ips";
 const MAP_KIND: &str = "ipv4_addr . inet_proto . inet_service : verdict";
 const SET_KIND: &str = "ipv4_addr . inet_proto . inet_service";
 const LOOKUP: &str = "ip daddr . meta l4proto . th dport";
 /// The maps and sets every Service adds elements to, with their types.
-const SHARED: [(&str, &str); 5] = [
+const SHARED: [(&str, &str); 6] = [
     (SERVICE_IPS, MAP_KIND),
     (SERVICE_NODEPORTS, MAP_KIND),
     (NO_ENDPOINTS, MAP_KIND),
+    (FIREWALL_IPS, MAP_KIND),
     (CLUSTER_IPS, SET_KIND),
     (HAIRPIN, "ipv4_addr . ipv4_addr"),
 ];
@@ -361,6 +370,23 @@ fn base(cidr: Ipv4Net) -> Fragment {
             vec![format!("ct state new {LOOKUP} vmap @{NO_ENDPOINTS}")],
         );
     }
+    // loadBalancerSourceRanges are checked against the destination the client used, so before
+    // DNAT (upstream's filter-*-pre-dnat chains at dstnat - 10), on the prerouting hook for
+    // traffic that arrives and on the output hook for the node's own.
+    for hook in ["prerouting", "output"] {
+        f.chain(
+            &format!("filter-{hook}-pre-dnat"),
+            Some(&format!(
+                "type filter hook {hook} priority -110; policy accept;"
+            )),
+            vec!["ct state new jump firewall-check".to_string()],
+        );
+    }
+    f.chain(
+        "firewall-check",
+        None,
+        vec![format!("{LOOKUP} vmap @{FIREWALL_IPS}")],
+    );
     f
 }
 
@@ -565,6 +591,7 @@ fn render_port(
     if !has_external {
         return;
     }
+    firewall(f, ctx, svc, (&hash, &id, port.port), &key);
     let external_chain = service_chain.as_deref().map(|service| {
         let name = format!("external-{hash}-{id}");
         let rules = if svc.external_local {
@@ -605,6 +632,51 @@ fn render_port(
             Some(chain) => f.claim(map, k, format!("goto {chain}")),
             None => f.claim(NO_ENDPOINTS, k, "goto reject-chain".into()),
         }
+    }
+}
+
+/// loadBalancerSourceRanges, as upstream: a `firewall-…` chain that drops sources outside the
+/// ranges, reached through `firewall-ips` for each load balancer IP on this port (externalIPs
+/// and NodePorts are not limited). When a range holds one of the node's addresses, the load
+/// balancer IPs are allowed as sources too: the node reaching a VIP it holds itself sends from
+/// that VIP.
+fn firewall(
+    f: &mut Fragment,
+    ctx: &Context,
+    svc: &Service,
+    (hash, id, port): (&str, &str, u16),
+    key: &dyn Fn(Ipv4Addr, u16) -> String,
+) {
+    if svc.load_balancer_ips.is_empty() || svc.source_ranges.is_empty() {
+        return;
+    }
+    let mut allowed = svc.source_ranges.clone();
+    if ctx
+        .node_ips
+        .iter()
+        .any(|ip| svc.source_ranges.iter().any(|r| r.contains(ip)))
+    {
+        allowed.extend(svc.load_balancer_ips.iter().map(|ip| Ipv4Net::from(*ip)));
+    }
+    // Merged and sorted, so that equal ranges render equal rules whatever their order.
+    let sources: Vec<String> = Ipv4Net::aggregate(&allowed)
+        .iter()
+        .map(|n| {
+            if n.prefix_len() == 32 {
+                n.addr().to_string()
+            } else {
+                n.to_string()
+            }
+        })
+        .collect();
+    let name = format!("firewall-{hash}-{id}");
+    f.chain(
+        &name,
+        None,
+        vec![format!("ip saddr != {{ {} }} drop", sources.join(", "))],
+    );
+    for ip in &svc.load_balancer_ips {
+        f.claim(FIREWALL_IPS, key(*ip, port), format!("goto {name}"));
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -17,6 +18,29 @@ const DEFAULT_AFFINITY_TIMEOUT: u32 = 10800;
 
 fn ipv4(s: &str) -> Option<Ipv4Addr> {
     s.parse().ok()
+}
+
+/// An IPv4 CIDR as Go's `ParseCIDRSloppy` reads it (leading zeros in an octet are decimal),
+/// truncated to its network. `None` for IPv6 ranges and anything unparsable.
+pub fn ipv4_cidr_sloppy(s: &str) -> Option<Ipv4Net> {
+    let (addr, len) = s.split_once('/')?;
+    let octets: Vec<&str> = addr.split('.').collect();
+    if octets.len() != 4 {
+        return None;
+    }
+    let mut bytes = [0u8; 4];
+    for (b, o) in bytes.iter_mut().zip(&octets) {
+        if o.is_empty() || o.len() > 3 || !o.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        *b = o.parse().ok()?;
+    }
+    if len.is_empty() || len.len() > 2 || !len.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Ipv4Net::new(Ipv4Addr::from(bytes), len.parse().ok()?)
+        .ok()
+        .map(|n| n.trunc())
 }
 
 /// The addresses of `node` NodePorts are served on: its InternalIPs and ExternalIPs.
@@ -92,6 +116,13 @@ pub fn service(svc: &Service, slices: &[&EndpointSlice]) -> Option<render::Servi
             .filter_map(|s| ipv4(s))
             .collect(),
         load_balancer_ips,
+        // Upstream trims them: validation once let space-padded values through.
+        source_ranges: spec
+            .load_balancer_source_ranges
+            .iter()
+            .flatten()
+            .filter_map(|r| ipv4_cidr_sloppy(r.trim()))
+            .collect(),
         ports,
         affinity_timeout,
         external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
@@ -203,6 +234,21 @@ mod tests {
         assert!(port.endpoints[0].ready && !port.endpoints[0].terminating);
         assert_eq!(port.endpoints[0].node_name.as_deref(), Some("n1"));
         assert!(!port.endpoints[1].ready && port.endpoints[1].terminating);
+    }
+
+    #[test]
+    fn source_ranges_are_trimmed_ipv4_networks() {
+        let s = svc(serde_json::json!({
+            "metadata": {"namespace": "default", "name": "web"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.20", "ports": [{"port": 80}],
+                "loadBalancerSourceRanges": [" 10.250.0.1/30 ", "2001:db8::/64", "010.1.2.0/24", "bad"]}
+        }));
+        let got = service(&s, &[]).unwrap();
+        let want: Vec<Ipv4Net> = vec![
+            "10.250.0.0/30".parse().unwrap(),
+            "10.1.2.0/24".parse().unwrap(),
+        ];
+        assert_eq!(got.source_ranges, want);
     }
 
     #[test]

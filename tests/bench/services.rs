@@ -41,6 +41,7 @@ fn table(n: usize) -> render::ServiceTable {
                 cluster_ip: Some(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 43, 0, 100)) + i)),
                 external_ips: vec![],
                 load_balancer_ips: vec![],
+                source_ranges: vec![],
                 ports: vec![render::ServicePort {
                     name: "http".into(),
                     protocol: render::Protocol::Tcp,

@@ -3,10 +3,13 @@
 //! them through `table inet rk3s`. Node tests: root, one at a time (nextest group `node`).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use rk3s::dns::wire;
 use serde_json::Value;
 
 use crate::kubectl::Cluster;
@@ -198,6 +201,27 @@ fn service(c: &Cluster, name: &str) -> Value {
     c.json(&["get", "service", name, "-o", "json"])
 }
 
+/// Sets `spec.loadBalancerSourceRanges` of the `web` Service (`null` removes them).
+fn source_ranges(c: &Cluster, ranges: &str) {
+    c.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        &format!(r#"{{"spec":{{"loadBalancerSourceRanges":{ranges}}}}}"#),
+    ]);
+}
+
+/// The rule of the firewall chain of `service` (namespace default), if it has one.
+fn firewall_chain(service: &str) -> Option<String> {
+    let listing = nft(&["list", "table", "inet", "rk3s"]);
+    let mut lines = listing.lines().map(str::trim);
+    lines.find(|l| {
+        l.starts_with("chain firewall-") && l.contains(&format!("-default/{service}/"))
+    })?;
+    lines.next().map(str::to_string)
+}
+
 mod proxy {
     #[test]
     fn kubectl_1_33() {
@@ -300,6 +324,28 @@ fn services_reach_pods_through_the_proxy(c: &mut Cluster, image: &str) {
     let outside = Outside::create();
     let body = poll("the NodePort from outside", c, || outside.get(np).ok());
     assert!(body.starts_with("web-"), "{body}");
+
+    // loadBalancerSourceRanges: a range holding the outside client lets it reach the
+    // LoadBalancer address; a range without it drops its packets (the NodePort stays open, as
+    // upstream); without ranges the address is open again.
+    let lb = SocketAddr::from((lb_ip, 80));
+    source_ranges(c, r#"["10.250.0.0/30"]"#);
+    poll("a firewall chain for web", c, || {
+        firewall_chain("web").filter(|r| r.contains("10.250.0.0/30"))
+    });
+    assert!(outside.get(lb).unwrap().starts_with("web-"));
+    source_ranges(c, r#"["192.0.2.0/24"]"#);
+    poll("the firewall chain with the new range", c, || {
+        firewall_chain("web").filter(|r| !r.contains("10.250.0.0/30"))
+    });
+    let err = outside.get(lb).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(outside.get(np).unwrap().starts_with("web-"));
+    source_ranges(c, "null");
+    poll("no firewall chain for web", c, || {
+        firewall_chain("web").is_none().then_some(())
+    });
+    assert!(outside.get(lb).unwrap().starts_with("web-"));
 
     // ClientIP affinity keeps one backend.
     c.ok(&[
@@ -465,6 +511,233 @@ endpoints:
     });
     assert_eq!(normalized_table(), before);
     assert_eq!(get(SocketAddr::from((cluster_ip, 80))).unwrap(), last);
+
+    udp_service(c, image, &last);
+    host_network_endpoint(c, &last, node_ip);
+}
+
+/// A Service whose endpoint is the node's own address (as the `kubernetes` Service's and
+/// hostNetwork pods' are), served by a plain HTTP server of the test on the host: reached from
+/// a pod and from the host through its ClusterIP.
+fn host_network_endpoint(c: &Cluster, client: &str, node_ip: Ipv4Addr) {
+    let listener = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    listener.set_nonblocking(true).unwrap();
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ =
+                    s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 14\r\n\r\nhost-endpoint\n");
+            }
+        })
+    };
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: on-host}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: on-host-1
+  labels: {{kubernetes.io/service-name: on-host}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- addresses: ["{node_ip}"]
+  nodeName: {node}
+  conditions: {{ready: true}}
+"#,
+        node = crate::node::NODE
+    );
+    c.ok_in(&["apply", "-f", "-"], Some(&manifest));
+    let ip: Ipv4Addr = service(c, "on-host")["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = poll("the host endpoint from the host", c, || {
+        get(SocketAddr::from((ip, 80))).ok()
+    });
+    assert_eq!(body, "host-endpoint");
+    let body = c.ok(&[
+        "exec",
+        client,
+        "--",
+        "wget",
+        "-q",
+        "-O-",
+        &format!("http://{ip}/"),
+    ]);
+    assert_eq!(body.trim(), "host-endpoint");
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
+}
+
+/// What the UDP responder answers to every A query.
+const UDP_ANSWER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
+
+/// A DNS responder on UDP port 5353 in a pod's network namespace: busybox has no UDP server
+/// (its `nc` has no `-u`), so the test serves from inside the pod's namespace instead.
+struct Responder {
+    stop: Arc<AtomicBool>,
+    queries: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Responder {
+    fn start(netns: &str) -> Responder {
+        let stop = Arc::new(AtomicBool::new(false));
+        let queries = Arc::new(AtomicUsize::new(0));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (stop, queries, path) = (stop.clone(), queries.clone(), netns.to_string());
+            std::thread::spawn(move || {
+                // The socket belongs to the namespace of the thread that creates it.
+                let ns = std::fs::File::open(&path).unwrap();
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                let socket = UdpSocket::bind(("0.0.0.0", 5353)).unwrap();
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                ready_tx.send(()).unwrap();
+                let mut buf = [0u8; 1500];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let Ok(q) = wire::parse_query(&buf[..n]) else {
+                        continue;
+                    };
+                    queries.fetch_add(1, Ordering::Relaxed);
+                    let answer = if q.qtype == wire::TYPE_A {
+                        vec![wire::Record {
+                            name: q.name.clone(),
+                            ttl: 60,
+                            data: wire::Data::A(UDP_ANSWER),
+                        }]
+                    } else {
+                        vec![]
+                    };
+                    let sections = wire::Sections {
+                        answer,
+                        ..Default::default()
+                    };
+                    let out =
+                        wire::encode_response(&q, true, false, wire::RCODE_NOERROR, &sections, 512);
+                    let _ = socket.send_to(&out, from);
+                }
+            })
+        };
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the UDP responder started");
+        Responder {
+            stop,
+            queries,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One A query over UDP from the host; the first address answered.
+fn udp_query(server: SocketAddr) -> Option<Ipv4Addr> {
+    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    socket
+        .send_to(
+            &wire::encode_query(0x5353, "udp-check.test", wire::TYPE_A),
+            server,
+        )
+        .ok()?;
+    let mut buf = [0u8; 1500];
+    let (n, _) = socket.recv_from(&mut buf).ok()?;
+    let r = wire::parse_response(&buf[..n]).ok()?;
+    r.answer.iter().find_map(|rec| match rec.data {
+        wire::Data::A(ip) => Some(ip),
+        _ => None,
+    })
+}
+
+/// A UDP Service reached through its ClusterIP from the host and from busybox `nslookup` in
+/// a pod (`client`).
+fn udp_service(c: &Cluster, image: &str, client: &str) {
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: udp-backend, labels: {{app: udp}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sleep
+    image: {image}
+    command: [sleep, "3600"]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: udp}}
+spec:
+  selector: {{app: udp}}
+  ports: [{{name: dns, port: 53, targetPort: 5353, protocol: UDP}}]
+"#
+    );
+    c.ok_in(&["apply", "-f", "-"], Some(&manifest));
+    c.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/udp-backend",
+        "--timeout=60s",
+    ]);
+    let uid = c.ok(&[
+        "get",
+        "pod",
+        "udp-backend",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let responder = Responder::start(&format!("/run/rk3s/netns/{}", uid.trim()));
+    let ip: Ipv4Addr = service(c, "udp")["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let server = SocketAddr::from((ip, 53));
+    let answer = poll("a UDP answer through the ClusterIP", c, || {
+        udp_query(server)
+    });
+    assert_eq!(answer, UDP_ANSWER);
+    let out = c.ok(&[
+        "exec",
+        client,
+        "--",
+        "nslookup",
+        "-type=a",
+        "udp-check.test",
+        &ip.to_string(),
+    ]);
+    assert!(out.contains(&UDP_ANSWER.to_string()), "{out}");
+    assert!(responder.queries.load(Ordering::Relaxed) >= 2);
 }
 
 /// Runs `f` on a thread in a network namespace of its own: the `nft` processes it starts
@@ -498,6 +771,7 @@ mod rules {
             cluster_ip: Some(Ipv4Addr::from(ip)),
             external_ips: vec![],
             load_balancer_ips: vec![],
+            source_ranges: vec![],
             ports: vec![render::ServicePort {
                 name: "http".into(),
                 protocol: render::Protocol::Tcp,
@@ -539,7 +813,7 @@ mod rules {
         if !can_run_nft() {
             return;
         }
-        let steps = vec![
+        let mut steps = vec![
             table(vec![svc(
                 "a",
                 [10, 43, 0, 11],
@@ -561,6 +835,16 @@ mod rules {
             ]),
             table(vec![svc("b", [10, 43, 0, 12], &[[10, 42, 0, 9]], false)]),
         ];
+        // loadBalancerSourceRanges appear on b, change, and go with a.
+        for (step, ranges) in [(2, "10.250.0.0/30"), (3, "203.0.113.0/24")] {
+            let b = steps[step]
+                .services
+                .iter_mut()
+                .find(|s| s.name == "b")
+                .unwrap();
+            b.load_balancer_ips = vec![Ipv4Addr::new(192, 0, 2, 50)];
+            b.source_ranges = vec![ranges.parse().unwrap()];
+        }
         let (incremental, full) = in_fresh_netns(move || {
             let mut rendered = render::Rendered::new();
             let mut incremental = Vec::new();
@@ -594,6 +878,9 @@ mod rules {
         }
         assert!(full[1].iter().any(|l| l.contains("reject")));
         assert!(full[2].iter().any(|l| l.starts_with("set affinity-")));
+        assert!(full[2].iter().any(|l| l.contains("10.250.0.0/30")));
+        assert!(full[3].iter().any(|l| l.contains("203.0.113.0/24")));
+        assert!(!full[3].iter().any(|l| l.contains("10.250.0.0/30")));
         assert!(!full[3].iter().any(|l| l.contains("/a/")));
     }
 
@@ -609,6 +896,7 @@ mod rules {
             "cluster-ip.nft",
             "no-endpoints.nft",
             "nodeport-lb-affinity.nft",
+            "source-ranges.nft",
             "traffic-policy-local.nft",
         ] {
             let path = dir.join(name);
@@ -626,4 +914,85 @@ mod rules {
             );
         }
     }
+}
+
+mod validation {
+    #[test]
+    fn kubectl_1_33() {
+        if let Some(c) = crate::kubectl::Cluster::start_api_only(33) {
+            super::source_ranges_are_validated(&c);
+        }
+    }
+}
+
+fn lb_service(name: &str, ty: &str, ranges: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: {ty}\n  \
+         ports: [{{port: 80}}]\n  loadBalancerSourceRanges: {ranges}\n"
+    )
+}
+
+/// `spec.loadBalancerSourceRanges` as upstream validates it: 422 naming the entry (with
+/// upstream's capital L), only for LoadBalancer Services; space padding, IPv6 and IPv4 octets
+/// with leading zeros (Go's sloppy parser) pass.
+fn source_ranges_are_validated(c: &Cluster) {
+    let err = c.fails(
+        &["create", "-f", "-"],
+        Some(&lb_service(
+            "bad",
+            "LoadBalancer",
+            r#"["10.0.0.0/8", "10.1.2.3", "bogus/8"]"#,
+        )),
+    );
+    assert!(err.contains("The Service \"bad\" is invalid"), "{err}");
+    for (i, v) in [(1, "10.1.2.3"), (2, "bogus/8")] {
+        assert!(
+            err.contains(&format!(
+                "spec.LoadBalancerSourceRanges[{i}]: Invalid value: \"{v}\": must be a valid \
+                 CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+            )),
+            "{err}"
+        );
+    }
+    assert!(!err.contains("[0]"), "{err}");
+
+    let err = c.fails(
+        &["create", "-f", "-"],
+        Some(&lb_service("plain", "ClusterIP", r#"["10.0.0.0/8"]"#)),
+    );
+    assert!(
+        err.contains(
+            "spec.LoadBalancerSourceRanges: Forbidden: may only be used when `type` is \
+             'LoadBalancer'"
+        ),
+        "{err}"
+    );
+
+    c.ok_in(
+        &["create", "-f", "-"],
+        Some(&lb_service(
+            "good",
+            "LoadBalancer",
+            r#"[" 10.250.0.0/30 ", "2001:db8::/64", "010.1.0.0/16"]"#,
+        )),
+    );
+    let err = c.fails(
+        &[
+            "patch",
+            "service",
+            "good",
+            "-p",
+            r#"{"spec":{"loadBalancerSourceRanges":["10.0.0.0/33"]}}"#,
+        ],
+        None,
+    );
+    assert!(
+        err.contains("spec.LoadBalancerSourceRanges[0]: Invalid value: \"10.0.0.0/33\""),
+        "{err}"
+    );
+    let stored = c.json(&["get", "service", "good", "-o", "json"]);
+    assert_eq!(
+        stored["spec"]["loadBalancerSourceRanges"][1],
+        "2001:db8::/64"
+    );
 }

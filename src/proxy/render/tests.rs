@@ -43,6 +43,7 @@ fn web(eps: Vec<Endpoint>) -> Service {
         cluster_ip: Some("10.43.0.20".parse().unwrap()),
         external_ips: vec![],
         load_balancer_ips: vec![],
+        source_ranges: vec![],
         ports: vec![ServicePort {
             name: "http".into(),
             protocol: Protocol::Tcp,
@@ -381,4 +382,95 @@ fn a_full_sync_flushes_only_what_exists() {
         !again.contains("flush map inet rk3s service-nodeports"),
         "{again}"
     );
+}
+
+fn net(s: &str) -> Ipv4Net {
+    s.parse().unwrap()
+}
+
+/// A LoadBalancer Service on a VIP (not one of the node's addresses) with source ranges.
+fn limited(ranges: &[&str]) -> Service {
+    let mut s = web(vec![ep("10.42.0.5", "n1"), ep("10.42.0.6", "n2")]);
+    s.ports[0].node_port = Some(30080);
+    s.load_balancer_ips = vec!["198.51.100.10".parse().unwrap()];
+    s.external_ips = vec!["198.51.100.7".parse().unwrap()];
+    s.source_ranges = ranges.iter().map(|r| net(r)).collect();
+    s
+}
+
+#[test]
+fn load_balancer_source_ranges() {
+    // A range holding the node's address lets the LB VIP through as a source too; ranges are
+    // merged. The NodePort and the externalIP are not limited.
+    let tcp = limited(&["203.0.113.0/25", "203.0.113.128/25", "192.0.2.0/24"]);
+    // UDP and SCTP ports of a Service whose ranges do not hold the node: only the ranges.
+    let mut other = web(vec![ep("10.42.0.7", "n1")]);
+    other.name = "dns-like".into();
+    other.cluster_ip = Some("10.43.0.30".parse().unwrap());
+    other.load_balancer_ips = vec!["198.51.100.11".parse().unwrap()];
+    other.source_ranges = vec![net("10.250.0.0/30")];
+    other.ports[0].protocol = Protocol::Udp;
+    other.ports[0].port = 53;
+    other.ports.push(ServicePort {
+        name: "sctp".into(),
+        protocol: Protocol::Sctp,
+        port: 9999,
+        node_port: None,
+        endpoints: vec![Endpoint {
+            port: 9999,
+            ..ep("10.42.0.7", "n1")
+        }],
+    });
+    // Ranges without a load balancer address: nothing to limit.
+    let mut no_lb = limited(&["203.0.113.0/24"]);
+    no_lb.name = "no-lb".into();
+    no_lb.cluster_ip = Some("10.43.0.31".parse().unwrap());
+    no_lb.load_balancer_ips.clear();
+    no_lb.external_ips.clear();
+    let t = table(vec![tcp, other, no_lb]);
+    let rs = render(&t);
+    let fw = &rs.maps["firewall-ips"].elements;
+    let keys: Vec<&str> = fw.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "198.51.100.10 . tcp . 80",
+            "198.51.100.11 . sctp . 9999",
+            "198.51.100.11 . udp . 53"
+        ]
+    );
+    let chain = fw["198.51.100.10 . tcp . 80"]
+        .value
+        .strip_prefix("goto ")
+        .unwrap();
+    assert_eq!(
+        rs.chains[chain].rules,
+        ["ip saddr != { 192.0.2.0/24, 198.51.100.10, 203.0.113.0/24 } drop"]
+    );
+    golden("source-ranges.nft", &full(&t));
+}
+
+#[test]
+fn a_change_of_source_ranges_rewrites_only_the_firewall_chain() {
+    let before = table(vec![limited(&["203.0.113.0/24"])]);
+    let after = table(vec![limited(&["203.0.113.0/24", "10.250.0.0/30"])]);
+    let script = diff(&before, &after);
+    assert_eq!(script.lines().count(), 2, "{script}");
+    assert!(script.lines().all(|l| l.contains(" firewall-")), "{script}");
+    assert!(script.contains("{ ip saddr != { 10.250.0.0/30, 203.0.113.0/24 } drop ; }"));
+    // Order and duplicates do not matter.
+    let same = table(vec![limited(&["203.0.113.0/24", "203.0.113.0/24"])]);
+    assert_eq!(diff(&before, &same), "");
+    // Dropping the ranges removes the element, then the chain; nothing else changes.
+    let open = diff(&before, &table(vec![limited(&[])]));
+    let lines: Vec<&str> = open.lines().collect();
+    assert_eq!(lines.len(), 3, "{open}");
+    assert!(lines[0].starts_with("delete element inet rk3s firewall-ips {"));
+    assert!(lines[1].starts_with("flush chain inet rk3s firewall-"));
+    assert!(lines[2].starts_with("delete chain inet rk3s firewall-"));
+    // Setting them again adds the chain before the element pointing at it.
+    let closed = diff(&table(vec![limited(&[])]), &before);
+    let decl = closed.find("add chain inet rk3s firewall-").unwrap();
+    let elem = closed.find("add map inet rk3s firewall-ips").unwrap();
+    assert!(decl < elem, "{closed}");
 }
