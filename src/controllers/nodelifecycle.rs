@@ -695,6 +695,7 @@ impl Controller {
                     }
                     Err(e) => {
                         tracing::warn!(node = %name, error = %e, "marking the node unknown");
+                        count_ready(&mut health, &node);
                         continue;
                     }
                 }
@@ -718,12 +719,7 @@ impl Controller {
                     tainter.add(&name);
                 }
             }
-            let counts = health.entry(zone).or_insert((0, 0));
-            if condition(&node, "Ready").is_some_and(|c| c.status == "True") {
-                counts.0 += 1;
-            } else {
-                counts.1 += 1;
-            }
+            count_ready(&mut health, &node);
         }
         self.handle_disruption(&health).await;
     }
@@ -752,7 +748,7 @@ impl Controller {
     /// Upstream's `handleDisruption`: new zone states and tainting rates, and the disruption
     /// mode's untainting.
     async fn handle_disruption(&self, health: &BTreeMap<String, (usize, usize)>) {
-        let decision = {
+        let (decision, disrupted) = {
             let mut state = lock(&self.state);
             let decision = handle_disruption(&state.zones, health);
             let now = Instant::now();
@@ -778,12 +774,22 @@ impl Controller {
                     entry.1 = now;
                 }
             }
-            decision
+            let disrupted = !state.zones.is_empty()
+                && state
+                    .zones
+                    .values()
+                    .all(|s| *s == ZoneState::FullDisruption);
+            (decision, disrupted)
         };
-        if !decision.mark_all_reachable {
+        if decision.mark_all_reachable {
+            tracing::info!("every node is not ready: entering the disruption mode, no evictions");
+        }
+        if !disrupted {
             return;
         }
-        tracing::info!("every node is not ready: entering the disruption mode, no evictions");
+        // Upstream untaints every node once, on entering the mode, re-reading a node whose
+        // write conflicts; here every pass of the mode does it, so a conflicting write is
+        // simply done again on the next pass.
         for node in self.nodes.list() {
             {
                 let mut state = lock(&self.state);
@@ -958,6 +964,16 @@ pub fn without_no_execute(node: &Node) -> Option<Vec<Taint>> {
         .cloned()
         .collect();
     (next.len() != current.len()).then_some(next)
+}
+
+/// Counts the node as ready or not in its zone, for `handle_disruption`.
+fn count_ready(health: &mut BTreeMap<String, (usize, usize)>, node: &Node) {
+    let counts = health.entry(zone_of(node)).or_insert((0, 0));
+    if condition(node, "Ready").is_some_and(|c| c.status == "True") {
+        counts.0 += 1;
+    } else {
+        counts.1 += 1;
+    }
 }
 
 #[cfg(test)]
