@@ -1081,7 +1081,7 @@ impl Controller {
         self.report_unplaced(&reference, &by_node);
         self.sync_nodes(ds, key, delete, create, hash).await?;
         if !self.expectations.satisfied(key) {
-            return Ok(None);
+            return Ok(requeue);
         }
         let rolling = spec
             .update_strategy
