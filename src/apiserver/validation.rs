@@ -1611,6 +1611,9 @@ fn job_spec(spec: &Object, path: &str, c: &mut Vec<Cause>) {
             "when completion mode is Indexed",
         ));
     }
+    per_index_limits(spec, path, c);
+    pod_failure_policy_actions(spec, path, c);
+    success_policy(spec, path, c);
     one_of(
         spec.get("podReplacementPolicy"),
         &at(path, "podReplacementPolicy"),
@@ -1637,6 +1640,278 @@ fn job_spec(spec: &Object, path: &str, c: &mut Vec<Cause>) {
     }
 }
 
+/// Upstream's limits for Indexed Jobs (`maxParallelismForIndexedJob`,
+/// `maxFailedIndexesForIndexedJob`, `completionsSoftLimit`,
+/// `parallelismLimitForHighCompletions`, `maxFailedIndexesLimitForHighCompletions`).
+const INDEXED_LIMIT: i64 = 100_000;
+const HIGH_COMPLETIONS_LIMIT: i64 = 10_000;
+/// Upstream's `maxSuccessPolicyRule` and `maxJobSuccessPolicySucceededIndexesLimit`.
+const SUCCESS_POLICY_RULES: usize = 20;
+const SUCCEEDED_INDEXES_LENGTH: usize = 64 * 1024;
+
+fn is_indexed(spec: &Object) -> bool {
+    spec.get("completionMode").and_then(Value::as_str) == Some("Indexed")
+}
+
+/// Upstream's `validateJobSpec` for `backoffLimitPerIndex` and `maxFailedIndexes`: both need
+/// the Indexed completion mode, and `maxFailedIndexes` needs `backoffLimitPerIndex` and at
+/// most `completions`.
+fn per_index_limits(spec: &Object, path: &str, c: &mut Vec<Cause>) {
+    for key in ["backoffLimitPerIndex", "maxFailedIndexes"] {
+        nonnegative(spec.get(key), &at(path, key), c);
+    }
+    let num = |key: &str| spec.get(key).and_then(Value::as_i64);
+    let (per_index, max_failed) = (num("backoffLimitPerIndex"), num("maxFailedIndexes"));
+    let max_path = at(path, "maxFailedIndexes");
+    if max_failed.is_some() && per_index.is_none() {
+        c.push(required(
+            at(path, "backoffLimitPerIndex"),
+            "when maxFailedIndexes is specified",
+        ));
+    }
+    if !is_indexed(spec) {
+        if let Some(v) = per_index {
+            c.push(Cause::invalid(
+                at(path, "backoffLimitPerIndex"),
+                &json!(v),
+                "requires indexed completion mode",
+            ));
+        }
+        if let Some(v) = max_failed {
+            c.push(Cause::invalid(
+                &max_path,
+                &json!(v),
+                "requires indexed completion mode",
+            ));
+        }
+        return;
+    }
+    let completions = num("completions");
+    if let (Some(n), Some(m)) = (completions, max_failed)
+        && m > n
+    {
+        c.push(Cause::invalid(
+            &max_path,
+            &json!(m),
+            "must be less than or equal to completions",
+        ));
+    }
+    if let Some(m) = max_failed.filter(|m| *m > INDEXED_LIMIT) {
+        c.push(Cause::invalid(
+            &max_path,
+            &json!(m),
+            &format!("must be less than or equal to {INDEXED_LIMIT}"),
+        ));
+    }
+    if completions.is_some_and(|n| n > INDEXED_LIMIT) && per_index.is_some() {
+        let high = format!(
+            "must be less than or equal to {HIGH_COMPLETIONS_LIMIT} when completions are above \
+             {INDEXED_LIMIT} and used with backoff limit per index"
+        );
+        if max_failed.is_none() {
+            c.push(required(
+                &max_path,
+                &format!("must be specified when completions is above {INDEXED_LIMIT}"),
+            ));
+        }
+        if let Some(p) = num("parallelism").filter(|p| *p > HIGH_COMPLETIONS_LIMIT) {
+            c.push(Cause::invalid(at(path, "parallelism"), &json!(p), &high));
+        }
+        if let Some(m) = max_failed.filter(|m| *m > HIGH_COMPLETIONS_LIMIT) {
+            c.push(Cause::invalid(&max_path, &json!(m), &high));
+        }
+    }
+}
+
+/// Upstream's `validatePodFailurePolicyRule` for the rule actions: required, one of the four,
+/// and FailIndex only with `backoffLimitPerIndex`.
+fn pod_failure_policy_actions(spec: &Object, path: &str, c: &mut Vec<Cause>) {
+    let Some(policy) = spec.get("podFailurePolicy").and_then(Value::as_object) else {
+        return;
+    };
+    let rules_path = at(&at(path, "podFailurePolicy"), "rules");
+    let per_index = spec
+        .get("backoffLimitPerIndex")
+        .is_some_and(|v| !v.is_null());
+    let actions = ["Count", "FailIndex", "FailJob", "Ignore"];
+    for (i, rule) in list(policy.get("rules"), &rules_path, c).iter().enumerate() {
+        let action_path = at(&idx(&rules_path, i), "action");
+        match rule.get("action").and_then(Value::as_str).unwrap_or("") {
+            "" => c.push(required(
+                action_path,
+                "valid values: [\"Count\" \"FailIndex\" \"FailJob\" \"Ignore\"]",
+            )),
+            "FailIndex" if !per_index => c.push(Cause::invalid(
+                action_path,
+                &json!("FailIndex"),
+                "requires the backoffLimitPerIndex to be set",
+            )),
+            a if !actions.contains(&a) => {
+                c.push(Cause::unsupported(action_path, &json!(a), &actions));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Upstream's `validateIndexesFormat`: "1,3-5" style intervals, increasing, below
+/// `completions`; the number of indexes, or upstream's error text.
+fn indexes_format(s: &str, completions: i64) -> Result<i64, String> {
+    if s.is_empty() {
+        return Ok(0);
+    }
+    let mut last: Option<i64> = None;
+    let mut total = 0;
+    for interval in s.split(',') {
+        let parts: Vec<&str> = interval.split('-').collect();
+        if parts.len() > 2 {
+            return Err(format!(
+                "the fragment {} violates the requirement that an index interval can have at \
+                 most two parts separated by '-'",
+                go_quote(interval)
+            ));
+        }
+        let number = |p: &str| {
+            p.parse::<i64>()
+                .map_err(|_| {
+                    format!(
+                        "cannot convert string to integer for index: {}",
+                        go_quote(p)
+                    )
+                })
+                .and_then(|n| {
+                    if n >= completions {
+                        Err(format!("too large index: {}", go_quote(p)))
+                    } else {
+                        Ok(n)
+                    }
+                })
+        };
+        let x = number(parts[0])?;
+        let y = match parts.get(1) {
+            Some(p) => {
+                let y = number(p)?;
+                if x >= y {
+                    return Err(format!("non-increasing order, previous: {x}, current: {y}"));
+                }
+                y
+            }
+            None => x,
+        };
+        if let Some(l) = last
+            && l >= x
+        {
+            return Err(format!("non-increasing order, previous: {l}, current: {x}"));
+        }
+        total += y - x + 1;
+        last = Some(y);
+    }
+    Ok(total)
+}
+
+/// Upstream's `validateSuccessPolicy` (Kubernetes 1.33): Indexed Jobs only, 1 to 20 rules,
+/// each with `succeededIndexes` (in the interval format, below `completions`) and/or a
+/// `succeededCount` no larger than `completions` nor the number of those indexes.
+fn success_policy(spec: &Object, path: &str, c: &mut Vec<Cause>) {
+    let Some(policy) = spec.get("successPolicy").filter(|v| !v.is_null()) else {
+        return;
+    };
+    let sp_path = at(path, "successPolicy");
+    let rules_path = at(&sp_path, "rules");
+    let rules = policy
+        .get("rules")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    if !is_indexed(spec) {
+        // Go renders the struct with `%#v`, pointers as addresses: only the empty rule list
+        // renders the same here.
+        let rendered = if rules.is_empty() {
+            "batch.SuccessPolicy{Rules:[]batch.SuccessPolicyRule{}}"
+        } else {
+            "batch.SuccessPolicy{Rules:[]batch.SuccessPolicyRule{...}}"
+        };
+        c.push(invalid_rendered(
+            sp_path,
+            rendered,
+            "requires indexed completion mode",
+        ));
+        return;
+    }
+    if rules.is_empty() {
+        c.push(required(
+            &rules_path,
+            "at least one rules must be specified when the successPolicy is specified",
+        ));
+    }
+    if rules.len() > SUCCESS_POLICY_RULES {
+        c.push(Cause {
+            reason: "FieldValueTooMany",
+            message: format!(
+                "Too many: {}: must have at most {SUCCESS_POLICY_RULES} items",
+                rules.len()
+            ),
+            field: rules_path.clone(),
+        });
+    }
+    let completions = spec.get("completions").and_then(Value::as_i64);
+    for (i, rule) in rules.iter().enumerate() {
+        let rule_path = idx(&rules_path, i);
+        let indexes = rule.get("succeededIndexes").and_then(Value::as_str);
+        let count_path = at(&rule_path, "succeededCount");
+        let count = int(rule.get("succeededCount"), &count_path, c);
+        if indexes.is_none() && count.is_none() {
+            c.push(required(
+                &rule_path,
+                "at least one of succeededCount or succeededIndexes must be specified",
+            ));
+        }
+        let Some(completions) = completions else {
+            // Indexed without completions is reported already.
+            continue;
+        };
+        let mut total = 0;
+        if let Some(s) = indexes {
+            let ip = at(&rule_path, "succeededIndexes");
+            if s.len() > SUCCEEDED_INDEXES_LENGTH {
+                c.push(Cause::too_long(&ip, SUCCEEDED_INDEXES_LENGTH));
+            }
+            match indexes_format(s, completions) {
+                Ok(n) => total = n,
+                Err(e) => c.push(Cause::invalid(
+                    ip,
+                    &json!(s),
+                    &format!("error parsing succeededIndexes: {e}"),
+                )),
+            }
+        }
+        if let Some(n) = count {
+            if n < 0 {
+                c.push(Cause::invalid(&count_path, &json!(n), NONNEGATIVE));
+            }
+            if n > completions {
+                c.push(Cause::invalid(
+                    &count_path,
+                    &json!(n),
+                    &format!(
+                        "must be less than or equal to {completions} (the number of specified \
+                         completions)"
+                    ),
+                ));
+            }
+            if indexes.is_some() && n > total {
+                c.push(Cause::invalid(
+                    &count_path,
+                    &json!(n),
+                    &format!(
+                        "must be less than or equal to {total} (the number of indexes in the \
+                         specified succeededIndexes field)"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 fn job(o: &Object, old: Option<&Object>, c: &mut Vec<Cause>) {
     let spec = spec_of(o, c);
     job_spec(spec, "spec", c);
@@ -1660,7 +1935,12 @@ fn job(o: &Object, old: Option<&Object>, c: &mut Vec<Cause>) {
         return;
     };
     selector_immutable(spec, old, c);
-    for key in ["completionMode", "podFailurePolicy", "backoffLimitPerIndex"] {
+    for key in [
+        "completionMode",
+        "podFailurePolicy",
+        "backoffLimitPerIndex",
+        "successPolicy",
+    ] {
         if !same(spec.get(key), old_spec.get(key)) {
             c.push(Cause::invalid(
                 at("spec", key),
@@ -3355,5 +3635,127 @@ fn priority_class(o: &Object, old: Option<&Object>, c: &mut Vec<Cause>) {
             o.get("preemptionPolicy").unwrap_or(&Value::Null),
             IMMUTABLE,
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A defaulted Indexed Job with `extra` merged into its spec.
+    fn job_with(extra: Value) -> Value {
+        let mut job = json!({
+            "metadata": {"name": "j", "namespace": "default"},
+            "spec": {
+                "completions": 4,
+                "parallelism": 2,
+                "completionMode": "Indexed",
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {"restartPolicy": "Never", "dnsPolicy": "ClusterFirst",
+                        "containers": [{"name": "main", "image": "busybox",
+                            "imagePullPolicy": "Always",
+                            "terminationMessagePolicy": "File"}]},
+                },
+            },
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            job["spec"][k] = v.clone();
+        }
+        job
+    }
+
+    fn texts(obj: &Value) -> Vec<String> {
+        validate("batch", "jobs", obj, None)
+            .iter()
+            .map(Cause::text)
+            .collect()
+    }
+
+    #[test]
+    fn backoff_limit_per_index_fields_are_validated_as_upstream() {
+        assert_eq!(
+            texts(&job_with(
+                json!({"backoffLimitPerIndex": 1, "maxFailedIndexes": 2})
+            )),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            texts(&job_with(
+                json!({"completionMode": "NonIndexed", "backoffLimitPerIndex": 1})
+            )),
+            ["spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode"]
+        );
+        assert_eq!(
+            texts(&job_with(json!({"maxFailedIndexes": 5}))),
+            [
+                "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified",
+                "spec.maxFailedIndexes: Invalid value: 5: must be less than or equal to completions",
+            ]
+        );
+        let fail_index = json!({"podFailurePolicy": {"rules": [{"action": "FailIndex",
+            "onExitCodes": {"operator": "In", "values": [3]}}]}});
+        assert_eq!(
+            texts(&job_with(fail_index)),
+            [
+                "spec.podFailurePolicy.rules[0].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set"
+            ]
+        );
+    }
+
+    #[test]
+    fn success_policies_are_validated_as_upstream() {
+        let policy = |rules: Value| json!({"successPolicy": {"rules": rules}});
+        assert_eq!(
+            texts(&job_with(policy(
+                json!([{"succeededIndexes": "0,2-3", "succeededCount": 2}])
+            ))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            texts(&job_with(policy(json!([])))),
+            [
+                "spec.successPolicy.rules: Required value: at least one rules must be specified when the successPolicy is specified"
+            ]
+        );
+        assert_eq!(
+            texts(&job_with(policy(json!([{}])))),
+            [
+                "spec.successPolicy.rules[0]: Required value: at least one of succeededCount or succeededIndexes must be specified"
+            ]
+        );
+        assert_eq!(
+            texts(&job_with(policy(json!([{"succeededIndexes": "3-1"}])))),
+            [
+                "spec.successPolicy.rules[0].succeededIndexes: Invalid value: \"3-1\": error parsing succeededIndexes: non-increasing order, previous: 3, current: 1"
+            ]
+        );
+        assert_eq!(
+            texts(&job_with(policy(json!([{"succeededIndexes": "0-9"}])))),
+            [
+                "spec.successPolicy.rules[0].succeededIndexes: Invalid value: \"0-9\": error parsing succeededIndexes: too large index: \"9\""
+            ]
+        );
+        assert_eq!(
+            texts(&job_with(policy(
+                json!([{"succeededIndexes": "1", "succeededCount": 5}])
+            ))),
+            [
+                "spec.successPolicy.rules[0].succeededCount: Invalid value: 5: must be less than or equal to 4 (the number of specified completions)",
+                "spec.successPolicy.rules[0].succeededCount: Invalid value: 5: must be less than or equal to 1 (the number of indexes in the specified succeededIndexes field)",
+            ]
+        );
+        let mut non_indexed = job_with(policy(json!([])));
+        non_indexed["spec"]["completionMode"] = json!("NonIndexed");
+        assert_eq!(
+            texts(&non_indexed),
+            [
+                "spec.successPolicy: Invalid value: batch.SuccessPolicy{Rules:[]batch.SuccessPolicyRule{}}: requires indexed completion mode"
+            ]
+        );
+        assert_eq!(indexes_format("0,2-4,7", 8), Ok(5));
+        assert!(indexes_format("1,1", 8).is_err());
+        assert!(indexes_format("1-2-3", 8).is_err());
     }
 }

@@ -13,8 +13,8 @@
 //! Decisions are pure functions (`should_run`, `node_plan`, `rolling_update_plan`,
 //! `desired_status`, `revisions_to_clean`); the sync reads the caches and writes through the API.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 use super::deployment::{scaled_value, template_hash};
 use super::events::Events;
 use super::informer::{
-    Change, Expectations, Informer, Requeue, WorkQueue, controller_of, ignore_gone, key_of,
+    Change, Expectations, Informer, Requeue, WorkQueue, controller_of, ignore_gone, key_of, lock,
     run_workers, split_key,
 };
 use super::podcontrol::{adopt, create_pod, delete_pod, release};
@@ -367,6 +367,80 @@ pub fn node_plan(
         plan.delete.push(old.name_any());
     }
     plan
+}
+
+/// The back-off between deletions of failed daemon pods on one node (upstream's
+/// `failedPodsBackoff`, a `flowcontrol.Backoff` of 1 s doubling to 15 min): a pod the kubelet
+/// keeps rejecting is not deleted and recreated in a hot loop. Entries are keyed by
+/// [`failed_pods_backoff_key`]; an entry untouched for twice the maximum starts over, as
+/// upstream's `hasExpired`, and is dropped by [`FailedPodsBackoff::gc`].
+#[derive(Debug)]
+pub struct FailedPodsBackoff {
+    initial: Duration,
+    max: Duration,
+    /// Per key: the current back-off and when it was last raised.
+    entries: HashMap<String, (Duration, Timestamp)>,
+}
+
+impl Default for FailedPodsBackoff {
+    fn default() -> Self {
+        FailedPodsBackoff::new(Duration::from_secs(1), Duration::from_secs(15 * 60))
+    }
+}
+
+/// `now - then`, zero when `then` is in the future.
+fn since(then: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(now.duration_since(then)).unwrap_or(Duration::ZERO)
+}
+
+impl FailedPodsBackoff {
+    pub fn new(initial: Duration, max: Duration) -> FailedPodsBackoff {
+        FailedPodsBackoff {
+            initial,
+            max,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// Upstream's `IsInBackOffSinceUpdate`: the time left before the key's next deletion, if
+    /// it must wait.
+    pub fn remaining(&self, key: &str, now: Timestamp) -> Option<Duration> {
+        let (backoff, updated) = self.entries.get(key)?;
+        let elapsed = since(*updated, now);
+        (elapsed < *backoff).then(|| *backoff - elapsed)
+    }
+
+    /// Upstream's `Next`: the first deletion (or one after a long quiet spell) waits the
+    /// initial back-off before the next one; each further one doubles it up to the maximum.
+    pub fn next(&mut self, key: &str, now: Timestamp) {
+        let expiry = self.max.saturating_mul(2);
+        let backoff = match self.entries.get(key) {
+            Some((b, updated)) if since(*updated, now) <= expiry => {
+                b.saturating_mul(2).min(self.max)
+            }
+            _ => self.initial,
+        };
+        self.entries.insert(key.to_string(), (backoff, now));
+    }
+
+    /// Upstream's `GC`: forgets keys untouched for twice the maximum back-off.
+    pub fn gc(&mut self, now: Timestamp) {
+        let expiry = self.max.saturating_mul(2);
+        self.entries
+            .retain(|_, (_, updated)| since(*updated, now) <= expiry);
+    }
+}
+
+/// Upstream's `failedPodsBackoffKey`: the DaemonSet (uid and observed generation) and the
+/// node.
+pub fn failed_pods_backoff_key(ds: &DaemonSet, node: &str) -> String {
+    let uid = ds.metadata.uid.as_deref().unwrap_or_default();
+    let generation = ds
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .unwrap_or(0);
+    format!("{uid}/{generation}/{node}")
 }
 
 /// The unscheduled pods aimed at nodes that no longer exist (upstream's
@@ -735,6 +809,7 @@ pub struct Controller {
     queue: Arc<WorkQueue>,
     expectations: Expectations,
     events: Events,
+    failed_backoff: Mutex<FailedPodsBackoff>,
 }
 
 /// Whether a node change can change where daemon pods run (upstream's
@@ -772,6 +847,7 @@ impl Controller {
             revisions,
             queue: WorkQueue::new(),
             expectations: Expectations::default(),
+            failed_backoff: Mutex::new(FailedPodsBackoff::default()),
         });
         let weak = Arc::downgrade(&this);
         this.daemon_sets.on_change(move |change| {
@@ -969,12 +1045,24 @@ impl Controller {
         let reference = object_reference("apps/v1", "DaemonSet", &ds.metadata);
         // manage
         let (mut create, mut delete) = (Vec::new(), Vec::new());
+        let mut requeue: Requeue = None;
         let names: HashSet<String> = nodes.iter().map(|n| n.name_any()).collect();
+        lock(&self.failed_backoff).gc(now);
         for node in nodes {
             let name = node.name_any();
             let pods = by_node.get(&name).cloned().unwrap_or_default();
-            let plan = node_plan(should_run(node, ds), &pods, surge, hash, min_ready, now);
+            let mut plan = node_plan(should_run(node, ds), &pods, surge, hash, min_ready, now);
+            let backoff_key = failed_pods_backoff_key(ds, &name);
             for failed in &plan.failed {
+                // Upstream's `podsShouldBeOnNode`: a failed pod on a node in back-off stays
+                // (and so is not replaced yet) until the back-off is over.
+                let mut backoff = lock(&self.failed_backoff);
+                if let Some(wait) = backoff.remaining(&backoff_key, now) {
+                    plan.delete.retain(|d| d != failed);
+                    requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
+                    continue;
+                }
+                backoff.next(&backoff_key, now);
                 self.events.warning(
                     reference.clone(),
                     "FailedDaemonPod",
@@ -993,7 +1081,7 @@ impl Controller {
         self.report_unplaced(&reference, &by_node);
         self.sync_nodes(ds, key, delete, create, hash).await?;
         if !self.expectations.satisfied(key) {
-            return Ok(None);
+            return Ok(requeue);
         }
         let rolling = spec
             .update_strategy
@@ -1031,7 +1119,7 @@ impl Controller {
                 Err(e) => return Err(e),
             }
         }
-        Ok(None)
+        Ok(requeue)
     }
 
     /// FailedPlacement: a daemon pod the scheduler could not place on its node. Upstream
@@ -1464,6 +1552,34 @@ mod tests {
         assert!(node_plan((true, true), &[], false, "h1", 0, now()).create);
         let gone = node_plan((false, false), &pods, false, "h1", 0, now());
         assert_eq!(gone.delete.len(), 3);
+    }
+
+    #[test]
+    fn failed_pod_deletions_back_off_per_node_from_one_second_to_fifteen_minutes() {
+        let mut b = FailedPodsBackoff::default();
+        let t = |s: i64| Timestamp::from_second(1_700_000_000 + s).unwrap();
+        assert_eq!(b.remaining("ds/1/n1", t(0)), None);
+        b.next("ds/1/n1", t(0));
+        assert_eq!(b.remaining("ds/1/n1", t(0)), Some(Duration::from_secs(1)));
+        assert_eq!(b.remaining("ds/1/n2", t(0)), None);
+        assert_eq!(b.remaining("ds/1/n1", t(1)), None);
+        b.next("ds/1/n1", t(1));
+        assert_eq!(b.remaining("ds/1/n1", t(2)), Some(Duration::from_secs(1)));
+        for i in 0..20 {
+            b.next("ds/1/n1", t(3 + i));
+        }
+        assert_eq!(
+            b.remaining("ds/1/n1", t(22)),
+            Some(Duration::from_secs(15 * 60))
+        );
+        // Quiet for more than twice the maximum: it starts over, and GC forgets it.
+        b.next("ds/1/n1", t(22 + 1801));
+        assert_eq!(
+            b.remaining("ds/1/n1", t(22 + 1801)),
+            Some(Duration::from_secs(1))
+        );
+        b.gc(t(22 + 1801 + 1801));
+        assert!(b.entries.is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{
-    Job, JobCondition, JobSpec, JobStatus, PodFailurePolicy, UncountedTerminatedPods,
+    Job, JobCondition, JobSpec, JobStatus, PodFailurePolicy, SuccessPolicy, UncountedTerminatedPods,
 };
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -44,6 +44,11 @@ use super::replicaset::{
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 /// The annotation and label with an Indexed Job pod's completion index.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+/// Upstream's annotation with an index's counted pod failures before this pod
+/// (`backoffLimitPerIndex`).
+pub const INDEX_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-failure-count";
+/// Upstream's annotation with an index's failures a podFailurePolicy Ignore rule matched.
+pub const INDEX_IGNORED_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-ignored-failure-count";
 /// Upstream's `MaxPodCreateDeletePerSync`.
 const MAX_POD_CREATE_DELETE_PER_SYNC: usize = 500;
 /// Upstream's `MaxUncountedPods`: at most this many uids are added to the uncounted lists per
@@ -322,6 +327,141 @@ pub fn match_pod_failure_policy(
     None
 }
 
+/// Upstream's `matchPodFailurePolicy` "countFailed": whether a failed pod counts against the
+/// limits (every action but Ignore, and no rule matched).
+fn counts_failure(spec: &JobSpec, pod: &Pod) -> bool {
+    let Some(policy) = spec.pod_failure_policy.as_ref() else {
+        return true;
+    };
+    !matches!(
+        match_pod_failure_policy(policy, pod),
+        Some((PolicyAction::Ignore, _))
+    )
+}
+
+/// Upstream's `parseInt32` of the failure count annotations: a missing, unparsable, negative
+/// or too large value counts as 0, so a user editing the annotation cannot break the sync.
+fn annotation_count(pod: &Pod, key: &str) -> i32 {
+    pod.annotations()
+        .get(key)
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|n| *n >= 0)
+        .unwrap_or(0)
+}
+
+/// The failures of an index so far, carried from pod to pod in upstream's annotations
+/// `batch.kubernetes.io/job-index-failure-count` (counted failures) and
+/// `batch.kubernetes.io/job-index-ignored-failure-count` (failures a podFailurePolicy Ignore
+/// rule matched, which still lengthen the index's back-off).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexFailures {
+    pub counted: i32,
+    pub ignored: i32,
+}
+
+impl IndexFailures {
+    /// The counts the pod carries.
+    pub fn of(pod: &Pod) -> IndexFailures {
+        IndexFailures {
+            counted: annotation_count(pod, INDEX_FAILURE_COUNT),
+            ignored: annotation_count(pod, INDEX_IGNORED_FAILURE_COUNT),
+        }
+    }
+
+    /// Upstream's `getNewIndexFailureCounts`: the counts for the pod that replaces `failed`,
+    /// which adds its own failure to one of them.
+    pub fn after(spec: &JobSpec, failed: Option<&Pod>) -> IndexFailures {
+        let Some(pod) = failed else {
+            return IndexFailures::default();
+        };
+        let mut counts = IndexFailures::of(pod);
+        if counts_failure(spec, pod) {
+            counts.counted = counts.counted.saturating_add(1);
+        } else {
+            counts.ignored = counts.ignored.saturating_add(1);
+        }
+        counts
+    }
+}
+
+/// Upstream's `isIndexFailed`: the failed pod's index is given up, because a podFailurePolicy
+/// FailIndex rule matched or its counted failures reached `backoffLimitPerIndex`.
+pub fn is_index_failed(spec: &JobSpec, pod: &Pod) -> bool {
+    if !is_failed(pod, spec) {
+        return false;
+    }
+    if let Some(policy) = spec.pod_failure_policy.as_ref() {
+        match match_pod_failure_policy(policy, pod) {
+            Some((PolicyAction::FailIndex, _)) => return true,
+            Some((PolicyAction::Ignore, _)) => return false,
+            _ => {}
+        }
+    }
+    let limit = spec.backoff_limit_per_index.unwrap_or(i32::MAX);
+    IndexFailures::of(pod).counted >= limit
+}
+
+/// Upstream's `getRemainingTimePerIndex`: an index whose last pod failed waits `base` doubled
+/// per earlier failure of the index (ignored ones included), at most `max`, from that pod's
+/// finish.
+pub fn remaining_index_backoff(
+    last_failed: Option<&Pod>,
+    base: Duration,
+    max: Duration,
+    now: Timestamp,
+) -> Duration {
+    let Some(pod) = last_failed else {
+        return Duration::ZERO;
+    };
+    let counts = IndexFailures::of(pod);
+    let failures = counts
+        .counted
+        .saturating_add(counts.ignored)
+        .saturating_add(1);
+    let record = BackoffRecord {
+        failures_after_last_success: failures as u32,
+        last_failure: Some(finish_time(pod).min(now)),
+    };
+    remaining_backoff(record, base, max, now)
+}
+
+/// Upstream's `matchSuccessPolicy`: the message of the first rule the succeeded indexes meet
+/// ("Matched rules at index <i>"). A rule with `succeededIndexes` is met when all of them
+/// succeeded or, with `succeededCount`, that many of them; a rule with only `succeededCount`
+/// when that many indexes succeeded.
+pub fn match_success_policy(
+    policy: Option<&SuccessPolicy>,
+    completions: i32,
+    succeeded: &BTreeSet<i32>,
+) -> Option<String> {
+    let policy = policy?;
+    if succeeded.is_empty() {
+        return None;
+    }
+    for (index, rule) in policy.rules.iter().enumerate() {
+        let met = if let Some(list) = rule.succeeded_indexes.as_deref() {
+            let required = parse_indexes(list, completions);
+            if required.is_empty() {
+                // Unparsable (validation keeps these out): the rule never matches, as upstream.
+                continue;
+            }
+            let contained = required.intersection(succeeded).count();
+            contained == required.len()
+                || rule
+                    .succeeded_count
+                    .is_some_and(|n| contained >= n.max(0) as usize)
+        } else if let Some(n) = rule.succeeded_count {
+            succeeded.len() >= n.max(0) as usize
+        } else {
+            false
+        };
+        if met {
+            return Some(format!("Matched rules at index {index}"));
+        }
+    }
+    None
+}
+
 /// Whether the Job has a condition of this type with status True.
 fn condition<'a>(status: &'a JobStatus, type_: &str) -> Option<&'a JobCondition> {
     status
@@ -511,6 +651,8 @@ pub struct Plan {
     pub delete: Vec<Arc<Pod>>,
     /// One entry per pod to create: its completion index for Indexed Jobs.
     pub create: Vec<Option<i32>>,
+    /// With `backoffLimitPerIndex`: the failure counts each created index's pod carries.
+    pub index_failures: HashMap<i32, IndexFailures>,
     pub events: Vec<JobEvent>,
     pub requeue: Option<Duration>,
     /// The back-off record to keep once the status is written.
@@ -676,6 +818,75 @@ pub fn plan(input: &Input) -> Plan {
         total_succeeded
     };
 
+    // Upstream's `calculateFailedIndexes` and its two failure criteria, for
+    // `backoffLimitPerIndex` (Indexed Jobs only; the API server refuses it elsewhere).
+    let per_index = indexed && spec.backoff_limit_per_index.is_some();
+    let mut failed_indexes = BTreeSet::new();
+    // Upstream's `getPodsWithDelayedDeletionPerIndex`: per index without a pod running, the
+    // failed pod that keeps its finalizer (and so exists) until its replacement is created
+    // with the index's failure counts.
+    let mut delayed: HashMap<i32, &Arc<Pod>> = HashMap::new();
+    if per_index {
+        failed_indexes = parse_indexes(old.failed_indexes.as_deref().unwrap_or(""), c);
+        failed_indexes.extend(
+            pods.iter()
+                .filter(|p| has_finalizer(p) && is_index_failed(&spec, p))
+                .filter_map(|p| completion_index(p))
+                .filter(|i| *i < c),
+        );
+        if finish.is_none() {
+            let failed_count = failed_indexes.len() as i32;
+            if spec.max_failed_indexes.is_some_and(|m| failed_count > m) {
+                finish = Some(Finish {
+                    success: false,
+                    reason: "MaxFailedIndexesExceeded".into(),
+                    message: "Job has exceeded the specified maximal number of failed indexes"
+                        .into(),
+                });
+            } else if failed_count > 0 && failed_count + indexes.len() as i32 >= c {
+                finish = Some(Finish {
+                    success: false,
+                    reason: "FailedIndexes".into(),
+                    message: "Job has failed indexes".into(),
+                });
+            }
+        }
+        let running: HashSet<i32> = active_pods
+            .iter()
+            .filter_map(|p| completion_index(p))
+            .collect();
+        for p in pods
+            .iter()
+            .filter(|p| has_finalizer(p) && is_failed(p, &spec))
+        {
+            let Some(i) = completion_index(p).filter(|i| *i < c) else {
+                continue;
+            };
+            if indexes.contains(&i) || failed_indexes.contains(&i) || running.contains(&i) {
+                continue;
+            }
+            let later = |last: &Arc<Pod>| {
+                let (a, b) = (IndexFailures::of(last), IndexFailures::of(p));
+                a.counted + a.ignored <= b.counted + b.ignored
+                    && finish_time(p) >= finish_time(last)
+            };
+            if delayed.get(&i).is_none_or(|last| later(last)) {
+                delayed.insert(i, p);
+            }
+        }
+    }
+    // Upstream's `matchSuccessPolicy`, after the failure criteria.
+    if indexed
+        && finish.is_none()
+        && let Some(message) = match_success_policy(spec.success_policy.as_ref(), c, &indexes)
+    {
+        finish = Some(Finish {
+            success: true,
+            reason: "SuccessPolicy".into(),
+            message,
+        });
+    }
+
     let mut active = active_pods.len();
     if finish.is_some() {
         // Upstream's `deleteActivePods`.
@@ -711,26 +922,61 @@ pub fn plan(input: &Input) -> Plan {
                     let held = if only_failed { terminating } else { 0 };
                     let diff = want.saturating_sub(held + active);
                     if diff > 0 {
-                        let wait = remaining_backoff(
-                            plan.backoff,
-                            input.config.backoff_base,
-                            input.config.backoff_max,
-                            now,
-                        );
+                        // With backoffLimitPerIndex each index backs off on its own.
+                        let wait = if per_index {
+                            Duration::ZERO
+                        } else {
+                            remaining_backoff(
+                                plan.backoff,
+                                input.config.backoff_base,
+                                input.config.backoff_max,
+                                now,
+                            )
+                        };
                         if !wait.is_zero() {
                             plan.requeue = Some(plan.requeue.map_or(wait, |r| r.min(wait)));
                         } else {
                             let diff = diff.min(MAX_POD_CREATE_DELETE_PER_SYNC);
                             plan.create = if indexed {
-                                let taken: HashSet<i32> = pods
+                                let mut taken: HashSet<i32> = pods
                                     .iter()
                                     .filter(|p| is_active(p) || (only_failed && is_terminating(p)))
                                     .filter_map(|p| completion_index(p))
                                     .collect();
-                                first_pending_indexes(c, &indexes, &taken, diff)
-                                    .into_iter()
-                                    .map(Some)
-                                    .collect()
+                                taken.extend(failed_indexes.iter().copied());
+                                let pending = first_pending_indexes(c, &indexes, &taken, diff);
+                                if per_index {
+                                    // Upstream's `getPodCreationInfoForIndependentIndexes`: the
+                                    // indexes out of back-off now, else a sync when the first
+                                    // one is.
+                                    let config = input.config;
+                                    let wait = |i: &i32| {
+                                        remaining_index_backoff(
+                                            delayed.get(i).map(|p| p.as_ref()),
+                                            config.backoff_base,
+                                            config.backoff_max,
+                                            now,
+                                        )
+                                    };
+                                    let ready: Vec<i32> = pending
+                                        .iter()
+                                        .copied()
+                                        .filter(|i| wait(i).is_zero())
+                                        .collect();
+                                    if ready.is_empty()
+                                        && let Some(w) = pending.iter().map(wait).min()
+                                    {
+                                        plan.requeue = Some(plan.requeue.map_or(w, |r| r.min(w)));
+                                    }
+                                    for i in &ready {
+                                        let replaced = delayed.get(i).map(|p| p.as_ref());
+                                        plan.index_failures
+                                            .insert(*i, IndexFailures::after(&spec, replaced));
+                                    }
+                                    ready.into_iter().map(Some).collect()
+                                } else {
+                                    pending.into_iter().map(Some).collect()
+                                }
                             } else {
                                 vec![None; diff]
                             };
@@ -797,10 +1043,15 @@ pub fn plan(input: &Input) -> Plan {
             break;
         }
         let pod_failed = is_failed(p, &spec);
+        // Upstream's `canRemoveFinalizer`: a failed pod whose index awaits its replacement
+        // keeps the finalizer until then.
+        let awaits_replacement = completion_index(p)
+            .and_then(|i| delayed.get(&i))
+            .is_some_and(|d| d.metadata.uid == p.metadata.uid);
         let can_remove = deleting
             || finish.is_some()
             || phase(p) == "Succeeded"
-            || (pod_failed && !(policy.is_some() && phase(p) != "Failed"));
+            || (pod_failed && !(policy.is_some() && phase(p) != "Failed") && !awaits_replacement);
         if !can_remove {
             continue;
         }
@@ -833,6 +1084,9 @@ pub fn plan(input: &Input) -> Plan {
     status.failed = (failed > 0).then_some(failed);
     if indexed {
         status.completed_indexes = Some(format_indexes(&indexes));
+    }
+    if per_index {
+        status.failed_indexes = Some(format_indexes(&failed_indexes));
     }
     let no_uncounted = unc_succeeded.is_empty() && unc_failed.is_empty();
     status.uncounted_terminated_pods = Some(UncountedTerminatedPods {
@@ -892,8 +1146,10 @@ pub fn generate_name(job: &str, index: Option<i32>) -> String {
 /// The pod the Job creates (upstream's `manageJob` on top of `GetPodFromTemplate`): the
 /// tracking finalizer, and for Indexed Jobs the completion index annotation and label, the
 /// hostname `<job>-<index>` and `JOB_COMPLETION_INDEX` from the annotation through the
-/// downward API (upstream's `addCompletionIndexEnvVariables`).
-pub fn job_pod(job: &Job, index: Option<i32>) -> Pod {
+/// downward API (upstream's `addCompletionIndexEnvVariables`). With `backoffLimitPerIndex`,
+/// `failures` are the index's failure count annotations (upstream's
+/// `addIndexFailureCountAnnotation`: the ignored count only when there is one).
+pub fn job_pod(job: &Job, index: Option<i32>, failures: Option<IndexFailures>) -> Pod {
     let spec = job.spec.clone().unwrap_or_default();
     let name = job.name_any();
     let ns = job.namespace().unwrap_or_default();
@@ -904,10 +1160,17 @@ pub fn job_pod(job: &Job, index: Option<i32>) -> Pod {
         finalizers.push(TRACKING_FINALIZER.into());
     }
     if let Some(i) = index {
-        pod.metadata
+        let annotations = pod
+            .metadata
             .annotations
-            .get_or_insert_with(Default::default)
-            .insert(COMPLETION_INDEX.into(), i.to_string());
+            .get_or_insert_with(Default::default);
+        annotations.insert(COMPLETION_INDEX.into(), i.to_string());
+        if let Some(f) = failures {
+            annotations.insert(INDEX_FAILURE_COUNT.into(), f.counted.to_string());
+            if f.ignored > 0 {
+                annotations.insert(INDEX_IGNORED_FAILURE_COUNT.into(), f.ignored.to_string());
+            }
+        }
         pod.metadata
             .labels
             .get_or_insert_with(Default::default)
@@ -1141,7 +1404,9 @@ impl Controller {
             let next = std::sync::atomic::AtomicUsize::new(0);
             let (created, error) = slow_start(count, || {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let pod = job_pod(&job, plan.create.get(i).copied().flatten());
+                let index = plan.create.get(i).copied().flatten();
+                let failures = index.and_then(|x| plan.index_failures.get(&x).copied());
+                let pod = job_pod(&job, index, failures);
                 let (api, events, reference) = (&pods_api, &self.events, reference.clone());
                 async move { create_pod(api, &pod, events, reference).await.map(|_| ()) }
             })
@@ -1179,7 +1444,7 @@ async fn remove_finalizer(api: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> 
 mod tests {
     use super::*;
     use k8s_openapi::api::batch::v1::{
-        PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+        PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule, SuccessPolicyRule,
     };
     use k8s_openapi::api::core::v1::{
         ContainerState, ContainerStateTerminated, ContainerStatus, PodSpec, PodStatus,
@@ -1241,7 +1506,7 @@ mod tests {
     /// tracking finalizer.
     fn pod(uid: &str, phase: &str, index: Option<i32>, finished: i64, code: i32) -> Arc<Pod> {
         let terminal = matches!(phase, "Succeeded" | "Failed");
-        let mut p = job_pod(&job(Some(3), 2, index.is_some()), index);
+        let mut p = job_pod(&job(Some(3), 2, index.is_some()), index, None);
         p.metadata.name = Some(format!("pod-{uid}"));
         p.metadata.uid = Some(uid.into());
         p.status = Some(PodStatus {
@@ -1344,7 +1609,7 @@ mod tests {
         assert_eq!(p.create, vec![None, None]);
         assert_eq!(p.status.active, Some(2));
         assert_eq!(p.status.start_time, Some(Time(at(0))));
-        let pod = job_pod(&j, None);
+        let pod = job_pod(&j, None, None);
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("pi-"));
         assert_eq!(
             pod.metadata.finalizers,
@@ -1429,7 +1694,7 @@ mod tests {
         assert_eq!(p.status.completed_indexes.as_deref(), Some("0,1"));
         // Indexes 0 and 1 succeeded, 2 runs: 3 and 4 are created.
         assert_eq!(p.create, vec![Some(3), Some(4)]);
-        let pod = job_pod(&j, Some(3));
+        let pod = job_pod(&j, Some(3), None);
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("pi-3-"));
         assert_eq!(pod.annotations()[COMPLETION_INDEX], "3");
         assert_eq!(pod.labels()[COMPLETION_INDEX], "3");
@@ -1608,6 +1873,278 @@ mod tests {
         assert_eq!(types(&p.status), Vec::<String>::new());
         let p = run(&j, &[done], 1);
         assert_eq!(types(&p.status), ["SuccessCriteriaMet"]);
+    }
+
+    /// An Indexed Job of `completions` pods at once with `backoffLimitPerIndex`.
+    fn per_index_job(completions: i32, limit: i32, max_failed: Option<i32>) -> Job {
+        let mut j = job(Some(completions), completions, true);
+        let spec = j.spec.as_mut().unwrap();
+        spec.backoff_limit = Some(i32::MAX);
+        spec.backoff_limit_per_index = Some(limit);
+        spec.max_failed_indexes = max_failed;
+        j
+    }
+
+    /// `p` carrying the index failure count annotation.
+    fn with_failures(p: &Arc<Pod>, counted: i32) -> Arc<Pod> {
+        let mut p = (**p).clone();
+        p.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(INDEX_FAILURE_COUNT.into(), counted.to_string());
+        Arc::new(p)
+    }
+
+    fn reason_of(s: &JobStatus, type_: &str) -> Option<String> {
+        s.conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_)
+            .and_then(|c| c.reason.clone())
+    }
+
+    #[test]
+    fn index_failure_counts_come_from_the_annotations_and_bad_values_count_as_zero() {
+        let spec = per_index_job(2, 1, None).spec.unwrap();
+        let p = with_failures(&pod("a", "Failed", Some(0), 0, 1), 2);
+        assert_eq!(
+            IndexFailures::of(&p),
+            IndexFailures {
+                counted: 2,
+                ignored: 0
+            }
+        );
+        assert_eq!(IndexFailures::after(&spec, Some(&p)).counted, 3);
+        assert_eq!(IndexFailures::after(&spec, None), IndexFailures::default());
+        let mut bad = (*p).clone();
+        bad.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(INDEX_FAILURE_COUNT.into(), "-4".into());
+        assert_eq!(IndexFailures::of(&bad).counted, 0);
+        // An ignored failure (podFailurePolicy Ignore) goes to the ignored count.
+        let mut spec = spec;
+        spec.pod_failure_policy = Some(PodFailurePolicy {
+            rules: vec![PodFailurePolicyRule {
+                action: "Ignore".into(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: None,
+                    operator: "In".into(),
+                    values: vec![1],
+                }),
+                on_pod_conditions: None,
+            }],
+        });
+        assert_eq!(
+            IndexFailures::after(&spec, Some(&p)),
+            IndexFailures {
+                counted: 2,
+                ignored: 1
+            }
+        );
+        assert!(!is_index_failed(&spec, &p));
+    }
+
+    #[test]
+    fn a_failed_index_backs_off_on_its_own_then_fails_past_its_limit() {
+        let j = per_index_job(3, 1, None);
+        let first = with_failures(&pod("a", "Failed", Some(0), 0, 1), 0);
+        let others = [
+            pod("b", "Running", Some(1), 0, 0),
+            pod("c", "Running", Some(2), 0, 0),
+        ];
+        let all = |extra: &[Arc<Pod>]| -> Vec<Arc<Pod>> {
+            extra.iter().chain(others.iter()).cloned().collect()
+        };
+        // The index's first failure: 10 s of back-off, and the failed pod keeps its finalizer
+        // until its replacement exists.
+        let p = run(&j, &all(std::slice::from_ref(&first)), 2);
+        assert!(p.create.is_empty());
+        assert_eq!(p.requeue, Some(Duration::from_secs(8)));
+        assert!(p.remove_finalizers.is_empty());
+        assert_eq!(p.status.failed_indexes.as_deref(), Some(""));
+        assert_eq!(types(&p.status), Vec::<String>::new());
+        let p = run(&j, &all(std::slice::from_ref(&first)), 10);
+        assert_eq!(p.create, vec![Some(0)]);
+        assert_eq!(p.index_failures[&0].counted, 1);
+        let replacement = job_pod(&j, Some(0), Some(p.index_failures[&0]));
+        assert_eq!(replacement.annotations()[INDEX_FAILURE_COUNT], "1");
+        assert!(
+            !replacement
+                .annotations()
+                .contains_key(INDEX_IGNORED_FAILURE_COUNT)
+        );
+        // Once the replacement runs, the failed pod is counted.
+        let second = with_failures(&pod("d", "Running", Some(0), 0, 0), 1);
+        let p = run(&j, &all(&[first.clone(), second]), 11);
+        assert_eq!(p.remove_finalizers.len(), 1);
+        assert_eq!(
+            p.status.uncounted_terminated_pods.unwrap().failed.unwrap(),
+            ["a"]
+        );
+        assert!(p.create.is_empty());
+        // The replacement fails too: the index is given up, not retried.
+        let j = with_status(
+            j,
+            JobStatus {
+                failed: Some(1),
+                failed_indexes: Some(String::new()),
+                ..JobStatus::default()
+            },
+        );
+        let second = with_failures(&pod("d", "Failed", Some(0), 20, 1), 1);
+        let p = run(&j, &all(std::slice::from_ref(&second)), 21);
+        assert_eq!(p.status.failed_indexes.as_deref(), Some("0"));
+        assert!(p.create.is_empty());
+        assert_eq!(p.requeue, None);
+        assert_eq!(p.remove_finalizers.len(), 1);
+        assert_eq!(types(&p.status), Vec::<String>::new());
+        // The other indexes succeed: every index is finished, one failed.
+        let j = with_status(j, p.status);
+        let gone = without_finalizer(&second);
+        let done = [
+            pod("b", "Succeeded", Some(1), 30, 0),
+            pod("c", "Succeeded", Some(2), 30, 0),
+        ];
+        let pods: Vec<Arc<Pod>> = std::iter::once(gone).chain(done).collect();
+        let p = run(&j, &pods, 31);
+        assert_eq!(p.status.completed_indexes.as_deref(), Some("1,2"));
+        assert_eq!(
+            reason_of(&p.status, "FailureTarget").as_deref(),
+            Some("FailedIndexes")
+        );
+        let j = with_status(j, p.status);
+        let counted: Vec<Arc<Pod>> = pods.iter().map(without_finalizer).collect();
+        let p = run(&j, &counted, 32);
+        assert_eq!(
+            reason_of(&p.status, "Failed").as_deref(),
+            Some("FailedIndexes")
+        );
+        assert_eq!(p.status.failed, Some(2));
+        assert_eq!(
+            p.events,
+            [event(true, "FailedIndexes", "Job has failed indexes")]
+        );
+    }
+
+    #[test]
+    fn more_failed_indexes_than_allowed_fail_the_job_and_stop_its_pods() {
+        let j = per_index_job(4, 0, Some(1));
+        let pods = [
+            pod("a", "Failed", Some(0), 0, 1),
+            pod("b", "Running", Some(1), 0, 0),
+            pod("c", "Running", Some(2), 0, 0),
+            pod("d", "Running", Some(3), 0, 0),
+        ];
+        // One failed index is allowed.
+        let p = run(&j, &pods, 1);
+        assert_eq!(p.status.failed_indexes.as_deref(), Some("0"));
+        assert!(p.delete.is_empty());
+        assert_eq!(types(&p.status), Vec::<String>::new());
+        let mut pods = pods.to_vec();
+        pods[1] = pod("b", "Failed", Some(1), 2, 1);
+        let p = run(&j, &pods, 3);
+        assert_eq!(p.status.failed_indexes.as_deref(), Some("0,1"));
+        assert_eq!(
+            reason_of(&p.status, "FailureTarget").as_deref(),
+            Some("MaxFailedIndexesExceeded")
+        );
+        assert_eq!(p.delete.len(), 2);
+    }
+
+    #[test]
+    fn a_fail_index_rule_fails_the_index_at_once() {
+        let mut j = per_index_job(2, 3, None);
+        j.spec.as_mut().unwrap().pod_failure_policy = Some(PodFailurePolicy {
+            rules: vec![PodFailurePolicyRule {
+                action: "FailIndex".into(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: None,
+                    operator: "In".into(),
+                    values: vec![42],
+                }),
+                on_pod_conditions: None,
+            }],
+        });
+        let pods = [
+            pod("a", "Failed", Some(0), 0, 42),
+            pod("b", "Running", Some(1), 0, 0),
+        ];
+        let p = run(&j, &pods, 1);
+        assert_eq!(p.status.failed_indexes.as_deref(), Some("0"));
+        assert!(p.create.is_empty());
+        assert_eq!(
+            p.status.uncounted_terminated_pods.unwrap().failed.unwrap(),
+            ["a"]
+        );
+        // Another exit code is retried within the index's limit.
+        let pods = [
+            pod("a", "Failed", Some(0), 0, 3),
+            pod("b", "Running", Some(1), 0, 0),
+        ];
+        let p = run(&j, &pods, 30);
+        assert_eq!(p.status.failed_indexes.as_deref(), Some(""));
+        assert_eq!(p.create, vec![Some(0)]);
+    }
+
+    #[test]
+    fn success_policy_rules_match_indexes_or_counts() {
+        let rule = |indexes: Option<&str>, count: Option<i32>| SuccessPolicyRule {
+            succeeded_indexes: indexes.map(str::to_string),
+            succeeded_count: count,
+        };
+        let policy = SuccessPolicy {
+            rules: vec![rule(Some("0,2-4"), None), rule(None, Some(3))],
+        };
+        let done = |v: &[i32]| v.iter().copied().collect::<BTreeSet<i32>>();
+        assert_eq!(match_success_policy(Some(&policy), 6, &done(&[0, 2])), None);
+        assert_eq!(
+            match_success_policy(Some(&policy), 6, &done(&[0, 2, 3, 4])).as_deref(),
+            Some("Matched rules at index 0")
+        );
+        assert_eq!(
+            match_success_policy(Some(&policy), 6, &done(&[1, 2, 5])).as_deref(),
+            Some("Matched rules at index 1")
+        );
+        let some_of = SuccessPolicy {
+            rules: vec![rule(Some("1-3"), Some(2))],
+        };
+        assert!(match_success_policy(Some(&some_of), 6, &done(&[0, 2])).is_none());
+        assert!(match_success_policy(Some(&some_of), 6, &done(&[1, 3])).is_some());
+        assert!(match_success_policy(None, 6, &done(&[1, 3])).is_none());
+    }
+
+    #[test]
+    fn a_met_success_policy_stops_the_other_pods_then_completes() {
+        let mut j = job(Some(3), 3, true);
+        j.spec.as_mut().unwrap().success_policy = Some(SuccessPolicy {
+            rules: vec![SuccessPolicyRule {
+                succeeded_indexes: Some("0".into()),
+                succeeded_count: None,
+            }],
+        });
+        let pods = [
+            pod("a", "Succeeded", Some(0), 1, 0),
+            pod("b", "Running", Some(1), 0, 0),
+            pod("c", "Running", Some(2), 0, 0),
+        ];
+        let p = run(&j, &pods, 2);
+        assert_eq!(types(&p.status), ["SuccessCriteriaMet"]);
+        let c = &p.status.conditions.clone().unwrap()[0];
+        assert_eq!(c.reason.as_deref(), Some("SuccessPolicy"));
+        assert_eq!(c.message.as_deref(), Some("Matched rules at index 0"));
+        assert_eq!(p.delete.len(), 2);
+        assert!(p.create.is_empty());
+        let j = with_status(j, p.status);
+        let p = run(&j, &[without_finalizer(&pods[0])], 3);
+        assert_eq!(types(&p.status), ["SuccessCriteriaMet", "Complete"]);
+        assert_eq!(
+            reason_of(&p.status, "Complete").as_deref(),
+            Some("SuccessPolicy")
+        );
+        assert_eq!(p.status.completed_indexes.as_deref(), Some("0"));
+        assert!(p.status.completion_time.is_some());
     }
 
     #[test]

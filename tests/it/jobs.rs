@@ -647,3 +647,185 @@ fn cronjobs_fire_on_an_injected_clock() {
             && reasons.iter().any(|r| r == "JobAlreadyActive")
     });
 }
+
+/// Ends `pod` as a kubelet would when its container exits with `code`.
+fn end_pod(sim: &Sim, pod: &str, code: i32) {
+    let now = Timestamp::now().to_string();
+    let status = json!({"status": {
+        "phase": if code == 0 { "Succeeded" } else { "Failed" },
+        "containerStatuses": [{
+            "name": "main", "image": "busybox", "imageID": "sim://busybox",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": code,
+                "reason": if code == 0 { "Completed" } else { "Error" },
+                "startedAt": now, "finishedAt": now}},
+        }],
+    }});
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(sim.client.clone(), "default");
+    sim.rt
+        .block_on(api.patch_status(pod, &PatchParams::default(), &Patch::Merge(&status)))
+        .unwrap_or_else(|e| panic!("end pod {pod}: {e}"));
+}
+
+/// The name of the live (not deleted, not finished) pod of `index` of Job `job`, once it runs.
+fn running_pod_of_index(sim: &Sim, job: &str, index: &str) -> String {
+    let mut name = String::new();
+    sim.eventually(&format!("a running pod for index {index} of {job}"), || {
+        let found = sim.pods_of(job).into_iter().find(|p| {
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == index
+                && p["metadata"]["deletionTimestamp"].is_null()
+                && p["status"]["phase"] == "Running"
+        });
+        if let Some(p) = found {
+            name = p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+        }
+        !name.is_empty()
+    });
+    name
+}
+
+fn condition_of(job: &Value, type_: &str) -> Value {
+    job["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// A Job whose pods run until the test ends them.
+fn open_ended_job(name: &str, extra_spec: &str) -> String {
+    job_yaml(name, extra_spec, "never").replace("sim.rk3s.io/exit: \"never\"", "app: open")
+}
+
+#[test]
+fn per_index_back_off_and_success_policy_with_kubectl_1_33() {
+    let Some(sim) = Sim::start(33, &[]) else {
+        return;
+    };
+
+    // The API server refuses what upstream refuses, naming the field.
+    let out = sim.run(
+        &["apply", "-f", "-"],
+        Some(&job_yaml("bad", "  backoffLimitPerIndex: 1", "0")),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode"
+        ),
+        "{err}"
+    );
+
+    // Every pod fails and backoffLimitPerIndex 0 gives each index one try: the second failed
+    // index is one more than maxFailedIndexes allows.
+    sim.ok(
+        &["apply", "-f", "-"],
+        Some(&job_yaml(
+            "maxfail",
+            "  completions: 4\n  parallelism: 4\n  completionMode: Indexed\n  backoffLimitPerIndex: 0\n  maxFailedIndexes: 1",
+            "1",
+        )),
+    );
+    sim.wait_for("maxfail", "failed");
+    let job = sim.json(&["get", "job", "maxfail"]);
+    let failed = condition_of(&job, "Failed");
+    assert_eq!(failed["reason"], "MaxFailedIndexesExceeded", "{job}");
+    assert_eq!(
+        failed["message"],
+        "Job has exceeded the specified maximal number of failed indexes"
+    );
+    assert_eq!(
+        condition_of(&job, "FailureTarget")["status"],
+        "True",
+        "{job}"
+    );
+    let failed_indexes = job["status"]["failedIndexes"].as_str().unwrap_or_default();
+    assert!(
+        failed_indexes.split(',').count() >= 2 || failed_indexes.contains('-'),
+        "{job}"
+    );
+    assert_fully_counted(&sim, "maxfail", &job);
+    for p in sim.pods_of("maxfail") {
+        assert_eq!(
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"], "0",
+            "{p}"
+        );
+    }
+
+    // backoffLimitPerIndex 1 with a FailIndex rule for exit code 42.
+    let spec = "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  backoffLimitPerIndex: 1\n  podFailurePolicy:\n    rules:\n    - action: FailIndex\n      onExitCodes:\n        operator: In\n        values: [42]";
+    sim.ok(
+        &["apply", "-f", "-"],
+        Some(&open_ended_job("perindex", spec)),
+    );
+    let zero = running_pod_of_index(&sim, "perindex", "0");
+    let one = running_pod_of_index(&sim, "perindex", "1");
+    let two = running_pod_of_index(&sim, "perindex", "2");
+    // Exit code 42: the index fails at once and gets no new pod.
+    end_pod(&sim, &zero, 42);
+    sim.eventually("index 0 in failedIndexes", || {
+        sim.json(&["get", "job", "perindex"])["status"]["failedIndexes"] == "0"
+    });
+    // Another failure: the index is retried after its back-off, by a pod carrying the count.
+    end_pod(&sim, &one, 1);
+    let retry = running_pod_of_index(&sim, "perindex", "1");
+    assert_ne!(retry, one);
+    let retried = sim.json(&["get", "pod", &retry]);
+    assert_eq!(
+        retried["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"], "1",
+        "{retried}"
+    );
+    assert!(
+        !sim.pods_of("perindex").iter().any(|p| {
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "0"
+                && p["metadata"]["name"] != zero.as_str()
+        }),
+        "index 0 was retried"
+    );
+    // The other indexes succeed: every index is finished and one failed.
+    end_pod(&sim, &retry, 0);
+    end_pod(&sim, &two, 0);
+    sim.wait_for("perindex", "failed");
+    let job = sim.json(&["get", "job", "perindex"]);
+    assert_eq!(
+        condition_of(&job, "Failed")["reason"],
+        "FailedIndexes",
+        "{job}"
+    );
+    assert_eq!(job["status"]["failedIndexes"], "0", "{job}");
+    assert_eq!(job["status"]["completedIndexes"], "1,2", "{job}");
+    assert_eq!(job["status"]["failed"], 2, "{job}");
+    assert_eq!(job["status"]["succeeded"], 2, "{job}");
+    assert_fully_counted(&sim, "perindex", &job);
+    sim.eventually("the FailedIndexes event", || {
+        sim.event_reasons("Job", "perindex")
+            .iter()
+            .any(|r| r == "FailedIndexes")
+    });
+
+    // successPolicy: index 0 succeeding is enough; the other pods are stopped.
+    let spec = "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  successPolicy:\n    rules:\n    - succeededIndexes: \"0\"";
+    sim.ok(&["apply", "-f", "-"], Some(&open_ended_job("leader", spec)));
+    let leader = running_pod_of_index(&sim, "leader", "0");
+    running_pod_of_index(&sim, "leader", "1");
+    running_pod_of_index(&sim, "leader", "2");
+    end_pod(&sim, &leader, 0);
+    sim.wait_for("leader", "complete");
+    let job = sim.json(&["get", "job", "leader"]);
+    for type_ in ["SuccessCriteriaMet", "Complete"] {
+        let c = condition_of(&job, type_);
+        assert_eq!(c["reason"], "SuccessPolicy", "{job}");
+        assert_eq!(c["message"], "Matched rules at index 0", "{job}");
+    }
+    assert_eq!(job["status"]["completedIndexes"], "0", "{job}");
+    assert_eq!(job["status"]["succeeded"], 1, "{job}");
+    sim.eventually("the other pods of leader gone", || {
+        sim.pods_of("leader").len() == 1
+    });
+}

@@ -532,3 +532,47 @@ spec:
     let other = c.json(&["get", "node", "sim-0002"]);
     assert!(other["spec"]["taints"].is_null(), "{other}");
 }
+
+/// Zone-aware eviction (upstream's disruption mode): when every node of every zone goes silent
+/// the control plane is more likely cut off than the nodes down, so the nodes turn Unknown and
+/// get the unreachable NoSchedule taint but no NoExecute one, and nothing is evicted.
+#[test]
+fn a_cluster_whose_nodes_all_go_silent_gets_no_noexecute_taints() {
+    let Some(s) = Sim::start_with_heartbeat(33, 2, Duration::from_secs(2)) else {
+        return;
+    };
+    let c = &s.c;
+    s.eventually("both nodes ready", || {
+        items(&c.json(&["get", "nodes"])).len() == 2
+    });
+    s.heartbeat().silence("sim-0001");
+    s.heartbeat().silence("sim-0002");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let nodes = c.json(&["get", "nodes"]);
+        let nodes = items(&nodes);
+        let settled = nodes.len() == 2
+            && nodes.iter().all(|n| {
+                let unknown = n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
+                let taints = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+                let unreachable = |effect: &str| {
+                    taints.iter().any(|t| {
+                        t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == effect
+                    })
+                };
+                unknown && unreachable("NoSchedule") && !unreachable("NoExecute")
+            });
+        if settled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes never settled unknown without NoExecute taints: {nodes:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -655,3 +655,64 @@ fn stateful_set_orders_pods_claims_and_rollouts_kubectl_1_33() {
 fn stateful_set_orders_pods_claims_and_rollouts_kubectl_1_27() {
     stateful_set_scenario(27);
 }
+
+/// Writes the Failed phase a kubelet writes for a pod it rejected or whose containers ended.
+fn fail_pod(sim: &Sim, name: &str) {
+    let api: Api<Pod> = Api::namespaced(sim.client.clone(), "default");
+    let status = serde_json::json!({"status": {"phase": "Failed", "reason": "NodeAffinity",
+        "message": "Pod was rejected: Predicate NodeAffinity failed"}});
+    sim.rt
+        .block_on(api.patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        ))
+        .unwrap_or_else(|e| panic!("fail pod {name}: {e}"));
+}
+
+/// Upstream's failed daemon pod handling: a Failed pod is deleted (with the FailedDaemonPod
+/// warning) and replaced; the per-node back-off between such deletions is covered by the
+/// controller's unit tests, as tests never assert on wall-clock time.
+#[test]
+fn failed_daemon_pods_are_deleted_and_replaced() {
+    let Some(sim) = Sim::start(33) else { return };
+    let nodes = sim.nodes(1, &NodeSpec::default());
+    let _kubelet = sim.kubelet(&nodes);
+    sim.apply(DAEMON_SET);
+    let mut seen = Vec::new();
+    for round in 1..=2 {
+        let pod = sim.eventually("a running daemon pod", async || {
+            let pods = sim.pods("app=agent").await;
+            let live: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none() && running(p))
+                .collect();
+            (live.len() == 1 && !seen.contains(&live[0].name_any())).then(|| live[0].name_any())
+        });
+        seen.push(pod.clone());
+        fail_pod(&sim, &pod);
+        let message =
+            format!("Found failed daemon pod default/{pod} on node sim-0001, will try to kill it");
+        let events: Api<Event> = Api::namespaced(sim.client.clone(), "default");
+        sim.eventually(&format!("FailedDaemonPod event {round}"), async || {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("FailedDaemonPod")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.message.as_deref() == Some(message.as_str())
+                        && e.involved_object.name.as_deref() == Some("agent")
+                })
+                .then_some(())
+        });
+        sim.eventually("the failed pod gone", async || {
+            let pods = sim.pods("app=agent").await;
+            (!pods.iter().any(|p| p.name_any() == pod)).then_some(())
+        });
+    }
+    sim.eventually("a third daemon pod running", async || {
+        let pods = sim.pods("app=agent").await;
+        (pods.len() == 1 && running(&pods[0]) && !seen.contains(&pods[0].name_any())).then_some(())
+    });
+}
