@@ -557,6 +557,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             let netpol = (!args.disable_agent && !disable.network_policy).then(|| netpol::Config {
                 node_name: node_name.clone(),
+                // The built-in DNS server's address stands for the kube-dns pods in egress
+                // policies; without it the address is an ordinary Service's.
+                cluster_dns: (!disable.dns).then_some(args.cluster_dns),
                 resync: CONTROLLER_RESYNC,
             });
             let cluster_net = args.cluster_cidr.net().context("the cluster CIDR")?;

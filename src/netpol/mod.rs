@@ -1,6 +1,8 @@
 //! NetworkPolicy enforcement for the pods of this node (what k3s gets from kube-router's
 //! embedded network-policy controller), with nftables: the `netpol*` objects of
-//! `table inet rk3s`, which it shares with the service proxy.
+//! `table inet rk3s`, which it shares with the service proxy. Egress policies govern pods'
+//! traffic to other pods and hosts (forward hook) and to the node itself (input hook), where
+//! the cluster DNS address stands for the kube-dns pods ([`render`]'s module doc).
 //!
 //! [`run`] watches NetworkPolicies, Pods and Namespaces through the API, renders the desired
 //! objects ([`render`], pure) and applies them through `network::nat` on a blocking thread.
@@ -11,6 +13,7 @@
 pub mod render;
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -33,6 +36,10 @@ const RETRY: Duration = Duration::from_secs(1);
 pub struct Config {
     /// This node: policies are enforced for the pods it runs.
     pub node_name: String,
+    /// The cluster DNS address the node's DNS server answers at (`--cluster-dns`): egress
+    /// rules that allow the kube-dns pods allow it ([`render`]'s module doc). `None` with
+    /// `--disable=dns` (the address is then an ordinary Service's, DNATed to its pods).
+    pub cluster_dns: Option<Ipv4Addr>,
     /// Full resync interval (watches are never trusted to be complete).
     pub resync: Duration,
 }
@@ -196,14 +203,15 @@ impl State {
         self.policies.listed && self.pods.listed && self.namespaces.listed
     }
 
-    fn render(&self, node: &str) -> render::Ruleset {
+    fn render(&self, config: &Config) -> render::Ruleset {
         let policies: Vec<NetworkPolicy> = self.policies.live.values().cloned().collect();
         let pods: Vec<render::Pod> = self.pods.live.values().cloned().collect();
         render::render(&render::Cluster {
-            node,
+            node: &config.node_name,
             policies: &policies,
             pods: &pods,
             namespaces: &self.namespaces.live,
+            cluster_dns: config.cluster_dns,
         })
     }
 }
@@ -244,7 +252,7 @@ async fn sync_loop(mut rx: mpsc::UnboundedReceiver<Input>, config: Config) {
         if !state.ready() {
             continue;
         }
-        let desired = state.render(&config.node_name);
+        let desired = state.render(&config);
         let full = applied.is_none() || tokio::time::Instant::now() >= next_full;
         let result = if full {
             apply_full(desired.clone()).await

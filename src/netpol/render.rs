@@ -10,9 +10,24 @@
 //!   itself to its pods never crosses the forward hook (it leaves through output), so kubelet
 //!   probes stay allowed, as with upstream plugins. Service traffic is DNATed before the forward
 //!   hook, so policies see the endpoint pod's address.
-//! - `netpol-egress` ends in `drop`; each allowed (pod, peer, port) `return`s to the forward chain
-//!   so that the ingress side is checked too. `netpol-ingress` ends in `drop`; allowed traffic is
-//!   accepted. Several policies selecting a pod are additive: any rule of any of them allows.
+//! - `netpol-input`, a base chain on the input hook: a new connection from an egress-isolated
+//!   local pod to the node itself (its addresses, the pod network gateway, the cluster DNS
+//!   address, a Service whose endpoint is the node) goes through the same `netpol-egress`, as
+//!   kube-router hooks its pod chains from INPUT too: egress policies govern pod → node traffic.
+//!   Established/related packets are accepted first, so the pods' replies to connections the
+//!   node opened (kubelet probes) still flow.
+//! - `netpol-egress` ends in `drop`; each allowed (pod, peer, port) `return`s to the calling
+//!   chain so that the ingress side is checked too. `netpol-ingress` ends in `drop`; allowed
+//!   traffic is accepted. Several policies selecting a pod are additive: any rule of any of them
+//!   allows.
+//! - The cluster DNS is served by the node process at the cluster DNS address
+//!   ([`Cluster::cluster_dns`]), not by pods. For egress it stands for the kube-dns pods k3s
+//!   runs: the address is in an egress rule's peer set exactly when the rule's peers would
+//!   select a pod in namespace `kube-system` (with that Namespace's real labels) labelled
+//!   `k8s-app=kube-dns`, with CoreDNS's named container ports `dns` (53/UDP) and `dns-tcp`
+//!   (53/TCP); a rule without peers allows it as any destination. Ports match as usual. An
+//!   ipBlock matches it only as it would any address (its CIDR holds it). Ingress peer sets
+//!   never hold it: the DNS server opens no connections to pods.
 //! - Sets hold addresses, so pod churn changes elements, not rules: `netpol-ingress-isolated` and
 //!   `netpol-egress-isolated` (local pods some policy isolates), per policy `<id>-pods` (its local
 //!   pods) and per rule `<id>-i<n>` / `<id>-e<n>` (its peers: pod addresses and ipBlocks minus
@@ -38,10 +53,14 @@ pub const FAMILY: &str = "inet";
 pub const PREFIX: &str = "netpol";
 
 const FORWARD: &str = "netpol-forward";
+const INPUT: &str = "netpol-input";
 const INGRESS: &str = "netpol-ingress";
 const EGRESS: &str = "netpol-egress";
 const INGRESS_ISOLATED: &str = "netpol-ingress-isolated";
 const EGRESS_ISOLATED: &str = "netpol-egress-isolated";
+/// The namespace and label of the kube-dns pods the cluster DNS address stands for.
+const KUBE_DNS_NAMESPACE: &str = "kube-system";
+const KUBE_DNS_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 /// nft refuses longer comments.
 const COMMENT_MAX: usize = 128;
 
@@ -111,6 +130,28 @@ pub struct Cluster<'a> {
     pub pods: &'a [Pod],
     /// Namespace name → its labels.
     pub namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
+    /// The address the node's DNS server answers at (`--cluster-dns`), standing for the
+    /// kube-dns pods in egress rules; `None` without the built-in DNS (`--disable=dns`).
+    pub cluster_dns: Option<Ipv4Addr>,
+}
+
+impl Cluster<'_> {
+    /// The kube-dns pod the cluster DNS address stands for: namespace `kube-system`, label
+    /// `k8s-app=kube-dns` and CoreDNS's named ports, on no node (it is never a policy's target).
+    fn dns_pod(&self) -> Option<Pod> {
+        let ip = self.cluster_dns?;
+        Some(Pod {
+            namespace: KUBE_DNS_NAMESPACE.to_string(),
+            name: "cluster-dns".to_string(),
+            labels: BTreeMap::from([(KUBE_DNS_LABEL.0.to_string(), KUBE_DNS_LABEL.1.to_string())]),
+            ip,
+            node: String::new(),
+            ports: vec![
+                ("dns".to_string(), "UDP".to_string(), 53),
+                ("dns-tcp".to_string(), "TCP".to_string(), 53),
+            ],
+        })
+    }
 }
 
 /// One nft set: its type line and its elements, already in nft syntax.
@@ -156,6 +197,7 @@ pub fn render(cluster: &Cluster<'_>) -> Ruleset {
     let mut egress_isolated = BTreeSet::new();
     let mut ingress_rules = Vec::new();
     let mut egress_rules = Vec::new();
+    let dns_pod = cluster.dns_pod();
 
     // Sorted by namespace/name so that the output does not depend on watch order.
     let mut policies: Vec<&NetworkPolicy> = cluster.policies.iter().collect();
@@ -192,7 +234,7 @@ pub fn render(cluster: &Cluster<'_>) -> Ruleset {
                 let peers = rule.from.as_deref().unwrap_or_default();
                 let peer_set = (!peers.is_empty()).then(|| format!("{id}-i{n}"));
                 if let Some(name) = &peer_set {
-                    let set = peer_set_of(cluster, namespace, peers);
+                    let set = peer_set_of(cluster, namespace, peers, None);
                     out.sets.insert(name.clone(), set);
                 }
                 let m = Match {
@@ -215,17 +257,19 @@ pub fn render(cluster: &Cluster<'_>) -> Ruleset {
                 let peers = rule.to.as_deref().unwrap_or_default();
                 let peer_set = (!peers.is_empty()).then(|| format!("{id}-e{n}"));
                 if let Some(name) = &peer_set {
-                    let set = peer_set_of(cluster, namespace, peers);
+                    let set = peer_set_of(cluster, namespace, peers, dns_pod.as_ref());
                     out.sets.insert(name.clone(), set);
                 }
                 // A named port is the destination pod's: resolve it on the peer pods (all pods
-                // when the rule allows every destination). ipBlocks have no port names.
+                // when the rule allows every destination), the cluster DNS address among them.
+                // ipBlocks have no port names.
                 let destinations: Vec<&Pod> = if peers.is_empty() {
-                    cluster.pods.iter().collect()
+                    cluster.pods.iter().chain(dns_pod.as_ref()).collect()
                 } else {
                     cluster
                         .pods
                         .iter()
+                        .chain(dns_pod.as_ref())
                         .filter(|p| {
                             peers
                                 .iter()
@@ -270,6 +314,17 @@ pub fn render(cluster: &Cluster<'_>) -> Ruleset {
                 "ct state established,related accept".to_string(),
                 format!("ip saddr @{EGRESS_ISOLATED} jump {EGRESS}"),
                 format!("ip daddr @{INGRESS_ISOLATED} jump {INGRESS}"),
+            ],
+        },
+    );
+    // Packets to the node itself: only the egress side applies (the node is no pod).
+    out.chains.insert(
+        INPUT.to_string(),
+        Chain {
+            base: Some("type filter hook input priority filter; policy accept;"),
+            rules: vec![
+                "ct state established,related accept".to_string(),
+                format!("ip saddr @{EGRESS_ISOLATED} jump {EGRESS}"),
             ],
         },
     );
@@ -393,10 +448,16 @@ fn policy_types(spec: &NetworkPolicySpec) -> (bool, bool) {
     }
 }
 
-/// The addresses of `peers` (pods of any node, ipBlocks) as one interval set.
-fn peer_set_of(cluster: &Cluster<'_>, namespace: &str, peers: &[NetworkPolicyPeer]) -> Set {
+/// The addresses of `peers` (pods of any node, ipBlocks) as one interval set; `dns_pod` (the
+/// cluster DNS address, egress only) is one more pod the peers may select.
+fn peer_set_of(
+    cluster: &Cluster<'_>,
+    namespace: &str,
+    peers: &[NetworkPolicyPeer],
+    dns_pod: Option<&Pod>,
+) -> Set {
     let mut ranges = Vec::new();
-    for pod in cluster.pods {
+    for pod in cluster.pods.iter().chain(dns_pod) {
         if peers
             .iter()
             .any(|peer| peer_selects(cluster, namespace, peer, pod))
@@ -745,9 +806,15 @@ mod tests {
         [
             ("a".to_string(), labels(&[("team", "a")])),
             ("b".to_string(), labels(&[("team", "b")])),
+            (
+                "kube-system".to_string(),
+                labels(&[("kubernetes.io/metadata.name", "kube-system")]),
+            ),
         ]
         .into()
     }
+
+    const CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 10);
 
     /// Pods a/web (named port http=8080) and a/client on this node n1; b/client and b/db
     /// (named port pg=5432) on n2.
@@ -804,13 +871,85 @@ mod tests {
     }
 
     fn rendered(policies: &[NetworkPolicy], pods: &[Pod]) -> Ruleset {
-        let ns = namespaces();
+        rendered_in(policies, pods, &namespaces(), Some(CLUSTER_DNS))
+    }
+
+    fn rendered_in(
+        policies: &[NetworkPolicy],
+        pods: &[Pod],
+        namespaces: &BTreeMap<String, BTreeMap<String, String>>,
+        cluster_dns: Option<Ipv4Addr>,
+    ) -> Ruleset {
         render(&Cluster {
             node: "n1",
             policies,
             pods,
-            namespaces: &ns,
+            namespaces,
+            cluster_dns,
         })
+    }
+
+    fn golden(name: &str, text: &str) {
+        let path = format!("{}/tests/data/netpol/{name}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("RK3S_BLESS").is_some() {
+            std::fs::write(&path, text).unwrap();
+        }
+        assert_eq!(text, std::fs::read_to_string(&path).unwrap());
+    }
+
+    /// The standard allow-DNS policy of upstream's docs and most charts: egress to the kube-dns
+    /// pods of kube-system on port 53, UDP and TCP.
+    fn allow_dns(ns: &str) -> NetworkPolicy {
+        policy(serde_json::json!({
+            "metadata": {"namespace": ns, "name": "allow-dns"},
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [{
+                    "to": [{
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}
+                    }],
+                    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+                }]
+            }
+        }))
+    }
+
+    /// Policies around the cluster DNS address: the standard allow-DNS policy, a named port
+    /// (`dns`) to every namespace, a kube-dns podSelector without namespaceSelector outside
+    /// kube-system (selects nothing), an ipBlock holding the address and one not holding it.
+    fn dns_policies() -> Vec<NetworkPolicy> {
+        vec![
+            allow_dns("a"),
+            policy(serde_json::json!({
+                "metadata": {"namespace": "a", "name": "dns-by-name"},
+                "spec": {
+                    "podSelector": {"matchLabels": {"role": "client"}},
+                    "policyTypes": ["Egress"],
+                    "egress": [{"to": [{"namespaceSelector": {}}], "ports": [{"port": "dns", "protocol": "UDP"}]}]
+                }
+            })),
+            policy(serde_json::json!({
+                "metadata": {"namespace": "a", "name": "same-namespace-kube-dns"},
+                "spec": {
+                    "podSelector": {"matchLabels": {"app": "web"}},
+                    "policyTypes": ["Egress"],
+                    "egress": [{"to": [{"podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]}]
+                }
+            })),
+            policy(serde_json::json!({
+                "metadata": {"namespace": "a", "name": "blocks"},
+                "spec": {
+                    "podSelector": {"matchLabels": {"app": "web"}},
+                    "policyTypes": ["Egress"],
+                    "egress": [
+                        {"to": [{"ipBlock": {"cidr": "10.43.0.0/16"}}]},
+                        {"to": [{"ipBlock": {"cidr": "192.168.1.0/24"}}], "ports": [{"port": 6443}]}
+                    ]
+                }
+            })),
+        ]
     }
 
     /// The golden text of a full sync covering podSelector, namespaceSelector, both combined,
@@ -827,14 +966,142 @@ mod tests {
             chains: ["netpol-forward".to_string(), "nat-prerouting".to_string()].into(),
         };
         let text = full_script(&rendered(&policies(), &pods()), &existing);
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/netpol/full-sync.nft"
+        golden("full-sync.nft", &text);
+    }
+
+    /// The golden text of the cluster DNS address standing for the kube-dns pods, and of the
+    /// input-hook chain that sends pods' traffic to the node through the egress rules.
+    #[test]
+    fn cluster_dns_sync_matches_golden_text() {
+        let text = full_script(&rendered(&dns_policies(), &pods()), &Existing::default());
+        golden("cluster-dns.nft", &text);
+    }
+
+    /// The elements of the peer set of egress rule `n` of policy `a/name`.
+    fn egress_peers(r: &Ruleset, name: &str, n: usize) -> Vec<String> {
+        let id = policy_id(&format!("a/{name}"));
+        r.sets[&format!("{id}-e{n}")].elements.clone()
+    }
+
+    #[test]
+    fn cluster_dns_is_a_kube_dns_pod_for_egress_peers() {
+        let r = rendered(&dns_policies(), &pods());
+        // Selected through the real kube-system labels: the address alone (no pod matches).
+        assert_eq!(egress_peers(&r, "allow-dns", 0), vec!["10.43.0.10"]);
+        // Every namespace: every pod, and the address.
+        assert_eq!(
+            egress_peers(&r, "dns-by-name", 0),
+            vec!["10.42.0.10-10.42.0.11", "10.42.1.5-10.42.1.6", "10.43.0.10"]
         );
-        if std::env::var_os("RK3S_BLESS").is_some() {
-            std::fs::write(path, &text).unwrap();
-        }
-        assert_eq!(text, std::fs::read_to_string(path).unwrap());
+        // The named port `dns` resolves on the kube-dns pod it stands for.
+        let id = policy_id("a/dns-by-name");
+        assert!(r.chains[EGRESS].rules.contains(&format!(
+            "ip saddr @{id}-pods ip daddr @{id}-e0 ip daddr {{ 10.43.0.10 }} meta l4proto udp th dport 53 return comment \"a/dns-by-name\""
+        )));
+        // A podSelector alone means the policy's namespace, and `a` is not kube-system.
+        assert!(egress_peers(&r, "same-namespace-kube-dns", 0).is_empty());
+        // ipBlocks match the address only as any address.
+        assert_eq!(
+            egress_peers(&r, "blocks", 0),
+            vec!["10.43.0.0-10.43.255.255"]
+        );
+        assert_eq!(
+            egress_peers(&r, "blocks", 1),
+            vec!["192.168.1.0-192.168.1.255"]
+        );
+    }
+
+    #[test]
+    fn cluster_dns_follows_the_kube_system_labels_and_namespace() {
+        // A podSelector alone in kube-system itself selects it.
+        let mut in_kube_system = dns_policies()[2].clone();
+        in_kube_system.metadata.namespace = Some("kube-system".into());
+        let r = rendered(&[in_kube_system], &pods());
+        let id = policy_id("kube-system/same-namespace-kube-dns");
+        assert_eq!(r.sets[&format!("{id}-e0")].elements, vec!["10.43.0.10"]);
+        // kube-system without the label the policy selects on (or unknown): not selected.
+        let mut ns = namespaces();
+        ns.insert("kube-system".into(), labels(&[("other", "x")]));
+        let r = rendered_in(&[allow_dns("a")], &pods(), &ns, Some(CLUSTER_DNS));
+        assert!(egress_peers(&r, "allow-dns", 0).is_empty());
+        ns.remove("kube-system");
+        let r = rendered_in(&[allow_dns("a")], &pods(), &ns, Some(CLUSTER_DNS));
+        assert!(egress_peers(&r, "allow-dns", 0).is_empty());
+        // Without the built-in DNS there is no such address.
+        let r = rendered_in(&[allow_dns("a")], &pods(), &namespaces(), None);
+        assert!(egress_peers(&r, "allow-dns", 0).is_empty());
+        // Ingress peers never hold it.
+        let ingress = policy(serde_json::json!({
+            "metadata": {"namespace": "a", "name": "from-all"},
+            "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]}
+        }));
+        let r = rendered(&[ingress], &pods());
+        let id = policy_id("a/from-all");
+        assert!(
+            !r.sets[&format!("{id}-i0")]
+                .elements
+                .iter()
+                .any(|e| e.contains("10.43.0.10")),
+            "{:?}",
+            r.sets[&format!("{id}-i0")]
+        );
+    }
+
+    #[test]
+    fn input_chain_sends_new_pod_traffic_to_the_egress_rules() {
+        let r = rendered(&[], &pods());
+        let input = &r.chains[INPUT];
+        assert_eq!(
+            input.base,
+            Some("type filter hook input priority filter; policy accept;")
+        );
+        assert_eq!(
+            input.rules,
+            vec![
+                "ct state established,related accept".to_string(),
+                format!("ip saddr @{EGRESS_ISOLATED} jump {EGRESS}"),
+            ]
+        );
+    }
+
+    /// Pods, policies and namespace labels changing give element updates only: the rules
+    /// (and the base chains) stay as applied.
+    #[test]
+    fn churn_around_the_cluster_dns_changes_elements_only() {
+        let mut all = policies();
+        all.extend(dns_policies());
+        let before = rendered(&all, &pods());
+        // kube-system loses the label the allow-DNS policy selects on.
+        let mut ns = namespaces();
+        ns.insert("kube-system".into(), BTreeMap::new());
+        let relabelled = rendered_in(&all, &pods(), &ns, Some(CLUSTER_DNS));
+        let script = diff_script(&before, &relabelled);
+        let id = policy_id("a/allow-dns");
+        assert_eq!(
+            script,
+            format!(
+                "add table inet rk3s\n\
+                 add set inet rk3s {id}-e0 {{ type ipv4_addr; flags interval; }}\n\
+                 flush set inet rk3s {id}-e0\n"
+            )
+        );
+        // A new local client pod: set elements, no rule and no chain.
+        let mut more = pods();
+        more.push(pod(
+            "a",
+            "client2",
+            "10.42.0.12",
+            "n1",
+            &[("role", "client")],
+        ));
+        let script = diff_script(&before, &rendered(&all, &more));
+        assert!(!script.contains("add rule"), "{script}");
+        assert!(!script.contains("add chain"), "{script}");
+        assert!(script.contains("10.42.0.12"), "{script}");
+        // Deleting policies rewrites the rule chains, never the base chains.
+        let script = diff_script(&before, &rendered(&all[..3], &pods()));
+        assert!(!script.contains(INPUT), "{script}");
+        assert!(!script.contains(FORWARD), "{script}");
     }
 
     #[test]
