@@ -261,9 +261,40 @@ fn parse_pairs(list: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// Go durations as the kubelet's flags take them (`1m30s`, `500ms`, `0`).
+/// Go durations as the kubelet's flags take them (`1m30s`, `1.5h`, `500ms`, `0`).
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::cli::parse_duration(s)
+    let bad = || format!("invalid duration {s:?}: use e.g. 30s, 5m, 1m30s or 0");
+    let text = s.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(bad()),
+        };
+        total += number * seconds;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 impl Config {
@@ -1573,6 +1604,19 @@ mod tests {
             json!({"spec": {"containers": [{"name": "a"}],
             "volumes": [{"name": "ram", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]}})
         )));
+    }
+
+    #[test]
+    fn durations_are_go_durations() {
+        let d = |s: &str| parse_duration(s);
+        assert_eq!(d("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(d("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(d("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(d("0"), Ok(Duration::ZERO));
+        assert_eq!(d("0s"), Ok(Duration::ZERO));
+        for bad in ["", "5", "soon", "1x", "-1s"] {
+            assert!(d(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

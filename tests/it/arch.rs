@@ -12,8 +12,10 @@ fn allowed(module: &str) -> &'static [&'static str] {
         // pkg/quota/v1) that quota admission and the quota controller share.
         "apiserver" => &["store", "data_dir", "pki", "quota"],
         "controllers" => &["data_dir", "quota"],
-        // The kubelet drives the pod network through its seam (`network::HostNetwork`).
-        "kubelet" => &["data_dir", "network"],
+        // The kubelet drives the pod network through its seam (`network::HostNetwork`); it
+        // sums pod requests and limits with the pure `quota` library (its eviction ranking, as
+        // upstream's kubelet uses the shared resource helpers).
+        "kubelet" => &["data_dir", "network", "quota"],
         // The node's service components drive host networking through its adapters.
         "proxy" | "dns" | "netpol" => &["data_dir", "network"],
         // Everything else: data_dir only (components never import each other).
