@@ -196,7 +196,8 @@ pub fn resources(machine: &Machine, reserved: &Reserved, max_pods: u32) -> (Valu
     };
     let allocatable = json!({
         "cpu": cpu,
-        "memory": format!("{}Ki", memory / 1024),
+        // Reservations beyond capacity clamp to zero, which upstream prints as "0".
+        "memory": if memory < 1024 { "0".to_string() } else { format!("{}Ki", memory / 1024) },
         "pods": max_pods.to_string(),
         // Upstream reports allocatable ephemeral storage in bytes.
         "ephemeral-storage": storage.to_string(),

@@ -17,6 +17,14 @@ pub(crate) fn is_root() -> bool {
 
 /// A server with its kubelet, a registry holding busybox, and the image reference.
 pub(crate) fn start(minor: u32) -> Option<(Cluster, Registry, String, tempfile::TempDir)> {
+    start_with(minor, &[])
+}
+
+/// Like [`start`], with more server flags.
+pub(crate) fn start_with(
+    minor: u32,
+    extra: &[&str],
+) -> Option<(Cluster, Registry, String, tempfile::TempDir)> {
     if !is_root() {
         if std::env::var_os("RK3S_TESTS_STRICT").is_some_and(|v| v == "1") {
             panic!("the node tests need root and RK3S_TESTS_STRICT=1");
@@ -27,7 +35,10 @@ pub(crate) fn start(minor: u32) -> Option<(Cluster, Registry, String, tempfile::
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::start(dir.path())?;
     let image = registry.push_busybox("busybox:1");
-    let c = Cluster::start_with(minor, &["--enable-agent", &format!("--node-name={NODE}")])?;
+    let node_name = format!("--node-name={NODE}");
+    let mut args = vec!["--enable-agent", node_name.as_str()];
+    args.extend_from_slice(extra);
+    let c = Cluster::start_with(minor, &args)?;
     wait_node_ready(&c);
     Some((c, registry, image, dir))
 }

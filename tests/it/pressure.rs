@@ -314,3 +314,98 @@ fn bad_kubelet_args_are_one_line_errors() {
     );
     assert!(!dir.path().join("server").exists(), "nothing was started");
 }
+
+const MEMORY_PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: besteffort}
+spec:
+  nodeName: BOUND
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: IMAGE, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: burstable}
+spec:
+  nodeName: BOUND
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: IMAGE
+    command: [sleep, "3600"]
+    resources: {requests: {memory: 1Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: critical, namespace: kube-system}
+spec:
+  nodeName: BOUND
+  priorityClassName: system-node-critical
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: IMAGE, command: [sleep, "3600"]}
+"#;
+
+/// A memory threshold no machine meets: the node is under MemoryPressure from the start.
+/// BestEffort pods are refused at admission, a Burstable one is admitted and then evicted
+/// with the memory message, and a system-node-critical pod is never evicted.
+#[test]
+fn memory_pressure_refuses_and_evicts_but_spares_critical_pods() {
+    let Some((c, _registry, image, _dir)) = crate::node::start_with(
+        33,
+        &[
+            "--kubelet-arg=eviction-hard=memory.available<1Ti",
+            "--kubelet-arg=eviction-pressure-transition-period=0s",
+        ],
+    ) else {
+        return;
+    };
+    wait_node(&c, "MemoryPressure", |n| {
+        condition(n, "MemoryPressure") == "True"
+    });
+    let n = node(&c);
+    assert_eq!(n["status"]["allocatable"]["memory"], "0", "{}", n["status"]);
+    c.ok_in(
+        &["apply", "-f", "-"],
+        Some(&MEMORY_PODS.replace("BOUND", NODE).replace("IMAGE", &image)),
+    );
+    let v = wait_pod(&c, "besteffort", "refused", |v| phase(v) == "Failed");
+    assert_eq!(
+        v["status"]["message"], "The node had condition: [MemoryPressure]. ",
+        "{}",
+        v["status"]
+    );
+    let v = wait_pod(&c, "burstable", "evicted", |v| {
+        v["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "DisruptionTarget"))
+    });
+    assert_eq!(phase(&v), "Failed", "{}", v["status"]);
+    assert_eq!(v["status"]["reason"], "Evicted");
+    let message = v["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "The node was low on resource: memory. Threshold quantity: 1Ti, available: "
+        ),
+        "{message}"
+    );
+    // The critical pod runs and stays through several eviction passes.
+    let critical = |c: &Cluster| {
+        let out = c.run(
+            &["get", "pod", "-n", "kube-system", "critical", "-o", "json"],
+            None,
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while phase(&critical(&c)) != "Running" {
+        assert!(Instant::now() < deadline, "{}", critical(&c)["status"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(25));
+    let v = critical(&c);
+    assert_eq!(phase(&v), "Running", "{}", v["status"]);
+    assert_eq!(v["spec"]["priority"], 2000001000);
+}
