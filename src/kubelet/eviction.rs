@@ -728,8 +728,13 @@ pub struct PodStorage {
     pub containers: BTreeMap<String, u64>,
 }
 
+/// The whole units of an amount (negative ones are 0).
+fn whole(a: Amount) -> u64 {
+    u64::try_from(a.nanos.max(0) / 1_000_000_000).unwrap_or(u64::MAX)
+}
+
 fn bytes_of(q: &str) -> Option<u64> {
-    Amount::parse(q).map(|a| u64::try_from(a.nanos.max(0) / 1_000_000_000).unwrap_or(u64::MAX))
+    Amount::parse(q).map(whole)
 }
 
 /// Whether the pod declares any local storage limit (only those pods are measured).
@@ -789,8 +794,7 @@ pub fn storage_violation(pod: &Pod, usage: &PodStorage) -> Option<String> {
             .values()
             .chain(usage.containers.values())
             .sum();
-        let limit_bytes = u64::try_from(limit.nanos.max(0) / 1_000_000_000).unwrap_or(u64::MAX);
-        if total > limit_bytes {
+        if total > whole(*limit) {
             return Some(format!(
                 "Pod ephemeral local storage usage exceeds the total limit of containers {}. ",
                 limit.canonical()
@@ -889,7 +893,7 @@ pub struct Candidate {
 fn request(pod: &Pod, resource: &str) -> u64 {
     crate::quota::pod_resources(pod, false)
         .get(resource)
-        .map(|a| u64::try_from(a.nanos.max(0) / 1_000_000_000).unwrap_or(u64::MAX))
+        .map(|a| whole(*a))
         .unwrap_or(0)
 }
 
@@ -950,8 +954,7 @@ pub fn message(threshold: &Threshold, observed: &Observation, candidate: &Candid
                 .as_ref()
                 .and_then(|r| r.requests.as_ref())
                 .and_then(|r| r.get(resource))
-                .and_then(|q| Amount::parse(&q.0))
-                .map(|a| u64::try_from(a.nanos.max(0) / 1_000_000_000).unwrap_or(0))
+                .and_then(|q| bytes_of(&q.0))
                 .unwrap_or(0);
             if *used > requested {
                 m += &format!(
@@ -981,11 +984,6 @@ pub fn grace(threshold: &Threshold, config: &Config, pod: &Pod) -> Duration {
         secs = secs.min(own);
     }
     Duration::from_secs(secs.max(0) as u64)
-}
-
-/// Whether reclaiming this signal may start by removing unused images.
-pub fn reclaims_images(signal: Signal) -> bool {
-    signal.is_disk()
 }
 
 /// A worker's order to stop its pod and fail it.
@@ -1029,7 +1027,7 @@ pub async fn run(k: Arc<Kubelet>) {
         )
         .await;
         // Node-level resources first: unused images for the disk signals.
-        if reclaims_images(threshold.signal) {
+        if threshold.signal.is_disk() {
             reclaim_images(&k).await;
             if let Some(fresh) = observe_async(&k)
                 .await
@@ -1140,19 +1138,11 @@ fn pod_storage(
         if let Some(e) = &v.empty_dir
             && e.medium.as_deref() != Some("Memory")
         {
-            let dir = pod_dir
-                .join("volumes")
-                .join("kubernetes.io~empty-dir")
-                .join(&v.name);
+            let dir = super::volumes::empty_dir_path(&pod_dir, &v.name);
             usage.volumes.insert(v.name.clone(), disk_usage(&dir).0);
         }
     }
-    let meta = &pod.metadata;
-    let logs = k.config.log_dir.join(format!(
-        "{}_{}_{uid}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    ));
+    let logs = pod_logs(k, pod);
     for c in pod.spec.iter().flat_map(|s| &s.containers) {
         let mut used = disk_usage(&logs.join(&c.name)).0;
         for (config, _) in containers {
@@ -1167,6 +1157,17 @@ fn pod_storage(
         usage.containers.insert(c.name.clone(), used);
     }
     usage
+}
+
+/// The pod's log directory.
+fn pod_logs(k: &Kubelet, pod: &Pod) -> std::path::PathBuf {
+    let meta = &pod.metadata;
+    super::worker::pod_log_dir(
+        &k.config.log_dir,
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+        meta.uid.as_deref().unwrap_or_default(),
+    )
 }
 
 async fn observe_async(k: &Arc<Kubelet>) -> Option<Observations> {
@@ -1253,13 +1254,7 @@ async fn candidates(
                 pods.into_iter()
                     .map(|pod| {
                         let uid = pod.metadata.uid.clone().unwrap_or_default();
-                        let meta = &pod.metadata;
-                        let logs = k.config.log_dir.join(format!(
-                            "{}_{}_{uid}",
-                            meta.namespace.as_deref().unwrap_or_default(),
-                            meta.name.as_deref().unwrap_or_default()
-                        ));
-                        let (bytes, count) = pod_disk_usage(&k.pod_dir(&uid), &logs);
+                        let (bytes, count) = pod_disk_usage(&k.pod_dir(&uid), &pod_logs(&k, &pod));
                         Candidate {
                             usage: Some(if inodes { count } else { bytes }),
                             containers: Vec::new(),

@@ -148,13 +148,7 @@ impl Kubelet {
             .iter()
             .filter(|(uid, _)| !kills.contains(*uid))
             .filter_map(|(_, tx)| tx.borrow().clone())
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter(|p| {
-                !p.status
-                    .as_ref()
-                    .and_then(|s| s.phase.as_deref())
-                    .is_some_and(pod::is_terminal)
-            })
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && !worker::is_terminal_in_api(p))
             .collect()
     }
 

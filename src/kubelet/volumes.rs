@@ -44,6 +44,11 @@ pub struct Prepared {
     pub tmpfs: Option<Option<u64>>,
 }
 
+/// The directory of a (disk-backed) emptyDir volume.
+pub fn empty_dir_path(pod_dir: &Path, name: &str) -> PathBuf {
+    dir(pod_dir, "empty-dir", name)
+}
+
 /// The volume's directory for the plugin, as upstream names them.
 fn dir(pod_dir: &Path, plugin: &str, name: &str) -> PathBuf {
     pod_dir
@@ -85,7 +90,7 @@ async fn prepare_one(
 ) -> Result<Prepared, Error> {
     let name = v.name.as_str();
     if let Some(e) = &v.empty_dir {
-        let path = dir(pod_dir, "empty-dir", name);
+        let path = empty_dir_path(pod_dir, name);
         std::fs::create_dir_all(&path).map_err(|e| setup(name, e))?;
         set_mode(&path, 0o777);
         let tmpfs = (e.medium.as_deref() == Some("Memory")).then(|| {

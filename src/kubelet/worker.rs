@@ -59,6 +59,11 @@ pub struct ContainerView {
     pub running: bool,
 }
 
+/// Where the CRI logs of one pod go (`<ns>_<name>_<uid>`).
+pub fn pod_log_dir(log_dir: &Path, ns: &str, name: &str, uid: &str) -> PathBuf {
+    log_dir.join(format!("{ns}_{name}_{uid}"))
+}
+
 /// Where the CRI logs of one container instance go.
 pub fn log_path(
     log_dir: &Path,
@@ -68,8 +73,7 @@ pub fn log_path(
     container: &str,
     restart: i32,
 ) -> PathBuf {
-    log_dir
-        .join(format!("{ns}_{name}_{uid}"))
+    pod_log_dir(log_dir, ns, name, uid)
         .join(container)
         .join(format!("{restart}.log"))
 }
@@ -1583,7 +1587,7 @@ fn hook_message(h: &k8s_openapi::api::core::v1::LifecycleHandler, what: &str, e:
 
 /// Statuses equal apart from fields the API server owns.
 /// Whether the API has the pod as Succeeded or Failed.
-fn is_terminal_in_api(pod: &Pod) -> bool {
+pub fn is_terminal_in_api(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
