@@ -163,7 +163,8 @@ pub struct Chain {
     pub rules: Vec<String>,
 }
 
-/// A verdict map or a plain set shared by all Services: its type and its elements by key.
+/// A map or a plain set shared by all Services: its declaration (`type …` or `typeof …`) and
+/// its elements by key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Map {
     pub kind: String,
@@ -204,18 +205,53 @@ const NO_ENDPOINTS: &str = "no-endpoint-services";
 const CLUSTER_IPS: &str = "cluster-ips";
 const HAIRPIN: &str = "hairpin-endpoints";
 const FIREWALL_IPS: &str = "firewall-ips";
-const MAP_KIND: &str = "ipv4_addr . inet_proto . inet_service : verdict";
-const SET_KIND: &str = "ipv4_addr . inet_proto . inet_service";
+const MAP_KIND: &str = "type ipv4_addr . inet_proto . inet_service : verdict";
+const SET_KIND: &str = "type ipv4_addr . inet_proto . inet_service";
 const LOOKUP: &str = "ip daddr . meta l4proto . th dport";
-/// The maps and sets every Service adds elements to, with their types.
+/// The endpoint maps, one per picker kind (`cluster`, `local`) and protocol: the service key
+/// and the endpoint's number to its address and port. `typeof` because `type` cannot spell
+/// the number's type (numgen's 32-bit integer); the `mod 1` only gives that type, the lookups
+/// use their own modulus. The target's port is typed by the protocol's own `dport`: with
+/// `th dport` there, nft 1.0.6 cannot read the map back from the kernel ("conflicting
+/// protocols specified: ip vs. th") and every later script naming it fails; a protocol's
+/// `dport` makes nft add `meta l4proto <proto>` to the DNAT rules, hence a map per protocol.
+const ENDPOINT_MAPS: [(&str, &str); 6] = [
+    ("cluster-endpoints-tcp", TCP_ENDPOINTS),
+    ("cluster-endpoints-udp", UDP_ENDPOINTS),
+    ("cluster-endpoints-sctp", SCTP_ENDPOINTS),
+    ("local-endpoints-tcp", TCP_ENDPOINTS),
+    ("local-endpoints-udp", UDP_ENDPOINTS),
+    ("local-endpoints-sctp", SCTP_ENDPOINTS),
+];
+const TCP_ENDPOINTS: &str =
+    "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport";
+const UDP_ENDPOINTS: &str =
+    "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . udp dport";
+const SCTP_ENDPOINTS: &str =
+    "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . sctp dport";
+/// The maps and sets every Service adds elements to, with their declarations.
 const SHARED: [(&str, &str); 6] = [
     (SERVICE_IPS, MAP_KIND),
     (SERVICE_NODEPORTS, MAP_KIND),
     (NO_ENDPOINTS, MAP_KIND),
     (FIREWALL_IPS, MAP_KIND),
     (CLUSTER_IPS, SET_KIND),
-    (HAIRPIN, "ipv4_addr . ipv4_addr"),
+    (HAIRPIN, "type ipv4_addr . ipv4_addr"),
 ];
+/// Service ports with up to this many endpoints (and no ClientIP affinity) pick one through
+/// the shared `{cluster,local}-pick-<proto>-N` chains and endpoint maps; larger ones get a
+/// chain of their own.
+const SHARED_PICK_MAX: usize = 16;
+
+/// The endpoint map of a picker kind (`local` or not) and protocol.
+fn endpoint_map(local: bool, proto: Protocol) -> &'static str {
+    let i = match proto {
+        Protocol::Tcp => 0,
+        Protocol::Udp => 1,
+        Protocol::Sctp => 2,
+    };
+    ENDPOINT_MAPS[i + if local { 3 } else { 0 }].0
+}
 
 /// kube-proxy's `hashAndTruncate`: SHA-256, base32 (RFC 4648 alphabet), first 8 characters.
 fn hash8(s: &str) -> String {
@@ -280,6 +316,9 @@ struct Fragment {
     sets: Vec<(String, String)>,
     /// Claims on shared elements; within one Service the first claim of a key wins.
     elements: Vec<(ElementKey, String)>,
+    /// The shared picker chains the Service uses (see [`Pick`]); they exist while some
+    /// Service uses them.
+    shared: Vec<(String, Chain)>,
 }
 
 impl Fragment {
@@ -305,7 +344,44 @@ impl Fragment {
         self.sets.dedup_by(|b, a| a.0 == b.0);
         self.elements.sort_by(|a, b| a.0.cmp(&b.0));
         self.elements.dedup_by(|b, a| a.0 == b.0);
+        self.shared.sort_by(|a, b| a.0.cmp(&b.0));
+        self.shared.dedup_by(|b, a| a.0 == b.0);
         self
+    }
+
+    /// Uses the shared picker for `n` endpoints of `proto` (`local` or cluster-wide), and for
+    /// external traffic the masquerading one in front of it; returns the chain's name.
+    fn shared_picker(&mut self, local: bool, proto: Protocol, n: usize, external: bool) -> String {
+        let p = proto.nft();
+        let kind = if local { "local" } else { "cluster" };
+        let pick = format!("{kind}-pick-{p}-{n}");
+        self.shared.push((
+            pick.clone(),
+            Chain {
+                header: None,
+                rules: vec![format!(
+                    "dnat ip to {LOOKUP} . numgen random mod {n} map @{}",
+                    endpoint_map(local, proto)
+                )],
+            },
+        ));
+        if !external {
+            return pick;
+        }
+        // externalTrafficPolicy Cluster: traffic from outside is masqueraded (upstream's
+        // external chain).
+        let name = format!("external-pick-{p}-{n}");
+        self.shared.push((
+            name.clone(),
+            Chain {
+                header: None,
+                rules: vec![
+                    "jump mark-for-masquerade".to_string(),
+                    format!("goto {pick}"),
+                ],
+            },
+        ));
+        name
     }
 }
 
@@ -462,25 +538,79 @@ fn endpoint_chain(f: &mut Fragment, id: &str, proto: &str, ep: &Endpoint, timeou
     name
 }
 
-/// A chain named `{prefix}-{hash}-{id}` that picks one of `eps` uniformly: rule k matches with
-/// probability 1/(n-k) (iptables mode's statistic cascade). Upstream's nftables mode uses one
-/// `numgen random mod N vmap {…}` instead, but every such vmap is an anonymous set and the
-/// kernel takes quadratic time in the number of sets (18 s of kernel time instead of 1 s for
-/// 10,000 Services with nft 1.0.6 on Linux 6.18), so the cascade of
-/// `numgen random mod K == 0` rules is used. Without affinity the DNAT sits in the picking
-/// chain itself, which keeps a 10,000-Service table small.
+/// Where traffic that picks one of a set of endpoints goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pick {
+    /// A shared `{cluster,local}-pick-<proto>-N` chain: `numgen random mod N` numbers the
+    /// endpoint, which the endpoint map `map` turns into a DNAT target for the packet's own
+    /// key, so every key routed here needs the N elements `key . k : target` there
+    /// ([`route`]). A Service is then only map elements: a 10,000-Service table has a few
+    /// chains instead of 10,000 (nft and the kernel spend most of a sync on chains), and an
+    /// endpoint change is an element change.
+    Shared {
+        local: bool,
+        proto: Protocol,
+        chain: String,
+        map: &'static str,
+        targets: Vec<String>,
+    },
+    /// A chain of the Service's own.
+    Own(String),
+}
+
+impl Pick {
+    fn chain(&self) -> &str {
+        match self {
+            Pick::Shared { chain, .. } | Pick::Own(chain) => chain,
+        }
+    }
+}
+
+/// Makes `key` (`ip . proto . port`) reach the endpoints of `pick` (a no-op for an own chain,
+/// which names its targets itself).
+fn route(f: &mut Fragment, pick: Option<&Pick>, key: &str) {
+    if let Some(Pick::Shared { map, targets, .. }) = pick {
+        for (k, target) in targets.iter().enumerate() {
+            f.claim(map, format!("{key} . {k}"), target.clone());
+        }
+    }
+}
+
+/// How traffic picks one of `eps` uniformly. Upstream's nftables mode gives each service port
+/// a chain with `numgen random mod N vmap {…}`; here, without ClientIP affinity and with up
+/// to [`SHARED_PICK_MAX`] endpoints, a shared picker does it ([`Pick::Shared`]). Otherwise
+/// the Service gets a chain named `{prefix}-{hash}-{id}` with a cascade of
+/// `numgen random mod K == 0` rules, rule k matching with probability 1/(n-k) (iptables
+/// mode's statistic cascade): every `vmap {…}` would be an anonymous set, and the kernel
+/// takes quadratic time in the number of sets (18 s of kernel time instead of 1 s for 10,000
+/// Services with nft 1.0.6 on Linux 6.18). With affinity each endpoint gets a chain of its
+/// own that records the client.
 fn picker(
     f: &mut Fragment,
     svc: &Service,
-    (prefix, hash, id, proto): (&str, &str, &str, &str),
+    (prefix, hash, id, protocol): (&str, &str, &str, Protocol),
     eps: &[&Endpoint],
-) -> Option<String> {
+) -> Option<Pick> {
     if eps.is_empty() {
         return None;
     }
+    let n = eps.len();
+    let proto = protocol.nft();
+    if svc.affinity_timeout.is_none() && n <= SHARED_PICK_MAX {
+        let local = prefix == "local";
+        return Some(Pick::Shared {
+            local,
+            proto: protocol,
+            chain: f.shared_picker(local, protocol, n, false),
+            map: endpoint_map(local, protocol),
+            targets: eps
+                .iter()
+                .map(|e| format!("{} . {}", e.ip, e.port))
+                .collect(),
+        });
+    }
     let name = format!("{prefix}-{hash}-{id}");
     let mut rules = Vec::with_capacity(eps.len() * 2);
-    let n = eps.len();
     let actions: Vec<String> = match svc.affinity_timeout {
         Some(timeout) => {
             let targets: Vec<String> = eps
@@ -506,7 +636,7 @@ fn picker(
         }
     }
     f.chain(&name, None, rules);
-    Some(name)
+    Some(Pick::Own(name))
 }
 
 fn render_port(
@@ -532,7 +662,7 @@ fn render_port(
         all.iter()
             .filter(|e| e.node_name.as_deref() == Some(ctx.node_name.as_str())),
     );
-    let external: Vec<Ipv4Addr> = svc
+    let external_ips: Vec<Ipv4Addr> = svc
         .external_ips
         .iter()
         .chain(&svc.load_balancer_ips)
@@ -541,7 +671,7 @@ fn render_port(
         .into_iter()
         .collect();
     let node_port = port.node_port.filter(|p| *p != 0);
-    let has_external = !external.is_empty() || node_port.is_some();
+    let has_external = !external_ips.is_empty() || node_port.is_some();
 
     // Hairpin: an endpoint reaching itself through the Service is masqueraded, or its reply
     // would come from its own address and be dropped.
@@ -549,34 +679,32 @@ fn render_port(
         f.claim(HAIRPIN, format!("{ip} . {ip}", ip = ep.ip), String::new());
     }
 
-    // The all-endpoints chain serves ClusterIP traffic (internalTrafficPolicy Cluster) and
+    // The all-endpoints picker serves ClusterIP traffic (internalTrafficPolicy Cluster) and
     // external traffic (directly, or short-circuited from pods and the node).
-    let service_chain = if !svc.internal_local || has_external {
-        picker(f, svc, ("service", &hash, &id, proto), &cluster_eps)
+    let service_pick = if !svc.internal_local || has_external {
+        picker(f, svc, ("service", &hash, &id, port.protocol), &cluster_eps)
     } else {
         None
     };
-    let local_chain = if svc.internal_local || svc.external_local {
-        picker(f, svc, ("local", &hash, &id, proto), &local_eps)
+    let local_pick = if svc.internal_local || svc.external_local {
+        picker(f, svc, ("local", &hash, &id, port.protocol), &local_eps)
     } else {
         None
     };
     // internalTrafficPolicy Local: ClusterIP traffic only goes to this node's endpoints, and
     // is dropped when there are none (as upstream).
     let cluster_policy = if svc.internal_local {
-        local_chain.as_deref()
+        local_pick.as_ref()
     } else {
-        service_chain.as_deref()
+        service_pick.as_ref()
     };
 
     let key = |ip: Ipv4Addr, p: u16| format!("{ip} . {proto} . {p}");
-    if let Some(chain) = cluster_policy {
-        f.claim(
-            SERVICE_IPS,
-            key(cluster_ip, port.port),
-            format!("goto {chain}"),
-        );
-        f.claim(CLUSTER_IPS, key(cluster_ip, port.port), String::new());
+    if let Some(pick) = cluster_policy {
+        let k = key(cluster_ip, port.port);
+        f.claim(SERVICE_IPS, k.clone(), format!("goto {}", pick.chain()));
+        f.claim(CLUSTER_IPS, k.clone(), String::new());
+        route(f, Some(pick), &k);
     } else {
         // No endpoints at all: refuse. Endpoints only on other nodes with
         // internalTrafficPolicy Local: drop, as upstream.
@@ -592,29 +720,46 @@ fn render_port(
         return;
     }
     firewall(f, ctx, svc, (&hash, &id, port.port), &key);
-    let external_chain = service_chain.as_deref().map(|service| {
-        let name = format!("external-{hash}-{id}");
-        let rules = if svc.external_local {
+    // Where external traffic goes, and the pickers it may reach from there (each external
+    // key needs its elements in their maps).
+    let external: Option<(String, Vec<&Pick>)> = service_pick.as_ref().map(|service| {
+        if svc.external_local {
             // Pods and the node itself reach the service through any endpoint (upstream's
-            // short-circuit); only traffic from outside keeps its source address and is limited
-            // to this node's endpoints, and dropped when there are none.
-            let inside = goto_or(cluster_policy, "drop");
-            vec![
+            // short-circuit); only traffic from outside keeps its source address and is
+            // limited to this node's endpoints, and dropped when there are none.
+            let name = format!("external-{hash}-{id}");
+            let inside = goto_or(cluster_policy.map(Pick::chain), "drop");
+            let rules = vec![
                 format!("ip saddr {cidr} {inside}"),
                 "fib saddr type local jump mark-for-masquerade".to_string(),
                 format!("fib saddr type local {inside}"),
-                goto_or(local_chain.as_deref(), "drop"),
-            ]
+                goto_or(local_pick.as_ref().map(Pick::chain), "drop"),
+            ];
+            f.chain(&name, None, rules);
+            let reached = cluster_policy.into_iter().chain(&local_pick).collect();
+            (name, reached)
         } else {
-            vec![
-                "jump mark-for-masquerade".to_string(),
-                format!("goto {service}"),
-            ]
-        };
-        f.chain(&name, None, rules);
-        name
+            let name = match service {
+                Pick::Shared {
+                    local,
+                    proto,
+                    targets,
+                    ..
+                } => f.shared_picker(*local, *proto, targets.len(), true),
+                Pick::Own(chain) => {
+                    let name = format!("external-{hash}-{id}");
+                    let rules = vec![
+                        "jump mark-for-masquerade".to_string(),
+                        format!("goto {chain}"),
+                    ];
+                    f.chain(&name, None, rules);
+                    name
+                }
+            };
+            (name, vec![service])
+        }
     });
-    let mut targets: Vec<(&'static str, String)> = external
+    let mut targets: Vec<(&'static str, String)> = external_ips
         .iter()
         .map(|ip| (SERVICE_IPS, key(*ip, port.port)))
         .collect();
@@ -628,8 +773,13 @@ fn render_port(
     // Two Services with the same externalIP and port are a user error the API does not
     // prevent: the first Service (in namespace/name order) to claim an element keeps it.
     for (map, k) in targets {
-        match &external_chain {
-            Some(chain) => f.claim(map, k, format!("goto {chain}")),
+        match &external {
+            Some((chain, reached)) => {
+                f.claim(map, k.clone(), format!("goto {chain}"));
+                for pick in reached {
+                    route(f, Some(pick), &k);
+                }
+            }
             None => f.claim(NO_ENDPOINTS, k, "goto reject-chain".into()),
         }
     }
@@ -687,6 +837,8 @@ struct Cached {
     chains: Vec<String>,
     sets: Vec<String>,
     elements: Vec<(ElementKey, String)>,
+    /// The shared picker chains it uses, sorted.
+    shared: Vec<String>,
 }
 
 /// What changed since the kernel last matched the ruleset: each touched object's value then
@@ -721,6 +873,8 @@ pub struct Rendered {
     ruleset: Ruleset,
     /// The claims on shared elements that lost to an earlier Service's, sorted by Service.
     contested: HashMap<ElementKey, Vec<(ServiceKey, String)>>,
+    /// How many Services use each shared picker chain.
+    shared_users: HashMap<String, usize>,
     /// `None` until a sync succeeded, and after a failed one: the kernel's state is unknown.
     applied: Option<Applied>,
 }
@@ -797,6 +951,7 @@ impl Rendered {
     pub fn new() -> Rendered {
         let maps = SHARED
             .iter()
+            .chain(&ENDPOINT_MAPS)
             .map(|(name, kind)| {
                 (
                     name.to_string(),
@@ -816,6 +971,7 @@ impl Rendered {
                 ..Ruleset::default()
             },
             contested: HashMap::new(),
+            shared_users: HashMap::new(),
             applied: None,
         }
     }
@@ -895,10 +1051,21 @@ impl Rendered {
             }
             return;
         };
-        let (old_chains, old_sets, old_elements) = match old {
-            Some(c) => (c.chains, c.sets, c.elements),
+        let (old_chains, old_sets, old_elements, old_shared) = match old {
+            Some(c) => (c.chains, c.sets, c.elements, c.shared),
             None => Default::default(),
         };
+        let shared: Vec<String> = fragment.shared.iter().map(|(n, _)| n.clone()).collect();
+        for (name, chain) in fragment.shared {
+            if old_shared.binary_search(&name).is_err() {
+                self.use_shared(name, chain);
+            }
+        }
+        for name in old_shared {
+            if shared.binary_search(&name).is_err() {
+                self.release_shared(name);
+            }
+        }
         let chains = install_chains(
             &mut self.ruleset,
             &mut self.applied,
@@ -929,8 +1096,30 @@ impl Rendered {
                 chains,
                 sets,
                 elements,
+                shared,
             },
         );
+    }
+
+    /// Counts one more user of a shared picker chain, adding it for the first.
+    fn use_shared(&mut self, name: String, chain: Chain) {
+        let users = self.shared_users.entry(name.clone()).or_default();
+        *users += 1;
+        if *users == 1 {
+            put_chain(&mut self.ruleset, &mut self.applied, name, Some(chain));
+        }
+    }
+
+    /// Counts one user less of a shared picker chain, removing it after the last.
+    fn release_shared(&mut self, name: String) {
+        let Some(users) = self.shared_users.get_mut(&name) else {
+            return;
+        };
+        *users -= 1;
+        if *users == 0 {
+            self.shared_users.remove(&name);
+            put_chain(&mut self.ruleset, &mut self.applied, name, None);
+        }
     }
 
     /// Removes everything a Service put into the ruleset.
@@ -943,6 +1132,9 @@ impl Rendered {
         );
         for name in old.sets {
             put_set(&mut self.ruleset, &mut self.applied, name, None);
+        }
+        for name in old.shared {
+            self.release_shared(name);
         }
         self.reclaim(key, &old.elements, &[]);
     }
@@ -1192,6 +1384,14 @@ impl Rendered {
                 write_set_decl(&mut out, name, def);
             }
         }
+        // nft 1.0.6 resolves `@name` in an `add chain … { rules }` only against what the
+        // script itself declares (an existing set is "No such file or directory"): the sets
+        // and maps the rules use are declared again, which changes nothing in the kernel.
+        let filled = chains
+            .iter()
+            .filter_map(|(_, _, after)| *after)
+            .chain(users.iter().map(|(_, c)| *c));
+        write_referenced_decls(&mut out, rs, filled);
         for (name, _, after) in &chains {
             if let Some(chain) = after {
                 write_chain_fill(&mut out, name, chain);
@@ -1205,7 +1405,7 @@ impl Rendered {
                 for chunk in items.chunks(1000) {
                     let _ = writeln!(
                         out,
-                        "add {} {FAMILY} {TABLE} {map} {{ type {} ; elements = {{ {} }} ; }}",
+                        "add {} {FAMILY} {TABLE} {map} {{ {} ; elements = {{ {} }} ; }}",
                         m.noun(),
                         m.kind,
                         chunk.join(", ")
@@ -1228,9 +1428,9 @@ impl Rendered {
 }
 
 impl Map {
-    /// `map` for verdict maps, `set` for plain sets (both are kept as a [`Map`]).
+    /// `map` for maps, `set` for plain sets (both are kept as a [`Map`]).
     fn noun(&self) -> &'static str {
-        if self.kind.contains(": verdict") {
+        if self.kind.contains(" : ") {
             "map"
         } else {
             "set"
@@ -1279,6 +1479,35 @@ fn write_chain_fill(out: &mut String, name: &str, chain: &Chain) {
     out.push_str("}\n");
 }
 
+/// Declares (again) the named sets and maps that `chains` use.
+fn write_referenced_decls<'a>(
+    out: &mut String,
+    rs: &Ruleset,
+    chains: impl Iterator<Item = &'a Chain>,
+) {
+    let mut names = BTreeSet::new();
+    for chain in chains {
+        for rule in &chain.rules {
+            for (_, rest) in rule.match_indices('@').map(|(i, _)| rule.split_at(i + 1)) {
+                let name = rest.split(|c: char| c.is_whitespace()).next().unwrap_or("");
+                names.insert(name);
+            }
+        }
+    }
+    for name in names {
+        if let Some(map) = rs.maps.get(name) {
+            let _ = writeln!(
+                out,
+                "add {} {FAMILY} {TABLE} {name} {{ {} ; }}",
+                map.noun(),
+                map.kind
+            );
+        } else if let Some(def) = rs.sets.get(name) {
+            write_set_decl(out, name, def);
+        }
+    }
+}
+
 fn write_set_decl(out: &mut String, name: &str, def: &str) {
     let _ = writeln!(out, "add set {FAMILY} {TABLE} {name} {{ {def} }}");
 }
@@ -1306,7 +1535,7 @@ pub fn full_script(rs: &Ruleset, existing: &Existing) -> String {
         let _ = writeln!(out, "\tset {name} {{ {def} }}");
     }
     for (name, map) in &rs.maps {
-        let _ = writeln!(out, "\t{} {name} {{\n\t\ttype {}", map.noun(), map.kind);
+        let _ = writeln!(out, "\t{} {name} {{\n\t\t{}", map.noun(), map.kind);
         if !map.elements.is_empty() {
             out.push_str("\t\telements = { ");
             for (i, (key, element)) in map.elements.iter().enumerate() {

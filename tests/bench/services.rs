@@ -77,6 +77,27 @@ fn clear() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `nft list map` of the ClusterIP endpoint map (its elements: key . k : address . port).
+fn endpoint_map() -> anyhow::Result<String> {
+    let out = std::process::Command::new("nft")
+        .args([
+            "list",
+            "map",
+            render::FAMILY,
+            render::TABLE,
+            "cluster-endpoints-tcp",
+        ])
+        .output()
+        .context("running nft list map")?;
+    if !out.status.success() {
+        bail!(
+            "nft list map: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn full_sync(n: usize) -> anyhow::Result<(Duration, render::ServiceTable, render::Rendered)> {
     clear()?;
     let t = table(n);
@@ -85,10 +106,11 @@ fn full_sync(n: usize) -> anyhow::Result<(Duration, render::ServiceTable, render
     rendered.update(&t);
     proxy::full_sync(&mut rendered).with_context(|| format!("full sync of {n} services"))?;
     let took = start.elapsed();
-    let listing = rk3s::network::nat::list_table(render::FAMILY, render::TABLE)?;
-    let targets = listing.matches("dnat ip to").count();
-    if targets != 3 * n {
-        bail!("expected {} DNAT rules, the table has {targets}", 3 * n);
+    // Each ClusterIP and each NodePort picks one of its 3 endpoints from the endpoint map.
+    let targets = endpoint_map()?.matches(" : 10.42.").count();
+    let want = 3 * (n + n.min(2000));
+    if targets != want {
+        bail!("expected {want} DNAT targets in the endpoint map, it has {targets}");
     }
     Ok((took, t, rendered))
 }
@@ -185,8 +207,7 @@ fn main() -> anyhow::Result<()> {
     );
     samples.sort();
     let incremental = samples[samples.len() / 2];
-    let listing = rk3s::network::nat::list_table(render::FAMILY, render::TABLE)?;
-    if !listing.contains("dnat ip to 10.42.200.19:8080") {
+    if !endpoint_map()?.contains(" : 10.42.200.19 . 8080") {
         bail!("the last incremental change is not in the table");
     }
     clear()?;

@@ -142,13 +142,24 @@ fn traffic_policies_local() {
     );
 }
 
-/// The DNAT targets of the ClusterIP's chain.
+/// The DNAT targets the ClusterIP 10.43.0.20:80 picks from: the endpoint map's elements for
+/// its key when it goes to a shared picker, else the rules of its own chain.
 fn targets(rs: &Ruleset) -> Vec<String> {
-    let chain = rs.maps["service-ips"].elements["10.43.0.20 . tcp . 80"]
+    let key = "10.43.0.20 . tcp . 80";
+    let chain = rs.maps["service-ips"].elements[key]
         .value
         .strip_prefix("goto ")
         .unwrap()
         .to_string();
+    if let Some(n) = chain.strip_prefix("cluster-pick-tcp-") {
+        let n: usize = n.parse().unwrap();
+        return (0..n)
+            .map(|k| {
+                let target = &rs.maps["cluster-endpoints-tcp"].elements[&format!("{key} . {k}")];
+                target.value.replace(" . ", ":")
+            })
+            .collect();
+    }
     rs.chains[&chain]
         .rules
         .iter()
@@ -175,26 +186,62 @@ fn terminating_endpoints_are_used_only_without_ready_ones() {
 }
 
 #[test]
-fn endpoints_are_picked_uniformly_by_a_cascade() {
+fn endpoints_are_picked_through_the_shared_maps() {
     let rs = render(&table(vec![web(vec![
         ep("10.42.0.5", "n1"),
         ep("10.42.0.6", "n1"),
         ep("10.42.0.7", "n1"),
     ])]));
+    assert_eq!(
+        rs.maps["service-ips"].elements["10.43.0.20 . tcp . 80"].value,
+        "goto cluster-pick-tcp-3"
+    );
+    assert_eq!(
+        targets(&rs),
+        ["10.42.0.5:8080", "10.42.0.6:8080", "10.42.0.7:8080"]
+    );
+    assert_eq!(
+        rs.chains["cluster-pick-tcp-3"].rules,
+        [
+            "dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map \
+             @cluster-endpoints-tcp"
+        ]
+    );
+    // The Service itself has no chain.
+    assert!(!rs.chains.keys().any(|c| c.contains("/web/")));
+}
+
+#[test]
+fn endpoints_beyond_the_shared_pickers_are_picked_uniformly_by_a_cascade() {
+    let eps: Vec<Endpoint> = (0..=SHARED_PICK_MAX)
+        .map(|i| ep(&format!("10.42.1.{}", i + 1), "n1"))
+        .collect();
+    let rs = render(&table(vec![web(eps)]));
     let chain = rs.maps["service-ips"].elements["10.43.0.20 . tcp . 80"]
         .value
         .strip_prefix("goto ")
         .unwrap()
         .to_string();
-    // 1/3, then 1/2 of the remaining 2/3, then the rest: 1/3 each.
+    let n = SHARED_PICK_MAX + 1;
+    let rules = &rs.chains[&chain].rules;
+    assert_eq!(rules.len(), n);
+    // 1/n, then 1/(n-1) of the remaining (n-1)/n, …, then the rest: 1/n each.
     assert_eq!(
-        rs.chains[&chain].rules,
-        [
-            "numgen random mod 3 == 0 meta l4proto tcp dnat ip to 10.42.0.5:8080",
-            "numgen random mod 2 == 0 meta l4proto tcp dnat ip to 10.42.0.6:8080",
-            "meta l4proto tcp dnat ip to 10.42.0.7:8080",
-        ]
+        rules[0],
+        format!("numgen random mod {n} == 0 meta l4proto tcp dnat ip to 10.42.1.1:8080")
     );
+    assert_eq!(
+        rules[n - 2],
+        format!(
+            "numgen random mod 2 == 0 meta l4proto tcp dnat ip to 10.42.1.{}:8080",
+            n - 1
+        )
+    );
+    assert_eq!(
+        rules[n - 1],
+        format!("meta l4proto tcp dnat ip to 10.42.1.{n}:8080")
+    );
+    assert!(rs.maps["cluster-endpoints-tcp"].elements.is_empty());
 }
 
 #[test]
@@ -250,8 +297,11 @@ fn incremental_update_sends_only_the_changed_objects() {
     ])]);
     assert_eq!(diff(&before, &before), "");
     golden("incremental.nft", &diff(&before, &after));
-    // Removing the service deletes its chains after the map element pointing at them.
-    let script = diff(&after, &table(vec![]));
+    // Removing a service with chains of its own deletes them after the map element pointing
+    // at them.
+    let mut affine = web(vec![ep("10.42.0.5", "n1")]);
+    affine.affinity_timeout = Some(60);
+    let script = diff(&table(vec![affine]), &table(vec![]));
     let del_elem = script.find("delete element inet rk3s service-ips").unwrap();
     let del_chain = script.find("delete chain").unwrap();
     assert!(del_elem < del_chain, "{script}");
@@ -315,8 +365,14 @@ fn contested_elements_go_to_the_first_service_and_pass_on_when_it_goes() {
     let t = &steps()[0];
     let rs = render(t);
     let key = "198.51.100.7 . tcp . 80";
-    let verdict = &rs.maps["service-ips"].elements[key].value;
-    assert!(verdict.contains("/b/"), "{verdict}");
+    let held = &rs.maps["service-ips"].elements[key];
+    assert_eq!(held.owner.1, "b");
+    // b's single endpoint, through the shared external picker.
+    assert_eq!(held.value, "goto external-pick-tcp-1");
+    assert_eq!(
+        rs.maps["cluster-endpoints-tcp"].elements[&format!("{key} . 0")].value,
+        "10.42.0.6 . 8080"
+    );
     let mut without_b = t.clone();
     without_b.services.retain(|s| s.name != "b");
     let script = diff(t, &without_b);
@@ -326,8 +382,13 @@ fn contested_elements_go_to_the_first_service_and_pass_on_when_it_goes() {
             .any(|l| l.starts_with("delete element inet rk3s service-ips {") && l.contains(key)),
         "{script}"
     );
+    // web (two endpoints) takes the element over.
     assert!(
-        script.contains(&format!("{key} : goto external-")),
+        script.contains(&format!("{key} : goto external-pick-tcp-2")),
+        "{script}"
+    );
+    assert!(
+        script.contains(&format!("{key} . 0 : 10.42.0.5 . 8080")),
         "{script}"
     );
 }
@@ -347,11 +408,14 @@ fn only_changed_services_are_rendered_again() {
     a.ports[0].endpoints[0].ip = "10.42.0.9".parse().unwrap();
     r.update(&changed);
     let script = r.diff_script().unwrap();
+    // Only web's elements: its ClusterIP, externalIP and NodePort keys in the endpoint map.
     assert!(
-        script.contains("/web/") && !script.contains("/b/"),
+        script.contains("10.43.0.20 . tcp . 80 . 1 : 10.42.0.9 . 8080")
+            && !script.contains("10.43.0.21"),
         "{script}"
     );
     assert!(script.contains("10.42.0.9 . 10.42.0.9"), "{script}");
+    assert!(!script.contains("chain"), "{script}");
 }
 
 #[test]
