@@ -34,6 +34,7 @@ pub fn validate(group: &str, resource: &str, obj: &Value, old: Option<&Value>) -
         ("", "configmaps") => config_map(o, old, &mut c),
         ("", "secrets") => secret(o, old, &mut c),
         ("", "persistentvolumeclaims") => persistent_volume_claim(o, old, &mut c),
+        ("", "resourcequotas") => resource_quota(o, &mut c),
         ("", "nodes") => node(o, old, &mut c),
         ("apps", "deployments") => deployment(o, old, &mut c),
         ("apps", "replicasets") => replica_set(o, old, &mut c),
@@ -3134,6 +3135,241 @@ fn persistent_volume_claim(o: &Object, old: Option<&Object>, c: &mut Vec<Cause>)
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// ResourceQuotas.
+
+/// Upstream's `standardResourceQuotaScopes` plus the two scopes it accepts beside them.
+const QUOTA_SCOPES: [&str; 7] = [
+    "Terminating",
+    "NotTerminating",
+    "BestEffort",
+    "NotBestEffort",
+    "PriorityClass",
+    "CrossNamespacePodAffinity",
+    "VolumeAttributesClass",
+];
+
+/// Upstream's `IsStandardQuotaResourceName`: the resource names the scope checks look at
+/// (others, like `count/pods` or extended resources, take any scope).
+fn standard_quota_resource(name: &str) -> bool {
+    matches!(
+        name,
+        "cpu"
+            | "memory"
+            | "ephemeral-storage"
+            | "requests.cpu"
+            | "requests.memory"
+            | "requests.storage"
+            | "requests.ephemeral-storage"
+            | "limits.cpu"
+            | "limits.memory"
+            | "limits.ephemeral-storage"
+            | "pods"
+            | "resourcequotas"
+            | "services"
+            | "replicationcontrollers"
+            | "secrets"
+            | "persistentvolumeclaims"
+            | "configmaps"
+            | "services.nodeports"
+            | "services.loadbalancers"
+    ) || name.starts_with("hugepages-")
+        || name.starts_with("requests.hugepages-")
+}
+
+/// Upstream's `IsResourceQuotaScopeValidForResource`: the pod scopes go with pod counts and
+/// compute resources (BestEffort with the pod count only), VolumeAttributesClass with claim
+/// counts and requested storage.
+fn scope_valid_for_resource(scope: &str, resource: &str) -> bool {
+    let pod_count = resource == "pods";
+    let pod_compute = matches!(
+        resource,
+        "cpu" | "memory" | "limits.cpu" | "limits.memory" | "requests.cpu" | "requests.memory"
+    );
+    match scope {
+        "Terminating"
+        | "NotTerminating"
+        | "NotBestEffort"
+        | "PriorityClass"
+        | "CrossNamespacePodAffinity" => pod_count || pod_compute,
+        "BestEffort" => pod_count,
+        "VolumeAttributesClass" => {
+            matches!(resource, "persistentvolumeclaims" | "requests.storage")
+        }
+        _ => true,
+    }
+}
+
+/// Go's `%#v` of a `[]string` (or of a named string slice type `ty`).
+fn go_strings(ty: &str, v: Option<&Value>) -> String {
+    match v.and_then(Value::as_array) {
+        None => format!("{ty}(nil)"),
+        Some(a) => {
+            let parts: Vec<String> = a
+                .iter()
+                .map(|s| go_quote(s.as_str().unwrap_or_default()))
+                .collect();
+            format!("{ty}{{{}}}", parts.join(", "))
+        }
+    }
+}
+
+/// Go's `%#v` of a `core.ScopeSelector`.
+fn go_scope_selector(v: &Value) -> String {
+    let exprs = match v.get("matchExpressions").and_then(Value::as_array) {
+        None => "[]core.ScopedResourceSelectorRequirement(nil)".to_string(),
+        Some(list) => {
+            let parts: Vec<String> = list
+                .iter()
+                .map(|e| {
+                    let s = |k: &str| go_quote(e.get(k).and_then(Value::as_str).unwrap_or(""));
+                    format!(
+                        "core.ScopedResourceSelectorRequirement{{ScopeName:{}, Operator:{}, \
+                         Values:{}}}",
+                        s("scopeName"),
+                        s("operator"),
+                        go_strings("[]string", e.get("values"))
+                    )
+                })
+                .collect();
+            format!(
+                "[]core.ScopedResourceSelectorRequirement{{{}}}",
+                parts.join(", ")
+            )
+        }
+    };
+    format!("core.ScopeSelector{{MatchExpressions:{exprs}}}")
+}
+
+/// Upstream's `validateResourceQuotaScopes` and `validateScopeSelector` (Kubernetes 1.33
+/// with the VolumeAttributesClass scope): known scopes, each valid for every standard
+/// resource in `spec.hard`, no conflicting pair (BestEffort/NotBestEffort,
+/// Terminating/NotTerminating), and selector operators that fit the scope.
+fn resource_quota(o: &Object, c: &mut Vec<Cause>) {
+    let spec = spec_of(o, c);
+    let hard: BTreeSet<&str> = spec
+        .get("hard")
+        .and_then(Value::as_object)
+        .map(|h| h.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let standard: Vec<&str> = hard
+        .iter()
+        .copied()
+        .filter(|k| standard_quota_resource(k))
+        .collect();
+    let conflicts = |names: &BTreeSet<&str>| {
+        [
+            ("BestEffort", "NotBestEffort"),
+            ("Terminating", "NotTerminating"),
+        ]
+        .iter()
+        .filter(|(a, b)| names.contains(a) && names.contains(b))
+        .count()
+    };
+    let scopes = list(spec.get("scopes"), "spec.scopes", c);
+    if !scopes.is_empty() {
+        let rendered = go_strings("[]core.ResourceQuotaScope", spec.get("scopes"));
+        let mut seen = BTreeSet::new();
+        for scope in scopes {
+            let scope = string(Some(scope), "spec.scopes", c);
+            if !QUOTA_SCOPES.contains(&scope) {
+                c.push(invalid_rendered(
+                    "spec.scopes",
+                    &rendered,
+                    "unsupported scope",
+                ));
+            }
+            for _ in standard
+                .iter()
+                .filter(|k| !scope_valid_for_resource(scope, k))
+            {
+                c.push(invalid_rendered(
+                    "spec.scopes",
+                    &rendered,
+                    "unsupported scope applied to resource",
+                ));
+            }
+            seen.insert(scope);
+        }
+        for _ in 0..conflicts(&seen) {
+            c.push(invalid_rendered(
+                "spec.scopes",
+                &rendered,
+                "conflicting scopes",
+            ));
+        }
+    }
+    let Some(selector) = spec.get("scopeSelector").filter(|v| !v.is_null()) else {
+        return;
+    };
+    let path = "spec.scopeSelector.matchExpressions";
+    let rendered = go_scope_selector(selector);
+    let mut seen = BTreeSet::new();
+    for req in list(selector.get("matchExpressions"), path, c) {
+        let scope = string(req.get("scopeName"), &at(path, "scopeName"), c);
+        let operator = string(req.get("operator"), &at(path, "operator"), c);
+        let values = list(req.get("values"), &at(path, "values"), c);
+        if !QUOTA_SCOPES.contains(&scope) {
+            c.push(Cause::invalid(
+                at(path, "scopeName"),
+                &json!(scope),
+                "unsupported scope",
+            ));
+        }
+        for _ in standard
+            .iter()
+            .filter(|k| !scope_valid_for_resource(scope, k))
+        {
+            c.push(invalid_rendered(
+                path,
+                &rendered,
+                "unsupported scope applied to resource",
+            ));
+        }
+        if matches!(
+            scope,
+            "BestEffort"
+                | "NotBestEffort"
+                | "Terminating"
+                | "NotTerminating"
+                | "CrossNamespacePodAffinity"
+        ) && operator != "Exists"
+        {
+            c.push(Cause::invalid(
+                at(path, "operator"),
+                &json!(operator),
+                "must be 'Exist' when scope is any of ResourceQuotaScopeTerminating, \
+                 ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, \
+                 ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity",
+            ));
+        }
+        match operator {
+            "In" | "NotIn" if values.is_empty() => c.push(required(
+                at(path, "values"),
+                "must be at least one value when `operator` is 'In' or 'NotIn' for scope selector",
+            )),
+            "Exists" | "DoesNotExist" if !values.is_empty() => c.push(invalid_rendered(
+                at(path, "values"),
+                &go_strings("[]string", req.get("values")),
+                "must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector",
+            )),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => c.push(Cause::invalid(
+                at(path, "operator"),
+                &json!(other),
+                "not a valid selector operator",
+            )),
+        }
+        seen.insert(scope);
+    }
+    for _ in 0..conflicts(&seen) {
+        c.push(invalid_rendered(path, &rendered, "conflicting scopes"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes.
+
 /// A node's pod CIDRs: `podCIDRs`, or the single `podCIDR`.
 fn pod_cidrs(spec: Option<&Value>) -> Vec<String> {
     let list_ = spec
@@ -4231,6 +4467,74 @@ mod tests {
         assert_eq!(indexes_overlap("0,3-5", "1-2,6", 8), None);
         assert_eq!(indexes_overlap("0,3-5", "1-2,4", 8), Some(4));
         assert_eq!(indexes_overlap("bad,3", "3", 8), Some(3));
+    }
+
+    fn quota_texts(spec: Value) -> Vec<String> {
+        let quota = json!({"metadata": {"name": "q", "namespace": "default"}, "spec": spec});
+        validate("", "resourcequotas", &quota, None)
+            .iter()
+            .map(Cause::text)
+            .collect()
+    }
+
+    #[test]
+    fn quota_scopes_fit_their_resources_as_upstream() {
+        let gold = json!({"matchExpressions": [
+            {"scopeName": "VolumeAttributesClass", "operator": "In", "values": ["gold"]}]});
+        assert_eq!(
+            quota_texts(
+                json!({"hard": {"persistentvolumeclaims": "2", "requests.storage": "5Gi",
+                "count/persistentvolumeclaims": "2"}, "scopeSelector": gold})
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            quota_texts(json!({"hard": {"pods": "2", "cpu": "1"}, "scopes": ["NotBestEffort"]})),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            quota_texts(json!({"hard": {"pods": "2", "requests.storage": "1Gi"},
+                "scopeSelector": gold})),
+            [
+                "spec.scopeSelector.matchExpressions: Invalid value: core.ScopeSelector{MatchExpressions:[]core.ScopedResourceSelectorRequirement{core.ScopedResourceSelectorRequirement{ScopeName:\"VolumeAttributesClass\", Operator:\"In\", Values:[]string{\"gold\"}}}}: unsupported scope applied to resource"
+            ]
+        );
+        assert_eq!(
+            quota_texts(json!({"hard": {"persistentvolumeclaims": "2"},
+                "scopes": ["VolumeAttributesClass", "BestEffort"]})),
+            [
+                "spec.scopes: Invalid value: []core.ResourceQuotaScope{\"VolumeAttributesClass\", \"BestEffort\"}: unsupported scope applied to resource"
+            ]
+        );
+        assert_eq!(
+            quota_texts(json!({"hard": {"pods": "1"},
+                "scopes": ["BestEffort", "NotBestEffort", "Sometimes"]})),
+            [
+                "spec.scopes: Invalid value: []core.ResourceQuotaScope{\"BestEffort\", \"NotBestEffort\", \"Sometimes\"}: unsupported scope",
+                "spec.scopes: Invalid value: []core.ResourceQuotaScope{\"BestEffort\", \"NotBestEffort\", \"Sometimes\"}: conflicting scopes",
+            ]
+        );
+        let p = "spec.scopeSelector.matchExpressions";
+        assert_eq!(
+            quota_texts(json!({"hard": {"count/persistentvolumeclaims": "1"},
+                "scopeSelector": {"matchExpressions": [
+                    {"scopeName": "VolumeAttributesClass", "operator": "In"},
+                    {"scopeName": "VolumeAttributesClass", "operator": "Exists", "values": ["x"]},
+                    {"scopeName": "VolumeAttributesClass", "operator": "Like", "values": ["x"]},
+                    {"scopeName": "Terminating", "operator": "DoesNotExist"}]}})),
+            [
+                format!(
+                    "{p}.values: Required value: must be at least one value when `operator` is 'In' or 'NotIn' for scope selector"
+                ),
+                format!(
+                    "{p}.values: Invalid value: []string{{\"x\"}}: must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector"
+                ),
+                format!("{p}.operator: Invalid value: \"Like\": not a valid selector operator"),
+                format!(
+                    "{p}.operator: Invalid value: \"DoesNotExist\": must be 'Exist' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity"
+                ),
+            ]
+        );
     }
 
     #[test]
