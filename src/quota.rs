@@ -404,6 +404,8 @@ pub fn pod_matches_scope(pod: &Pod, req: &ScopedResourceSelectorRequirement) -> 
                 _ => false,
             };
         }
+        // Upstream's pod evaluator never matches the claims-only scope, whatever the operator.
+        "VolumeAttributesClass" => return false,
         _ => false,
     };
     // The boolean scopes only take Exists (validation); DoesNotExist negates for safety.
@@ -411,6 +413,52 @@ pub fn pod_matches_scope(pod: &Pod, req: &ScopedResourceSelectorRequirement) -> 
         !matched
     } else {
         matched
+    }
+}
+
+/// The VolumeAttributesClass names a claim refers to, as upstream's
+/// `getReferencedVolumeAttributesClassNames`: the one it asks for, the one it has, and the one
+/// a modification in progress moves it to.
+pub fn claim_attributes_classes(pvc: &PersistentVolumeClaim) -> Vec<&str> {
+    let status = pvc.status.as_ref();
+    let mut names: Vec<&str> = [
+        pvc.spec
+            .as_ref()
+            .and_then(|s| s.volume_attributes_class_name.as_deref()),
+        status.and_then(|s| s.current_volume_attributes_class_name.as_deref()),
+        status
+            .and_then(|s| s.modify_volume_status.as_ref())
+            .and_then(|m| m.target_volume_attributes_class_name.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|n| !n.is_empty())
+    .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Upstream's `pvcMatchesScopeFunc` (Kubernetes 1.31+, the VolumeAttributesClass feature):
+/// only the `VolumeAttributesClass` scope selects claims, by the classes the claim refers to
+/// (`claim_attributes_classes`) read as the values of one label: Exists needs a class, In
+/// one of them listed, NotIn one of them unlisted (or none at all), DoesNotExist no class.
+pub fn claim_matches_scope(
+    pvc: &PersistentVolumeClaim,
+    req: &ScopedResourceSelectorRequirement,
+) -> bool {
+    if req.scope_name != "VolumeAttributesClass" {
+        return false;
+    }
+    let classes = claim_attributes_classes(pvc);
+    let values = req.values.as_deref().unwrap_or_default();
+    let listed = |c: &&str| values.iter().any(|v| v == c);
+    match req.operator.as_str() {
+        "Exists" => !classes.is_empty(),
+        "DoesNotExist" => classes.is_empty(),
+        "In" => classes.iter().any(listed),
+        "NotIn" => classes.is_empty() || classes.iter().any(|c| !listed(c)),
+        _ => false,
     }
 }
 
@@ -617,17 +665,38 @@ impl Evaluator {
     }
 
     /// Upstream's `Matches`: the quota tracks one of this evaluator's resources and every
-    /// scope selects the object. Only pods have scopes: a scoped quota matches nothing else
-    /// (`MatchesNoScopeFunc`).
-    fn matches(&self, quota: &ResourceQuota, tracked: &[String], pod: Option<&Pod>) -> bool {
-        if tracked.is_empty() {
-            return false;
-        }
-        let scopes = scope_requirements(quota);
-        match pod {
-            Some(pod) => scopes.iter().all(|r| pod_matches_scope(pod, r)),
-            None => scopes.is_empty(),
-        }
+    /// scope selects the object. Only pods and claims have scopes: a scoped quota matches
+    /// nothing else (`MatchesNoScopeFunc`).
+    fn matches(&self, quota: &ResourceQuota, tracked: &[String], obj: &Scoped) -> bool {
+        !tracked.is_empty() && scopes_select(&scope_requirements(quota), obj)
+    }
+}
+
+/// An object as the scope functions see it.
+pub enum Scoped {
+    Pod(Box<Pod>),
+    Claim(Box<PersistentVolumeClaim>),
+    Other,
+}
+
+impl Scoped {
+    /// `obj` typed for `evaluator`'s scope function.
+    fn of(evaluator: &Evaluator, obj: &serde_json::Value) -> Result<Scoped, String> {
+        let typed = |e: serde_json::Error| e.to_string();
+        Ok(match evaluator {
+            Evaluator::Pods => Scoped::Pod(serde_json::from_value(obj.clone()).map_err(typed)?),
+            Evaluator::Claims => Scoped::Claim(serde_json::from_value(obj.clone()).map_err(typed)?),
+            _ => Scoped::Other,
+        })
+    }
+}
+
+/// Whether every requirement of a quota's scopes selects `obj` (no scopes select all).
+pub fn scopes_select(scopes: &[ScopedResourceSelectorRequirement], obj: &Scoped) -> bool {
+    match obj {
+        Scoped::Pod(pod) => scopes.iter().all(|r| pod_matches_scope(pod, r)),
+        Scoped::Claim(pvc) => scopes.iter().all(|r| claim_matches_scope(pvc, r)),
+        Scoped::Other => scopes.is_empty(),
     }
 }
 
@@ -733,10 +802,12 @@ pub fn check(
     old: Option<&serde_json::Value>,
     now: Timestamp,
 ) -> Result<Vec<Charge>, String> {
-    let pod: Option<Pod> = match evaluator {
-        Evaluator::Pods => Some(serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?),
+    let scoped = Scoped::of(evaluator, obj)?;
+    let pod = match &scoped {
+        Scoped::Pod(p) => Some(p.as_ref()),
         _ => None,
     };
+    let old_scoped = old.map(|o| Scoped::of(evaluator, o)).transpose()?;
     let mut interesting = Vec::new();
     for (i, quota) in quotas.iter().enumerate() {
         let status = quota.status.as_ref();
@@ -747,11 +818,11 @@ pub fn check(
             .map(|(k, _)| k.clone())
             .filter(|k| evaluator.tracks(k))
             .collect();
-        if !evaluator.matches(quota, &tracked, pod.as_ref()) {
+        if !evaluator.matches(quota, &tracked, &scoped) {
             continue;
         }
         let name = quota.metadata.name.as_deref().unwrap_or_default();
-        if let Some(why) = pod.as_ref().and_then(|p| pod_constraints(p, &tracked)) {
+        if let Some(why) = pod.and_then(|p| pod_constraints(p, &tracked)) {
             return Err(format!("failed quota: {name}: {why}"));
         }
         let used = status.and_then(|s| s.used.as_ref());
@@ -771,7 +842,8 @@ pub fn check(
     if interesting.is_empty() {
         return Ok(Vec::new());
     }
-    let mut delta = evaluator.usage(obj, now)?;
+    let mut full = evaluator.usage(obj, now)?;
+    let mut delta = full.clone();
     if let Some(old) = old {
         let before = evaluator.usage(old, now)?;
         for (k, v) in delta.iter_mut() {
@@ -780,13 +852,22 @@ pub fn check(
             }
         }
     }
+    full.retain(|_, v| v.nanos != 0);
     delta.retain(|_, v| v.nanos != 0);
-    if delta.is_empty() {
-        return Ok(Vec::new());
-    }
     let mut charges = Vec::new();
     for i in interesting {
         let quota = &quotas[i];
+        // A claim whose update moves it into a VolumeAttributesClass-scoped quota is charged
+        // its whole usage there, as upstream's quota admission does for claims the quota did
+        // not select before; elsewhere only the growth counts.
+        let entering = matches!(evaluator, Evaluator::Claims)
+            && old_scoped
+                .as_ref()
+                .is_some_and(|o| !scopes_select(&scope_requirements(quota), o));
+        let delta = if entering { &full } else { &delta };
+        if delta.is_empty() {
+            continue;
+        }
         let status = quota.status.clone().unwrap_or_default();
         let hard = status.hard.unwrap_or_default();
         let used = status.used.unwrap_or_default();
@@ -846,7 +927,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodSpec, PodStatus, ResourceRequirements};
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus, ResourceRequirements, ScopeSelector};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     fn canon(s: &str) -> String {
@@ -1119,6 +1200,128 @@ mod tests {
         let cm = serde_json::json!({"metadata": {"name": "x"}});
         let ev = Evaluator::for_resource("", "configmaps").unwrap();
         assert_eq!(check(&q, &ev, &cm, None, Timestamp::UNIX_EPOCH), Ok(vec![]));
+    }
+
+    fn claim_json(
+        class: Option<&str>,
+        current: Option<&str>,
+        target: Option<&str>,
+    ) -> serde_json::Value {
+        let mut pvc = serde_json::json!({
+            "metadata": {"name": "c", "namespace": "ns", "resourceVersion": "1"},
+            "spec": {"resources": {"requests": {"storage": "1Gi"}}},
+            "status": {},
+        });
+        if let Some(c) = class {
+            pvc["spec"]["volumeAttributesClassName"] = c.into();
+        }
+        if let Some(c) = current {
+            pvc["status"]["currentVolumeAttributesClassName"] = c.into();
+        }
+        if let Some(t) = target {
+            pvc["status"]["modifyVolumeStatus"] =
+                serde_json::json!({"status": "InProgress", "targetVolumeAttributesClassName": t});
+        }
+        pvc
+    }
+
+    #[test]
+    fn the_volume_attributes_class_scope_selects_claims_by_every_class_they_name() {
+        let req = |op: &str, values: &[&str]| ScopedResourceSelectorRequirement {
+            scope_name: "VolumeAttributesClass".into(),
+            operator: op.into(),
+            values: (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect()),
+        };
+        let claim = |class, current, target| -> PersistentVolumeClaim {
+            serde_json::from_value(claim_json(class, current, target)).unwrap()
+        };
+        let plain = claim(None, None, None);
+        let gold = claim(Some("gold"), None, None);
+        // Moving from silver to gold: both classes count.
+        let moving = claim(Some("gold"), Some("silver"), Some("gold"));
+        assert_eq!(claim_attributes_classes(&moving), ["gold", "silver"]);
+        assert!(!claim_matches_scope(&plain, &req("Exists", &[])));
+        assert!(claim_matches_scope(&gold, &req("Exists", &[])));
+        assert!(claim_matches_scope(&plain, &req("DoesNotExist", &[])));
+        assert!(!claim_matches_scope(&gold, &req("DoesNotExist", &[])));
+        assert!(claim_matches_scope(&gold, &req("In", &["gold"])));
+        assert!(!claim_matches_scope(&plain, &req("In", &["gold"])));
+        assert!(claim_matches_scope(&moving, &req("In", &["silver"])));
+        assert!(claim_matches_scope(&plain, &req("NotIn", &["gold"])));
+        assert!(!claim_matches_scope(&gold, &req("NotIn", &["gold"])));
+        assert!(claim_matches_scope(&moving, &req("NotIn", &["gold"])));
+        // Other scopes select no claim, and this one selects no pod.
+        let best_effort = ScopedResourceSelectorRequirement {
+            scope_name: "BestEffort".into(),
+            operator: "Exists".into(),
+            values: None,
+        };
+        assert!(!claim_matches_scope(&plain, &best_effort));
+        let pod: Pod = serde_json::from_value(pod_json(None)).unwrap();
+        assert!(!pod_matches_scope(&pod, &req("DoesNotExist", &[])));
+    }
+
+    #[test]
+    fn claims_entering_a_class_scoped_quota_are_charged_in_full() {
+        let mut q = quota(
+            "gold",
+            &[("persistentvolumeclaims", "1"), ("requests.storage", "5Gi")],
+            Some(&[("persistentvolumeclaims", "1"), ("requests.storage", "1Gi")]),
+        );
+        q.spec.as_mut().unwrap().scope_selector = Some(ScopeSelector {
+            match_expressions: Some(vec![ScopedResourceSelectorRequirement {
+                scope_name: "VolumeAttributesClass".into(),
+                operator: "In".into(),
+                values: Some(vec!["gold".into()]),
+            }]),
+        });
+        let q = [q];
+        let now = Timestamp::UNIX_EPOCH;
+        // A claim without the class is not this quota's business.
+        assert_eq!(
+            check(
+                &q,
+                &Evaluator::Claims,
+                &claim_json(None, None, None),
+                None,
+                now
+            ),
+            Ok(vec![])
+        );
+        let exceeded = "exceeded quota: gold, requested: persistentvolumeclaims=1, used: \
+                        persistentvolumeclaims=1, limited: persistentvolumeclaims=1";
+        assert_eq!(
+            check(
+                &q,
+                &Evaluator::Claims,
+                &claim_json(Some("gold"), None, None),
+                None,
+                now
+            ),
+            Err(exceeded.to_string())
+        );
+        // Switching an existing claim to gold charges all of it there, not the (zero) growth.
+        assert_eq!(
+            check(
+                &q,
+                &Evaluator::Claims,
+                &claim_json(Some("gold"), None, None),
+                Some(&claim_json(Some("silver"), None, None)),
+                now
+            ),
+            Err(exceeded.to_string())
+        );
+        // A claim already in gold that does not grow is charged nothing.
+        assert_eq!(
+            check(
+                &q,
+                &Evaluator::Claims,
+                &claim_json(Some("gold"), None, None),
+                Some(&claim_json(Some("gold"), None, None)),
+                now
+            ),
+            Ok(vec![])
+        );
     }
 
     #[test]

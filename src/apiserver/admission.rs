@@ -322,6 +322,11 @@ pub async fn admit(call: &Call<'_>, obj: &mut Value, old: Option<&Value>) -> Res
         }
     }
     let mut causes = validation::validate(group, plural, obj, old);
+    if call.path.subresource.as_deref() == Some("status")
+        && let Some(old) = old
+    {
+        causes.extend(validation::status(group, plural, obj, old));
+    }
     if plural == "events" && matches!(group, "" | "events.k8s.io") {
         // Both Event versions are checked on the stored (core/v1) form, as upstream checks
         // the internal one; the rules differ by the request's version.

@@ -34,6 +34,7 @@ pub fn validate(group: &str, resource: &str, obj: &Value, old: Option<&Value>) -
         ("", "configmaps") => config_map(o, old, &mut c),
         ("", "secrets") => secret(o, old, &mut c),
         ("", "persistentvolumeclaims") => persistent_volume_claim(o, old, &mut c),
+        ("", "resourcequotas") => resource_quota(o, &mut c),
         ("", "nodes") => node(o, old, &mut c),
         ("apps", "deployments") => deployment(o, old, &mut c),
         ("apps", "replicasets") => replica_set(o, old, &mut c),
@@ -52,6 +53,18 @@ pub fn validate(group: &str, resource: &str, obj: &Value, old: Option<&Value>) -
         ("scheduling.k8s.io", "priorityclasses") => priority_class(o, old, &mut c),
         ("storage.k8s.io", "storageclasses") => storage_class(o, old, &mut c),
         _ => {}
+    }
+    c
+}
+
+/// The validation causes of a write to the status subresource of `obj` (upstream's
+/// `ValidateUpdateStatus` of the registry strategies, on top of what `validate` checks).
+pub fn status(group: &str, resource: &str, obj: &Value, old: &Value) -> Vec<Cause> {
+    let mut c = Vec::new();
+    if let (Some(o), Some(old)) = (obj.as_object(), old.as_object())
+        && (group, resource) == ("batch", "jobs")
+    {
+        job_status(o, old, &mut c);
     }
     c
 }
@@ -1612,12 +1625,19 @@ fn job_spec(spec: &Object, path: &str, c: &mut Vec<Cause>) {
         ));
     }
     per_index_limits(spec, path, c);
-    pod_failure_policy_actions(spec, path, c);
+    pod_failure_policy(spec, path, c);
     success_policy(spec, path, c);
+    // Upstream's `validatePodReplacementPolicy`: with a podFailurePolicy only Failed.
+    let has_pfp = spec.get("podFailurePolicy").is_some_and(|v| !v.is_null());
+    let replacement: &[&str] = if has_pfp {
+        &["Failed"]
+    } else {
+        &["Failed", "TerminatingOrFailed"]
+    };
     one_of(
         spec.get("podReplacementPolicy"),
         &at(path, "podReplacementPolicy"),
-        &["TerminatingOrFailed", "Failed"],
+        replacement,
         false,
         c,
     );
@@ -1632,11 +1652,23 @@ fn job_spec(spec: &Object, path: &str, c: &mut Vec<Cause>) {
         .and_then(|s| s.get("restartPolicy"))
         .and_then(Value::as_str)
         .unwrap_or("");
-    if restart != "OnFailure" && restart != "Never" {
-        c.push(required(
-            at(&tp, "spec.restartPolicy"),
+    let restart_path = at(&tp, "spec.restartPolicy");
+    match restart {
+        "Always" | "" => c.push(required(
+            restart_path,
             "valid values: \"OnFailure\", \"Never\"",
-        ));
+        )),
+        "OnFailure" if has_pfp => c.push(Cause::invalid(
+            restart_path,
+            &json!(restart),
+            "only \"Never\" is supported when podFailurePolicy is specified",
+        )),
+        "OnFailure" | "Never" => {}
+        other => c.push(Cause::unsupported(
+            restart_path,
+            &json!(other),
+            &["OnFailure", "Never"],
+        )),
     }
 }
 
@@ -1723,19 +1755,76 @@ fn per_index_limits(spec: &Object, path: &str, c: &mut Vec<Cause>) {
     }
 }
 
-/// Upstream's `validatePodFailurePolicyRule` for the rule actions: required, one of the four,
-/// and FailIndex only with `backoffLimitPerIndex`.
-fn pod_failure_policy_actions(spec: &Object, path: &str, c: &mut Vec<Cause>) {
-    let Some(policy) = spec.get("podFailurePolicy").and_then(Value::as_object) else {
+/// Upstream's `maxPodFailurePolicyRules`, `maxPodFailurePolicyOnExitCodesValues` and
+/// `maxPodFailurePolicyOnPodConditionsPatterns`.
+const POD_FAILURE_POLICY_RULES: usize = 20;
+const ON_EXIT_CODES_VALUES: usize = 255;
+const ON_POD_CONDITIONS_PATTERNS: usize = 20;
+
+/// `Too many: n: must have at most max items` (upstream's `field.TooMany`).
+fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Cause {
+    Cause {
+        reason: "FieldValueTooMany",
+        message: format!("Too many: {actual}: must have at most {max} items"),
+        field: field.into(),
+    }
+}
+
+/// An invalid value upstream reports without the value (`field.OmitValueType`).
+fn invalid_omitted(field: impl Into<String>, detail: &str) -> Cause {
+    Cause {
+        reason: "FieldValueInvalid",
+        message: format!("Invalid value: {detail}"),
+        field: field.into(),
+    }
+}
+
+/// Go's `%#v` of a `[]int32` decoded from `v` (`nil` when absent).
+fn go_int32_slice(v: Option<&Value>) -> String {
+    match v.and_then(Value::as_array) {
+        None => "[]int32(nil)".to_string(),
+        Some(a) => {
+            let parts: Vec<String> = a.iter().map(Value::to_string).collect();
+            format!("[]int32{{{}}}", parts.join(", "))
+        }
+    }
+}
+
+/// Upstream's `validatePodFailurePolicy` and `validatePodFailurePolicyRule` (Kubernetes
+/// 1.33): at most 20 rules; each rule has an action (FailIndex only with
+/// `backoffLimitPerIndex`) and exactly one of `onExitCodes` and `onPodConditions`.
+fn pod_failure_policy(spec: &Object, path: &str, c: &mut Vec<Cause>) {
+    let pfp_path = at(path, "podFailurePolicy");
+    let Some(policy) = obj(spec.get("podFailurePolicy"), &pfp_path, c) else {
         return;
     };
-    let rules_path = at(&at(path, "podFailurePolicy"), "rules");
+    let rules_path = at(&pfp_path, "rules");
+    let rules = list(policy.get("rules"), &rules_path, c);
+    if rules.len() > POD_FAILURE_POLICY_RULES {
+        c.push(too_many(&rules_path, rules.len(), POD_FAILURE_POLICY_RULES));
+    }
+    // The names an `onExitCodes.containerName` may refer to.
+    let template_spec = spec
+        .get("template")
+        .and_then(|t| t.get("spec"))
+        .and_then(Value::as_object);
+    let container_names: BTreeSet<&str> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| {
+            template_spec
+                .and_then(|s| s.get(*k))
+                .and_then(Value::as_array)
+        })
+        .flatten()
+        .filter_map(|ctr| ctr.get("name").and_then(Value::as_str))
+        .collect();
     let per_index = spec
         .get("backoffLimitPerIndex")
         .is_some_and(|v| !v.is_null());
     let actions = ["Count", "FailIndex", "FailJob", "Ignore"];
-    for (i, rule) in list(policy.get("rules"), &rules_path, c).iter().enumerate() {
-        let action_path = at(&idx(&rules_path, i), "action");
+    for (i, rule) in rules.iter().enumerate() {
+        let rule_path = idx(&rules_path, i);
+        let action_path = at(&rule_path, "action");
         match rule.get("action").and_then(Value::as_str).unwrap_or("") {
             "" => c.push(required(
                 action_path,
@@ -1751,6 +1840,160 @@ fn pod_failure_policy_actions(spec: &Object, path: &str, c: &mut Vec<Cause>) {
             }
             _ => {}
         }
+        let exit_path = at(&rule_path, "onExitCodes");
+        let on_exit = obj(rule.get("onExitCodes"), &exit_path, c);
+        if let Some(req) = on_exit {
+            on_exit_codes(req, &exit_path, &container_names, c);
+        }
+        let cond_path = at(&rule_path, "onPodConditions");
+        let patterns = list(rule.get("onPodConditions"), &cond_path, c);
+        if !patterns.is_empty() {
+            on_pod_conditions(patterns, &cond_path, c);
+        }
+        match (on_exit.is_some(), !patterns.is_empty()) {
+            (true, true) => c.push(invalid_omitted(
+                &rule_path,
+                "specifying both OnExitCodes and OnPodConditions is not supported",
+            )),
+            (false, false) => c.push(invalid_omitted(
+                &rule_path,
+                "specifying one of OnExitCodes and OnPodConditions is required",
+            )),
+            _ => {}
+        }
+    }
+}
+
+/// Upstream's `validatePodFailurePolicyRuleOnExitCodes`: operator In or NotIn, a container
+/// name from the template, and 1 to 255 values that are unique, ordered, and not 0 with In.
+fn on_exit_codes(req: &Object, path: &str, names: &BTreeSet<&str>, c: &mut Vec<Cause>) {
+    let op_path = at(path, "operator");
+    let operator = string(req.get("operator"), &op_path, c);
+    match operator {
+        "" => c.push(required(&op_path, "valid values: [\"In\" \"NotIn\"]")),
+        "In" | "NotIn" => {}
+        other => c.push(Cause::unsupported(
+            &op_path,
+            &json!(other),
+            &["In", "NotIn"],
+        )),
+    }
+    let name_path = at(path, "containerName");
+    if let Some(v) = req.get("containerName").filter(|v| !v.is_null()) {
+        let name = string(Some(v), &name_path, c);
+        if !names.contains(name) {
+            c.push(Cause::invalid(
+                name_path,
+                &json!(name),
+                "must be one of the container or initContainer names in the pod template",
+            ));
+        }
+    }
+    let values_path = at(path, "values");
+    let values = list(req.get("values"), &values_path, c);
+    if values.is_empty() {
+        c.push(invalid_rendered(
+            &values_path,
+            &go_int32_slice(req.get("values")),
+            "at least one value is required",
+        ));
+    } else if values.len() > ON_EXIT_CODES_VALUES {
+        c.push(too_many(&values_path, values.len(), ON_EXIT_CODES_VALUES));
+    }
+    let mut seen = BTreeSet::new();
+    let mut ordered = true;
+    let mut previous: Option<i64> = None;
+    for (j, v) in values.iter().enumerate() {
+        let value_path = idx(&values_path, j);
+        let Some(code) = int(Some(v), &value_path, c) else {
+            continue;
+        };
+        if operator == "In" && code == 0 {
+            c.push(Cause::invalid(
+                &value_path,
+                &json!(0),
+                "must not be 0 for the In operator",
+            ));
+        }
+        if !seen.insert(code) {
+            c.push(Cause::duplicate(&value_path, &json!(code)));
+        }
+        // Upstream compares each value with the one before it: equal neighbours are
+        // duplicates, not disorder.
+        if previous.is_some_and(|p| p > code) {
+            ordered = false;
+        }
+        previous = Some(code);
+    }
+    if !ordered {
+        c.push(invalid_rendered(
+            values_path,
+            &go_int32_slice(req.get("values")),
+            "must be ordered",
+        ));
+    }
+}
+
+/// Upstream's `validatePodFailurePolicyRuleOnPodConditions`: at most 20 patterns, each with
+/// a qualified-name `type` and a `status` of True, False or Unknown (defaulted to True).
+fn on_pod_conditions(patterns: &[Value], path: &str, c: &mut Vec<Cause>) {
+    if patterns.len() > ON_POD_CONDITIONS_PATTERNS {
+        c.push(too_many(path, patterns.len(), ON_POD_CONDITIONS_PATTERNS));
+    }
+    let statuses = ["False", "True", "Unknown"];
+    for (j, pattern) in patterns.iter().enumerate() {
+        let pattern_path = idx(path, j);
+        let type_path = at(&pattern_path, "type");
+        let ty = string(pattern.get("type"), &type_path, c);
+        if let Some(e) = super::meta::qualified_name_error(ty) {
+            c.push(Cause::invalid(type_path, &json!(ty), &e));
+        }
+        let status_path = at(&pattern_path, "status");
+        match string(pattern.get("status"), &status_path, c) {
+            "" => c.push(required(
+                status_path,
+                "valid values: [\"False\" \"True\" \"Unknown\"]",
+            )),
+            s if !statuses.contains(&s) => {
+                c.push(Cause::unsupported(status_path, &json!(s), &statuses));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Upstream's `parseIndexInterval`: "x" or "x-y" with x < y, both below `completions`.
+fn index_interval(interval: &str, completions: i64) -> Result<(i64, i64), String> {
+    let parts: Vec<&str> = interval.split('-').collect();
+    if parts.len() > 2 {
+        return Err(format!(
+            "the fragment {} violates the requirement that an index interval can have at most \
+             two parts separated by '-'",
+            go_quote(interval)
+        ));
+    }
+    let number = |p: &str| {
+        let n = p.parse::<i64>().map_err(|_| {
+            format!(
+                "cannot convert string to integer for index: {}",
+                go_quote(p)
+            )
+        })?;
+        if n >= completions {
+            return Err(format!("too large index: {}", go_quote(p)));
+        }
+        Ok(n)
+    };
+    let x = number(parts[0])?;
+    match parts.get(1) {
+        Some(p) => {
+            let y = number(p)?;
+            if x >= y {
+                return Err(format!("non-increasing order, previous: {x}, current: {y}"));
+            }
+            Ok((x, y))
+        }
+        None => Ok((x, x)),
     }
 }
 
@@ -1763,41 +2006,7 @@ fn indexes_format(s: &str, completions: i64) -> Result<i64, String> {
     let mut last: Option<i64> = None;
     let mut total = 0;
     for interval in s.split(',') {
-        let parts: Vec<&str> = interval.split('-').collect();
-        if parts.len() > 2 {
-            return Err(format!(
-                "the fragment {} violates the requirement that an index interval can have at \
-                 most two parts separated by '-'",
-                go_quote(interval)
-            ));
-        }
-        let number = |p: &str| {
-            p.parse::<i64>()
-                .map_err(|_| {
-                    format!(
-                        "cannot convert string to integer for index: {}",
-                        go_quote(p)
-                    )
-                })
-                .and_then(|n| {
-                    if n >= completions {
-                        Err(format!("too large index: {}", go_quote(p)))
-                    } else {
-                        Ok(n)
-                    }
-                })
-        };
-        let x = number(parts[0])?;
-        let y = match parts.get(1) {
-            Some(p) => {
-                let y = number(p)?;
-                if x >= y {
-                    return Err(format!("non-increasing order, previous: {x}, current: {y}"));
-                }
-                y
-            }
-            None => x,
-        };
+        let (x, y) = index_interval(interval, completions)?;
         if let Some(l) = last
             && l >= x
         {
@@ -1807,6 +2016,32 @@ fn indexes_format(s: &str, completions: i64) -> Result<i64, String> {
         last = Some(y);
     }
     Ok(total)
+}
+
+/// Upstream's `validateFailedIndexesNotOverlapCompleted`: the first index both lists hold.
+/// Intervals that do not parse are skipped here (the format check reports them).
+fn indexes_overlap(completed: &str, failed: &str, completions: i64) -> Option<i64> {
+    if completed.is_empty() || failed.is_empty() {
+        return None;
+    }
+    let parse = |s: &str| -> Vec<(i64, i64)> {
+        s.split(',')
+            .filter_map(|i| index_interval(i, completions).ok())
+            .collect()
+    };
+    let (completed, failed) = (parse(completed), parse(failed));
+    let (mut ci, mut fi) = (0, 0);
+    while let (Some(&(cx, cy)), Some(&(fx, fy))) = (completed.get(ci), failed.get(fi)) {
+        if cx <= fy && fx <= cy {
+            return Some(cx.max(fx));
+        }
+        if cx <= fx {
+            ci += 1;
+        } else {
+            fi += 1;
+        }
+    }
+    None
 }
 
 /// Upstream's `validateSuccessPolicy` (Kubernetes 1.33): Indexed Jobs only, 1 to 20 rules,
@@ -1964,6 +2199,89 @@ fn job(o: &Object, old: Option<&Object>, c: &mut Vec<Cause>) {
             "spec.template",
             spec.get("template").unwrap_or(&Value::Null),
             IMMUTABLE,
+        ));
+    }
+}
+
+/// Upstream's `ValidateJobStatusUpdate` with the options the Job strategy sets (Kubernetes
+/// 1.33), for the counters and the index lists: counts are non-negative; a changed
+/// `completedIndexes` or `failedIndexes` must be in the interval format below `completions`,
+/// `completedIndexes` only on Indexed Jobs, `failedIndexes` only with
+/// `backoffLimitPerIndex`, and the two lists must not share an index. Like upstream, the
+/// index checks apply only to lists the write changes, so an old bad value can be fixed.
+fn job_status(o: &Object, old: &Object, c: &mut Vec<Cause>) {
+    let empty = Object::new();
+    let status_of = |o: &'_ Object| -> Object {
+        o.get("status")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (status, old_status) = (status_of(o), status_of(old));
+    for key in ["active", "succeeded", "failed", "ready", "terminating"] {
+        nonnegative(status.get(key), &at("status", key), c);
+    }
+    let spec = o.get("spec").and_then(Value::as_object).unwrap_or(&empty);
+    let completions = spec.get("completions").and_then(Value::as_i64);
+    let per_index = spec
+        .get("backoffLimitPerIndex")
+        .is_some_and(|v| !v.is_null());
+    let completed_path = "status.completedIndexes";
+    let failed_path = "status.failedIndexes";
+    let completed = string(status.get("completedIndexes"), completed_path, c);
+    let failed_v = status.get("failedIndexes").filter(|v| !v.is_null());
+    let failed = failed_v.map(|v| string(Some(v), failed_path, c));
+    let completed_changed = !same(
+        status.get("completedIndexes"),
+        old_status.get("completedIndexes"),
+    );
+    let failed_changed = !same(failed_v, old_status.get("failedIndexes"));
+    if completed_changed
+        && let Some(n) = completions
+        && let Err(e) = indexes_format(completed, n)
+    {
+        c.push(Cause::invalid(
+            completed_path,
+            &json!(completed),
+            &format!("error parsing completedIndexes: {e}"),
+        ));
+    }
+    if failed_changed
+        && per_index
+        && let (Some(n), Some(f)) = (completions, failed)
+        && let Err(e) = indexes_format(f, n)
+    {
+        c.push(Cause::invalid(
+            failed_path,
+            &json!(f),
+            &format!("error parsing failedIndexes: {e}"),
+        ));
+    }
+    if completed_changed && !completed.is_empty() && !is_indexed(spec) {
+        c.push(Cause::invalid(
+            completed_path,
+            &json!(completed),
+            "cannot set non-empty completedIndexes when non-indexed completion mode",
+        ));
+    }
+    if failed_changed
+        && !per_index
+        && let Some(f) = failed
+    {
+        c.push(Cause::invalid(
+            failed_path,
+            &json!(f),
+            "cannot set non-null failedIndexes when backoffLimitPerIndex is null",
+        ));
+    }
+    if (failed_changed || completed_changed)
+        && let (Some(n), Some(f)) = (completions, failed)
+        && let Some(i) = indexes_overlap(completed, f, n)
+    {
+        c.push(Cause::invalid(
+            failed_path,
+            &json!(f),
+            &format!("failedIndexes and completedIndexes overlap at index: {i}"),
         ));
     }
 }
@@ -2816,6 +3134,241 @@ fn persistent_volume_claim(o: &Object, old: Option<&Object>, c: &mut Vec<Cause>)
         ));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// ResourceQuotas.
+
+/// Upstream's `standardResourceQuotaScopes` plus the two scopes it accepts beside them.
+const QUOTA_SCOPES: [&str; 7] = [
+    "Terminating",
+    "NotTerminating",
+    "BestEffort",
+    "NotBestEffort",
+    "PriorityClass",
+    "CrossNamespacePodAffinity",
+    "VolumeAttributesClass",
+];
+
+/// Upstream's `IsStandardQuotaResourceName`: the resource names the scope checks look at
+/// (others, like `count/pods` or extended resources, take any scope).
+fn standard_quota_resource(name: &str) -> bool {
+    matches!(
+        name,
+        "cpu"
+            | "memory"
+            | "ephemeral-storage"
+            | "requests.cpu"
+            | "requests.memory"
+            | "requests.storage"
+            | "requests.ephemeral-storage"
+            | "limits.cpu"
+            | "limits.memory"
+            | "limits.ephemeral-storage"
+            | "pods"
+            | "resourcequotas"
+            | "services"
+            | "replicationcontrollers"
+            | "secrets"
+            | "persistentvolumeclaims"
+            | "configmaps"
+            | "services.nodeports"
+            | "services.loadbalancers"
+    ) || name.starts_with("hugepages-")
+        || name.starts_with("requests.hugepages-")
+}
+
+/// Upstream's `IsResourceQuotaScopeValidForResource`: the pod scopes go with pod counts and
+/// compute resources (BestEffort with the pod count only), VolumeAttributesClass with claim
+/// counts and requested storage.
+fn scope_valid_for_resource(scope: &str, resource: &str) -> bool {
+    let pod_count = resource == "pods";
+    let pod_compute = matches!(
+        resource,
+        "cpu" | "memory" | "limits.cpu" | "limits.memory" | "requests.cpu" | "requests.memory"
+    );
+    match scope {
+        "Terminating"
+        | "NotTerminating"
+        | "NotBestEffort"
+        | "PriorityClass"
+        | "CrossNamespacePodAffinity" => pod_count || pod_compute,
+        "BestEffort" => pod_count,
+        "VolumeAttributesClass" => {
+            matches!(resource, "persistentvolumeclaims" | "requests.storage")
+        }
+        _ => true,
+    }
+}
+
+/// Go's `%#v` of a `[]string` (or of a named string slice type `ty`).
+fn go_strings(ty: &str, v: Option<&Value>) -> String {
+    match v.and_then(Value::as_array) {
+        None => format!("{ty}(nil)"),
+        Some(a) => {
+            let parts: Vec<String> = a
+                .iter()
+                .map(|s| go_quote(s.as_str().unwrap_or_default()))
+                .collect();
+            format!("{ty}{{{}}}", parts.join(", "))
+        }
+    }
+}
+
+/// Go's `%#v` of a `core.ScopeSelector`.
+fn go_scope_selector(v: &Value) -> String {
+    let exprs = match v.get("matchExpressions").and_then(Value::as_array) {
+        None => "[]core.ScopedResourceSelectorRequirement(nil)".to_string(),
+        Some(list) => {
+            let parts: Vec<String> = list
+                .iter()
+                .map(|e| {
+                    let s = |k: &str| go_quote(e.get(k).and_then(Value::as_str).unwrap_or(""));
+                    format!(
+                        "core.ScopedResourceSelectorRequirement{{ScopeName:{}, Operator:{}, \
+                         Values:{}}}",
+                        s("scopeName"),
+                        s("operator"),
+                        go_strings("[]string", e.get("values"))
+                    )
+                })
+                .collect();
+            format!(
+                "[]core.ScopedResourceSelectorRequirement{{{}}}",
+                parts.join(", ")
+            )
+        }
+    };
+    format!("core.ScopeSelector{{MatchExpressions:{exprs}}}")
+}
+
+/// Upstream's `validateResourceQuotaScopes` and `validateScopeSelector` (Kubernetes 1.33
+/// with the VolumeAttributesClass scope): known scopes, each valid for every standard
+/// resource in `spec.hard`, no conflicting pair (BestEffort/NotBestEffort,
+/// Terminating/NotTerminating), and selector operators that fit the scope.
+fn resource_quota(o: &Object, c: &mut Vec<Cause>) {
+    let spec = spec_of(o, c);
+    let hard: BTreeSet<&str> = spec
+        .get("hard")
+        .and_then(Value::as_object)
+        .map(|h| h.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let standard: Vec<&str> = hard
+        .iter()
+        .copied()
+        .filter(|k| standard_quota_resource(k))
+        .collect();
+    let conflicts = |names: &BTreeSet<&str>| {
+        [
+            ("BestEffort", "NotBestEffort"),
+            ("Terminating", "NotTerminating"),
+        ]
+        .iter()
+        .filter(|(a, b)| names.contains(a) && names.contains(b))
+        .count()
+    };
+    let scopes = list(spec.get("scopes"), "spec.scopes", c);
+    if !scopes.is_empty() {
+        let rendered = go_strings("[]core.ResourceQuotaScope", spec.get("scopes"));
+        let mut seen = BTreeSet::new();
+        for scope in scopes {
+            let scope = string(Some(scope), "spec.scopes", c);
+            if !QUOTA_SCOPES.contains(&scope) {
+                c.push(invalid_rendered(
+                    "spec.scopes",
+                    &rendered,
+                    "unsupported scope",
+                ));
+            }
+            for _ in standard
+                .iter()
+                .filter(|k| !scope_valid_for_resource(scope, k))
+            {
+                c.push(invalid_rendered(
+                    "spec.scopes",
+                    &rendered,
+                    "unsupported scope applied to resource",
+                ));
+            }
+            seen.insert(scope);
+        }
+        for _ in 0..conflicts(&seen) {
+            c.push(invalid_rendered(
+                "spec.scopes",
+                &rendered,
+                "conflicting scopes",
+            ));
+        }
+    }
+    let Some(selector) = spec.get("scopeSelector").filter(|v| !v.is_null()) else {
+        return;
+    };
+    let path = "spec.scopeSelector.matchExpressions";
+    let rendered = go_scope_selector(selector);
+    let mut seen = BTreeSet::new();
+    for req in list(selector.get("matchExpressions"), path, c) {
+        let scope = string(req.get("scopeName"), &at(path, "scopeName"), c);
+        let operator = string(req.get("operator"), &at(path, "operator"), c);
+        let values = list(req.get("values"), &at(path, "values"), c);
+        if !QUOTA_SCOPES.contains(&scope) {
+            c.push(Cause::invalid(
+                at(path, "scopeName"),
+                &json!(scope),
+                "unsupported scope",
+            ));
+        }
+        for _ in standard
+            .iter()
+            .filter(|k| !scope_valid_for_resource(scope, k))
+        {
+            c.push(invalid_rendered(
+                path,
+                &rendered,
+                "unsupported scope applied to resource",
+            ));
+        }
+        if matches!(
+            scope,
+            "BestEffort"
+                | "NotBestEffort"
+                | "Terminating"
+                | "NotTerminating"
+                | "CrossNamespacePodAffinity"
+        ) && operator != "Exists"
+        {
+            c.push(Cause::invalid(
+                at(path, "operator"),
+                &json!(operator),
+                "must be 'Exist' when scope is any of ResourceQuotaScopeTerminating, \
+                 ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, \
+                 ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity",
+            ));
+        }
+        match operator {
+            "In" | "NotIn" if values.is_empty() => c.push(required(
+                at(path, "values"),
+                "must be at least one value when `operator` is 'In' or 'NotIn' for scope selector",
+            )),
+            "Exists" | "DoesNotExist" if !values.is_empty() => c.push(invalid_rendered(
+                at(path, "values"),
+                &go_strings("[]string", req.get("values")),
+                "must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector",
+            )),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => c.push(Cause::invalid(
+                at(path, "operator"),
+                &json!(other),
+                "not a valid selector operator",
+            )),
+        }
+        seen.insert(scope);
+    }
+    for _ in 0..conflicts(&seen) {
+        c.push(invalid_rendered(path, &rendered, "conflicting scopes"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes.
 
 /// A node's pod CIDRs: `podCIDRs`, or the single `podCIDR`.
 fn pod_cidrs(spec: Option<&Value>) -> Vec<String> {
@@ -3700,6 +4253,286 @@ mod tests {
             texts(&job_with(fail_index)),
             [
                 "spec.podFailurePolicy.rules[0].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set"
+            ]
+        );
+    }
+
+    /// A NonIndexed Job whose podFailurePolicy has `rules`.
+    fn policy_job(rules: Value) -> Value {
+        let mut job = job_with(json!({"podFailurePolicy": {"rules": rules}}));
+        job["spec"]["completionMode"] = json!("NonIndexed");
+        job["spec"]["template"]["spec"]["initContainers"] = json!([{"name": "setup",
+            "image": "busybox", "imagePullPolicy": "Always", "terminationMessagePolicy": "File"}]);
+        job
+    }
+
+    #[test]
+    fn pod_failure_policy_exit_codes_are_validated_as_upstream() {
+        let exit = |req: Value| policy_job(json!([{"action": "FailJob", "onExitCodes": req}]));
+        assert_eq!(
+            texts(&exit(json!({"operator": "In", "values": [1, 2, 42]}))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            texts(&exit(
+                json!({"containerName": "setup", "operator": "NotIn", "values": [0, 1]})
+            )),
+            Vec::<String>::new()
+        );
+        let p = "spec.podFailurePolicy.rules[0].onExitCodes";
+        assert_eq!(
+            texts(&exit(json!({"operator": "In", "values": [0, 3, 3, 1]}))),
+            [
+                format!("{p}.values[0]: Invalid value: 0: must not be 0 for the In operator"),
+                format!("{p}.values[2]: Duplicate value: 3"),
+                format!("{p}.values: Invalid value: []int32{{0, 3, 3, 1}}: must be ordered"),
+            ]
+        );
+        assert_eq!(
+            texts(&exit(json!({"containerName": "other", "values": []}))),
+            [
+                format!("{p}.operator: Required value: valid values: [\"In\" \"NotIn\"]"),
+                format!(
+                    "{p}.containerName: Invalid value: \"other\": must be one of the container \
+                     or initContainer names in the pod template"
+                ),
+                format!("{p}.values: Invalid value: []int32{{}}: at least one value is required"),
+            ]
+        );
+        let many: Vec<i64> = (1..=256).collect();
+        assert_eq!(
+            texts(&exit(json!({"operator": "Between", "values": many}))),
+            [
+                format!(
+                    "{p}.operator: Unsupported value: \"Between\": supported values: \"In\", \"NotIn\""
+                ),
+                format!("{p}.values: Too many: 256: must have at most 255 items"),
+            ]
+        );
+    }
+
+    #[test]
+    fn pod_failure_policy_rules_are_validated_as_upstream() {
+        let conditions = json!([{"type": "DisruptionTarget", "status": "True"}]);
+        assert_eq!(
+            texts(&policy_job(
+                json!([{"action": "Ignore", "onPodConditions": conditions}])
+            )),
+            Vec::<String>::new()
+        );
+        let r = "spec.podFailurePolicy.rules[0]";
+        assert_eq!(
+            texts(&policy_job(json!([{"action": "Count"}]))),
+            [format!(
+                "{r}: Invalid value: specifying one of OnExitCodes and OnPodConditions is required"
+            )]
+        );
+        assert_eq!(
+            texts(&policy_job(
+                json!([{"action": "Retry", "onPodConditions": conditions,
+                "onExitCodes": {"operator": "In", "values": [1]}}])
+            )),
+            [
+                format!(
+                    "{r}.action: Unsupported value: \"Retry\": supported values: \"Count\", \"FailIndex\", \"FailJob\", \"Ignore\""
+                ),
+                format!(
+                    "{r}: Invalid value: specifying both OnExitCodes and OnPodConditions is not supported"
+                ),
+            ]
+        );
+        assert_eq!(
+            texts(&policy_job(
+                json!([{"action": "Ignore", "onPodConditions": [
+                {"type": "bad type!", "status": "True"}, {"type": "Ready", "status": "Maybe"},
+                {"type": "Ready", "status": ""}]}])
+            )),
+            [
+                format!(
+                    "{r}.onPodConditions[0].type: Invalid value: \"bad type!\": {}",
+                    super::super::meta::qualified_name_error("bad type!").unwrap()
+                ),
+                format!(
+                    "{r}.onPodConditions[1].status: Unsupported value: \"Maybe\": supported values: \"False\", \"True\", \"Unknown\""
+                ),
+                format!(
+                    "{r}.onPodConditions[2].status: Required value: valid values: [\"False\" \"True\" \"Unknown\"]"
+                ),
+            ]
+        );
+        let pattern = json!({"type": "DisruptionTarget"});
+        let many = json!([{"action": "Ignore", "onPodConditions": vec![pattern; 21]}]);
+        assert!(texts(&policy_job(many)).contains(
+            &"spec.podFailurePolicy.rules[0].onPodConditions: Too many: 21: must have at most 20 items"
+                .to_string()
+        ));
+        let rule = json!({"action": "Ignore", "onPodConditions": conditions});
+        assert_eq!(
+            texts(&policy_job(Value::Array(vec![rule; 21]))),
+            ["spec.podFailurePolicy.rules: Too many: 21: must have at most 20 items"]
+        );
+        // Restart policy and pod replacement policy narrow with a podFailurePolicy.
+        let mut on_failure =
+            policy_job(json!([{"action": "Ignore", "onPodConditions": conditions}]));
+        on_failure["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
+        on_failure["spec"]["podReplacementPolicy"] = json!("TerminatingOrFailed");
+        assert_eq!(
+            texts(&on_failure),
+            [
+                "spec.podReplacementPolicy: Unsupported value: \"TerminatingOrFailed\": supported values: \"Failed\"",
+                "spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified",
+            ]
+        );
+    }
+
+    /// The status causes of moving `job`'s status from `old` to `new`.
+    fn status_texts(job: &Value, old: Value, new: Value) -> Vec<String> {
+        let (mut before, mut after) = (job.clone(), job.clone());
+        before["status"] = old;
+        after["status"] = new;
+        status("batch", "jobs", &after, &before)
+            .iter()
+            .map(Cause::text)
+            .collect()
+    }
+
+    #[test]
+    fn job_status_counts_and_indexes_are_validated_as_upstream() {
+        let per_index = job_with(json!({"backoffLimitPerIndex": 1}));
+        assert_eq!(
+            status_texts(
+                &per_index,
+                json!({}),
+                json!({"active": 1, "ready": 1, "completedIndexes": "0,2", "failedIndexes": "1"})
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            status_texts(
+                &per_index,
+                json!({}),
+                json!({"active": -1, "succeeded": -2, "failed": -3, "ready": -4, "terminating": -5})
+            ),
+            [
+                "status.active: Invalid value: -1: must be greater than or equal to 0",
+                "status.succeeded: Invalid value: -2: must be greater than or equal to 0",
+                "status.failed: Invalid value: -3: must be greater than or equal to 0",
+                "status.ready: Invalid value: -4: must be greater than or equal to 0",
+                "status.terminating: Invalid value: -5: must be greater than or equal to 0",
+            ]
+        );
+        assert_eq!(
+            status_texts(
+                &per_index,
+                json!({}),
+                json!({"completedIndexes": "2,1", "failedIndexes": "0-4"})
+            ),
+            [
+                "status.completedIndexes: Invalid value: \"2,1\": error parsing completedIndexes: non-increasing order, previous: 2, current: 1",
+                "status.failedIndexes: Invalid value: \"0-4\": error parsing failedIndexes: too large index: \"4\"",
+            ]
+        );
+        assert_eq!(
+            status_texts(
+                &per_index,
+                json!({"completedIndexes": "0-1"}),
+                json!({"completedIndexes": "0-1", "failedIndexes": "1-2"})
+            ),
+            [
+                "status.failedIndexes: Invalid value: \"1-2\": failedIndexes and completedIndexes overlap at index: 1"
+            ]
+        );
+        // Unchanged lists are not checked again (upstream's ratcheting).
+        assert_eq!(
+            status_texts(
+                &per_index,
+                json!({"completedIndexes": "x"}),
+                json!({"completedIndexes": "x", "active": 1})
+            ),
+            Vec::<String>::new()
+        );
+        let mut non_indexed = job_with(json!({}));
+        non_indexed["spec"]["completionMode"] = json!("NonIndexed");
+        assert_eq!(
+            status_texts(
+                &non_indexed,
+                json!({}),
+                json!({"completedIndexes": "1", "failedIndexes": ""})
+            ),
+            [
+                "status.completedIndexes: Invalid value: \"1\": cannot set non-empty completedIndexes when non-indexed completion mode",
+                "status.failedIndexes: Invalid value: \"\": cannot set non-null failedIndexes when backoffLimitPerIndex is null",
+            ]
+        );
+        assert_eq!(indexes_overlap("0,3-5", "1-2,6", 8), None);
+        assert_eq!(indexes_overlap("0,3-5", "1-2,4", 8), Some(4));
+        assert_eq!(indexes_overlap("bad,3", "3", 8), Some(3));
+    }
+
+    fn quota_texts(spec: Value) -> Vec<String> {
+        let quota = json!({"metadata": {"name": "q", "namespace": "default"}, "spec": spec});
+        validate("", "resourcequotas", &quota, None)
+            .iter()
+            .map(Cause::text)
+            .collect()
+    }
+
+    #[test]
+    fn quota_scopes_fit_their_resources_as_upstream() {
+        let gold = json!({"matchExpressions": [
+            {"scopeName": "VolumeAttributesClass", "operator": "In", "values": ["gold"]}]});
+        assert_eq!(
+            quota_texts(
+                json!({"hard": {"persistentvolumeclaims": "2", "requests.storage": "5Gi",
+                "count/persistentvolumeclaims": "2"}, "scopeSelector": gold})
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            quota_texts(json!({"hard": {"pods": "2", "cpu": "1"}, "scopes": ["NotBestEffort"]})),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            quota_texts(json!({"hard": {"pods": "2", "requests.storage": "1Gi"},
+                "scopeSelector": gold})),
+            [
+                "spec.scopeSelector.matchExpressions: Invalid value: core.ScopeSelector{MatchExpressions:[]core.ScopedResourceSelectorRequirement{core.ScopedResourceSelectorRequirement{ScopeName:\"VolumeAttributesClass\", Operator:\"In\", Values:[]string{\"gold\"}}}}: unsupported scope applied to resource"
+            ]
+        );
+        assert_eq!(
+            quota_texts(json!({"hard": {"persistentvolumeclaims": "2"},
+                "scopes": ["VolumeAttributesClass", "BestEffort"]})),
+            [
+                "spec.scopes: Invalid value: []core.ResourceQuotaScope{\"VolumeAttributesClass\", \"BestEffort\"}: unsupported scope applied to resource"
+            ]
+        );
+        assert_eq!(
+            quota_texts(json!({"hard": {"pods": "1"},
+                "scopes": ["BestEffort", "NotBestEffort", "Sometimes"]})),
+            [
+                "spec.scopes: Invalid value: []core.ResourceQuotaScope{\"BestEffort\", \"NotBestEffort\", \"Sometimes\"}: unsupported scope",
+                "spec.scopes: Invalid value: []core.ResourceQuotaScope{\"BestEffort\", \"NotBestEffort\", \"Sometimes\"}: conflicting scopes",
+            ]
+        );
+        let p = "spec.scopeSelector.matchExpressions";
+        assert_eq!(
+            quota_texts(json!({"hard": {"count/persistentvolumeclaims": "1"},
+                "scopeSelector": {"matchExpressions": [
+                    {"scopeName": "VolumeAttributesClass", "operator": "In"},
+                    {"scopeName": "VolumeAttributesClass", "operator": "Exists", "values": ["x"]},
+                    {"scopeName": "VolumeAttributesClass", "operator": "Like", "values": ["x"]},
+                    {"scopeName": "Terminating", "operator": "DoesNotExist"}]}})),
+            [
+                format!(
+                    "{p}.values: Required value: must be at least one value when `operator` is 'In' or 'NotIn' for scope selector"
+                ),
+                format!(
+                    "{p}.values: Invalid value: []string{{\"x\"}}: must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector"
+                ),
+                format!("{p}.operator: Invalid value: \"Like\": not a valid selector operator"),
+                format!(
+                    "{p}.operator: Invalid value: \"DoesNotExist\": must be 'Exist' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity"
+                ),
             ]
         );
     }

@@ -11,8 +11,8 @@
 //!   their `tolerationSeconds` (300 s by default, set by the API server's defaulting) run out;
 //! - every node gets a `spec.podCIDR` from the cluster CIDR, released when the node goes.
 //!
-//! The NoExecute taints are added zone by zone (zones from the `topology.kubernetes.io/zone`
-//! label) at a limited rate, as upstream's zone-aware eviction: each zone is Normal,
+//! The NoExecute taints are added zone by zone (zones keyed by region and zone labels as
+//! upstream's `GetZoneKey`, see `zone_of`) at a limited rate, as upstream's zone-aware eviction: each zone is Normal,
 //! PartialDisruption (more than 2 and at least 55 % of its nodes not ready) or FullDisruption
 //! (none ready); a zone taints 0.1 node/s, in partial disruption 0.01 node/s when it has more
 //! than 50 nodes and none otherwise. When every zone is fully disrupted (the control plane is
@@ -48,8 +48,12 @@ const MANAGED: &[&str] = &[
     "node.kubernetes.io/unschedulable",
 ];
 const COMPONENT: &str = "node-controller";
-/// The label a node's zone comes from (upstream's `utilnode.GetZoneKey` reads it too).
+/// The labels a node's zone key is made of, as upstream's `GetZoneKey`
+/// (k8s.io/component-helpers/node/topology) reads them: the deprecated beta labels first.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+pub const BETA_ZONE_LABEL: &str = "failure-domain.beta.kubernetes.io/zone";
+pub const BETA_REGION_LABEL: &str = "failure-domain.beta.kubernetes.io/region";
 /// Upstream's `--unhealthy-zone-threshold`.
 pub const UNHEALTHY_ZONE_THRESHOLD: f64 = 0.55;
 /// Upstream's `--large-cluster-size-threshold`.
@@ -215,9 +219,25 @@ pub fn desired_taints(node: &Node, now: Timestamp, add_no_execute: bool) -> Opti
     (next != current).then_some(next)
 }
 
-/// The zone of a node: its `topology.kubernetes.io/zone` label, "" without one.
+/// The zone key of a node, upstream's `GetZoneKey`: the zone from the
+/// `failure-domain.beta.kubernetes.io/zone` label when the node has it (even empty), else
+/// from `topology.kubernetes.io/zone`; the region likewise from the beta then the GA region
+/// label; "" when both are empty, else `region + ":\0:" + zone` (the NUL keeps a colon in a
+/// region or zone name from making two keys equal).
 pub fn zone_of(node: &Node) -> String {
-    node.labels().get(ZONE_LABEL).cloned().unwrap_or_default()
+    let labels = node.labels();
+    let read = |beta: &str, ga: &str| {
+        labels
+            .get(beta)
+            .or_else(|| labels.get(ga))
+            .map_or("", String::as_str)
+    };
+    let zone = read(BETA_ZONE_LABEL, ZONE_LABEL);
+    let region = read(BETA_REGION_LABEL, REGION_LABEL);
+    if zone.is_empty() && region.is_empty() {
+        return String::new();
+    }
+    format!("{region}:\0:{zone}")
 }
 
 /// Upstream's zone states; `Initial` is a zone seen for the first time.
@@ -1088,8 +1108,37 @@ mod tests {
         );
         assert_eq!(zone_qps(ZoneState::PartialDisruption, 50), 0.0);
         assert_eq!(zone_qps(ZoneState::FullDisruption, 10), EVICTION_QPS);
-        let n = node(json!({"metadata": {"name": "n1", "labels": {ZONE_LABEL: "eu-1a"}}}));
-        assert_eq!(zone_of(&n), "eu-1a");
+    }
+
+    #[test]
+    fn zone_keys_follow_upstream_get_zone_key() {
+        let key = |labels: serde_json::Value| {
+            zone_of(&node(json!({"metadata": {"name": "n1", "labels": labels}})))
+        };
+        assert_eq!(key(json!({})), "");
+        assert_eq!(key(json!({ZONE_LABEL: "", REGION_LABEL: ""})), "");
+        assert_eq!(key(json!({ZONE_LABEL: "eu-1a"})), ":\0:eu-1a");
+        assert_eq!(
+            key(json!({ZONE_LABEL: "eu-1a", REGION_LABEL: "eu-1"})),
+            "eu-1:\0:eu-1a"
+        );
+        assert_eq!(key(json!({REGION_LABEL: "eu-1"})), "eu-1:\0:");
+        // The beta labels win when present, even when empty.
+        assert_eq!(
+            key(json!({BETA_ZONE_LABEL: "old-a", ZONE_LABEL: "eu-1a",
+                BETA_REGION_LABEL: "old", REGION_LABEL: "eu-1"})),
+            "old:\0:old-a"
+        );
+        assert_eq!(key(json!({BETA_ZONE_LABEL: "", ZONE_LABEL: "eu-1a"})), "");
+        assert_eq!(
+            key(json!({BETA_REGION_LABEL: "old", ZONE_LABEL: "eu-1a"})),
+            "old:\0:eu-1a"
+        );
+        // A colon in a name does not make two zones one.
+        assert_ne!(
+            key(json!({REGION_LABEL: "a:", ZONE_LABEL: "b"})),
+            key(json!({REGION_LABEL: "a", ZONE_LABEL: ":b"}))
+        );
     }
 
     #[test]

@@ -18,8 +18,9 @@ use kube::{Client, ResourceExt};
 
 use super::informer::{Change, Informer, Requeue, WorkQueue, key_of, lock, run_workers};
 use crate::quota::{
-    Amount, Usage, charged, claim_usage, is_claim_resource, is_pod_resource, is_service_resource,
-    merge, object_count_resource, pod_matches_scope, pod_usage, scope_requirements, service_usage,
+    Amount, Usage, charged, claim_matches_scope, claim_usage, is_claim_resource, is_pod_resource,
+    is_service_resource, merge, object_count_resource, pod_matches_scope, pod_usage,
+    scope_requirements, service_usage,
 };
 
 const WORKERS: usize = 5;
@@ -186,16 +187,20 @@ impl Controller {
                 }
             }
         }
-        // Only pods have scopes: a scoped quota counts no other object.
+        // Claims are selected by the VolumeAttributesClass scope (upstream's
+        // `pvcMatchesScopeFunc`); any other scope selects none of them.
+        if hard.iter().any(|h| is_claim_resource(h)) {
+            for pvc in self.claims.list_namespace(&ns) {
+                if scopes.iter().all(|r| claim_matches_scope(&pvc, r)) {
+                    merge(&mut usage, claim_usage(&pvc));
+                }
+            }
+        }
+        // Only pods and claims have scopes: a scoped quota counts no other object.
         if scopes.is_empty() {
             if hard.iter().any(|h| is_service_resource(h)) {
                 for svc in self.services.list_namespace(&ns) {
                     merge(&mut usage, service_usage(&svc));
-                }
-            }
-            if hard.iter().any(|h| is_claim_resource(h)) {
-                for pvc in self.claims.list_namespace(&ns) {
-                    merge(&mut usage, claim_usage(&pvc));
                 }
             }
             for name in &hard {

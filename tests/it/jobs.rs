@@ -829,3 +829,88 @@ fn per_index_back_off_and_success_policy_with_kubectl_1_33() {
         sim.pods_of("leader").len() == 1
     });
 }
+
+/// The API server refuses a bad `podFailurePolicy` and a bad `jobs/status` write with
+/// upstream's field paths and messages (no controllers: validation only).
+#[test]
+fn bad_pod_failure_policies_and_job_statuses_are_refused_with_kubectl_1_33() {
+    let Some(c) = crate::kubectl::Cluster::start_api_only(33) else {
+        return;
+    };
+    let policy = "  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes:\n        \
+                  containerName: sidecar\n        operator: In\n        values: [5, 0, 3]\n    \
+                  - action: Ignore\n      onPodConditions:\n      - type: DisruptionTarget\n      \
+                  onExitCodes:\n        operator: NotIn\n        values: [1]";
+    let bad = job_yaml("bad-policy", policy, "0");
+    let err = c.fails(&["apply", "-f", "-"], Some(&bad));
+    for want in [
+        "spec.podFailurePolicy.rules[0].onExitCodes.containerName: Invalid value: \"sidecar\": \
+         must be one of the container or initContainer names in the pod template",
+        "spec.podFailurePolicy.rules[0].onExitCodes.values[1]: Invalid value: 0: must not be 0 \
+         for the In operator",
+        "spec.podFailurePolicy.rules[0].onExitCodes.values: Invalid value: []int32{5, 0, 3}: \
+         must be ordered",
+        "spec.podFailurePolicy.rules[1]: Invalid value: specifying both OnExitCodes and \
+         OnPodConditions is not supported",
+    ] {
+        assert!(err.contains(want), "{want}\nnot in:\n{err}");
+    }
+    let on_failure = job_yaml(
+        "on-failure",
+        "  podFailurePolicy:\n    rules:\n    - action: Ignore\n      onPodConditions:\n      \
+         - type: DisruptionTarget",
+        "0",
+    )
+    .replace("restartPolicy: Never", "restartPolicy: OnFailure");
+    let err = c.fails(&["apply", "-f", "-"], Some(&on_failure));
+    assert!(
+        err.contains(
+            "spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is \
+             supported when podFailurePolicy is specified"
+        ),
+        "{err}"
+    );
+
+    // A good Indexed Job, then status writes through the subresource.
+    let indexed = job_yaml(
+        "indexed",
+        "  completions: 4\n  completionMode: Indexed\n  backoffLimitPerIndex: 1",
+        "0",
+    );
+    c.ok_in(&["apply", "-f", "-"], Some(&indexed));
+    let patch = |status: &str| {
+        let body = format!("{{\"status\": {status}}}");
+        c.run(
+            &[
+                "patch",
+                "job",
+                "indexed",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &body,
+            ],
+            None,
+        )
+    };
+    let out = patch(r#"{"completedIndexes": "0,2-3", "failedIndexes": "1", "active": 1}"#);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = patch(r#"{"completedIndexes": "0,2-3,x", "failedIndexes": "2", "ready": -1}"#);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "status.ready: Invalid value: -1: must be greater than or equal to 0",
+        "status.completedIndexes: Invalid value: \"0,2-3,x\": error parsing completedIndexes: \
+         cannot convert string to integer for index: \"x\"",
+        "status.failedIndexes: Invalid value: \"2\": failedIndexes and completedIndexes overlap \
+         at index: 2",
+    ] {
+        assert!(err.contains(want), "{want}\nnot in:\n{err}");
+    }
+    let job = c.json(&["get", "job", "indexed"]);
+    assert_eq!(job["status"]["completedIndexes"], "0,2-3", "{job}");
+}

@@ -129,3 +129,72 @@ fn quota_flow(c: &Cluster) {
 }
 
 crate::kubectl::both_versions!(quota_flow);
+
+/// The VolumeAttributesClass scope: a quota on the claims of one class counts and refuses only
+/// those, and validation refuses the scope on anything but claim counts and storage.
+fn volume_attributes_class_quota_flow(c: &Cluster) {
+    c.ok(&["create", "namespace", "vac"]);
+    let quota = |name: &str, hard: &str| {
+        format!(
+            "apiVersion: v1\nkind: ResourceQuota\nmetadata: {{name: {name}, namespace: vac}}\n\
+             spec:\n  hard: {{{hard}}}\n  scopeSelector:\n    matchExpressions:\n    \
+             - {{scopeName: VolumeAttributesClass, operator: In, values: [gold]}}\n"
+        )
+    };
+    let stderr = c.fails(
+        &["apply", "-f", "-"],
+        Some(&quota("bad", "pods: \"1\", persistentvolumeclaims: \"1\"")),
+    );
+    assert!(
+        stderr.contains("spec.scopeSelector.matchExpressions: Invalid value: ")
+            && stderr.contains("unsupported scope applied to resource"),
+        "{stderr}"
+    );
+    c.ok_in(
+        &["apply", "-f", "-"],
+        Some(&quota(
+            "gold",
+            "persistentvolumeclaims: \"1\", requests.storage: 5Gi",
+        )),
+    );
+    c.eventually("the gold quota's status", || {
+        used(c, "vac", "gold", "persistentvolumeclaims").as_deref() == Some("0")
+    });
+    let claim = |name: &str, class: Option<&str>| {
+        let class = class
+            .map(|c| format!("  volumeAttributesClassName: {c}\n"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}, namespace: vac}}\n\
+             spec:\n  accessModes: [ReadWriteOnce]\n{class}  resources: {{requests: {{storage: 1Gi}}}}\n"
+        )
+    };
+    c.ok_in(&["apply", "-f", "-"], Some(&claim("first", Some("gold"))));
+    assert_eq!(
+        used(c, "vac", "gold", "requests.storage").as_deref(),
+        Some("1Gi")
+    );
+    let stderr = c.fails(&["apply", "-f", "-"], Some(&claim("second", Some("gold"))));
+    assert!(
+        stderr.contains(
+            "persistentvolumeclaims \"second\" is forbidden: exceeded quota: gold, requested: \
+             persistentvolumeclaims=1, used: persistentvolumeclaims=1, limited: \
+             persistentvolumeclaims=1"
+        ),
+        "{stderr}"
+    );
+    // Claims of no class, or of another one, are not the gold quota's business.
+    c.ok_in(&["apply", "-f", "-"], Some(&claim("plain", None)));
+    c.ok_in(
+        &["apply", "-f", "-"],
+        Some(&claim("silver", Some("silver"))),
+    );
+    // The controller's recount agrees with what admission charged.
+    c.ok(&["delete", "pvc", "first", "-n", "vac"]);
+    c.eventually("no gold claim used", || {
+        used(c, "vac", "gold", "persistentvolumeclaims").as_deref() == Some("0")
+    });
+    c.ok_in(&["apply", "-f", "-"], Some(&claim("second", Some("gold"))));
+}
+
+crate::kubectl::both_versions!(volume_attributes_class_quota_flow);
