@@ -351,18 +351,36 @@ impl Fragment {
 
     /// Uses the shared picker for `n` endpoints of `proto` (`local` or cluster-wide), and for
     /// external traffic the masquerading one in front of it; returns the chain's name.
-    fn shared_picker(&mut self, local: bool, proto: Protocol, n: usize, external: bool) -> String {
+    ///
+    /// The cluster-wide picker masquerades traffic from outside the pod network `cidr` (the
+    /// node, routed clients) so that replies come back through this node: it is reached from
+    /// ClusterIPs, from external traffic that is masqueraded anyway, and from the pods and the
+    /// node with externalTrafficPolicy Local. The local picker must not: it also serves
+    /// outside clients of externalTrafficPolicy Local, whose address is kept, so ClusterIPs
+    /// that use it are marked through the `cluster-ips` set instead.
+    fn shared_picker(
+        &mut self,
+        (local, proto, n): (bool, Protocol, usize),
+        cidr: Ipv4Net,
+        external: bool,
+    ) -> String {
         let p = proto.nft();
         let kind = if local { "local" } else { "cluster" };
         let pick = format!("{kind}-pick-{p}-{n}");
+        let dnat = format!(
+            "dnat ip to {LOOKUP} . numgen random mod {n} map @{}",
+            endpoint_map(local, proto)
+        );
+        let rules = if local {
+            vec![dnat]
+        } else {
+            vec![format!("ip saddr != {cidr} jump mark-for-masquerade"), dnat]
+        };
         self.shared.push((
             pick.clone(),
             Chain {
                 header: None,
-                rules: vec![format!(
-                    "dnat ip to {LOOKUP} . numgen random mod {n} map @{}",
-                    endpoint_map(local, proto)
-                )],
+                rules,
             },
         ));
         if !external {
@@ -587,6 +605,7 @@ fn route(f: &mut Fragment, pick: Option<&Pick>, key: &str) {
 /// own that records the client.
 fn picker(
     f: &mut Fragment,
+    cidr: Ipv4Net,
     svc: &Service,
     (prefix, hash, id, protocol): (&str, &str, &str, Protocol),
     eps: &[&Endpoint],
@@ -601,7 +620,7 @@ fn picker(
         return Some(Pick::Shared {
             local,
             proto: protocol,
-            chain: f.shared_picker(local, protocol, n, false),
+            chain: f.shared_picker((local, protocol, n), cidr, false),
             map: endpoint_map(local, protocol),
             targets: eps
                 .iter()
@@ -674,20 +693,37 @@ fn render_port(
     let has_external = !external_ips.is_empty() || node_port.is_some();
 
     // Hairpin: an endpoint reaching itself through the Service is masqueraded, or its reply
-    // would come from its own address and be dropped.
-    for ep in &all {
+    // would come from its own address and be dropped. Only this node's endpoints (and those
+    // of no known node) can send from here.
+    for ep in all.iter().filter(|e| {
+        e.node_name
+            .as_deref()
+            .is_none_or(|n| n == ctx.node_name.as_str())
+    }) {
         f.claim(HAIRPIN, format!("{ip} . {ip}", ip = ep.ip), String::new());
     }
 
     // The all-endpoints picker serves ClusterIP traffic (internalTrafficPolicy Cluster) and
     // external traffic (directly, or short-circuited from pods and the node).
     let service_pick = if !svc.internal_local || has_external {
-        picker(f, svc, ("service", &hash, &id, port.protocol), &cluster_eps)
+        picker(
+            f,
+            cidr,
+            svc,
+            ("service", &hash, &id, port.protocol),
+            &cluster_eps,
+        )
     } else {
         None
     };
     let local_pick = if svc.internal_local || svc.external_local {
-        picker(f, svc, ("local", &hash, &id, port.protocol), &local_eps)
+        picker(
+            f,
+            cidr,
+            svc,
+            ("local", &hash, &id, port.protocol),
+            &local_eps,
+        )
     } else {
         None
     };
@@ -703,7 +739,10 @@ fn render_port(
     if let Some(pick) = cluster_policy {
         let k = key(cluster_ip, port.port);
         f.claim(SERVICE_IPS, k.clone(), format!("goto {}", pick.chain()));
-        f.claim(CLUSTER_IPS, k.clone(), String::new());
+        // The cluster-wide shared picker marks traffic from outside the pod network itself.
+        if !matches!(pick, Pick::Shared { local: false, .. }) {
+            f.claim(CLUSTER_IPS, k.clone(), String::new());
+        }
         route(f, Some(pick), &k);
     } else {
         // No endpoints at all: refuse. Endpoints only on other nodes with
@@ -745,7 +784,7 @@ fn render_port(
                     proto,
                     targets,
                     ..
-                } => f.shared_picker(*local, *proto, targets.len(), true),
+                } => f.shared_picker((*local, *proto, targets.len()), cidr, true),
                 Pick::Own(chain) => {
                     let name = format!("external-{hash}-{id}");
                     let rules = vec![
@@ -1059,6 +1098,9 @@ impl Rendered {
         for (name, chain) in fragment.shared {
             if old_shared.binary_search(&name).is_err() {
                 self.use_shared(name, chain);
+            } else {
+                // Still used; its rules change with the cluster CIDR.
+                put_chain(&mut self.ruleset, &mut self.applied, name, Some(chain));
             }
         }
         for name in old_shared {

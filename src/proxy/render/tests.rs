@@ -203,12 +203,15 @@ fn endpoints_are_picked_through_the_shared_maps() {
     assert_eq!(
         rs.chains["cluster-pick-tcp-3"].rules,
         [
+            "ip saddr != 10.42.0.0/16 jump mark-for-masquerade",
             "dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map \
              @cluster-endpoints-tcp"
         ]
     );
-    // The Service itself has no chain.
+    // The Service itself has no chain, and the picker marks traffic from outside the pod
+    // network in place of the `cluster-ips` set.
     assert!(!rs.chains.keys().any(|c| c.contains("/web/")));
+    assert!(rs.maps["cluster-ips"].elements.is_empty());
 }
 
 #[test]
