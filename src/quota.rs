@@ -419,7 +419,7 @@ pub fn pod_matches_scope(pod: &Pod, req: &ScopedResourceSelectorRequirement) -> 
 /// The VolumeAttributesClass names a claim refers to, as upstream's
 /// `getReferencedVolumeAttributesClassNames`: the one it asks for, the one it has, and the one
 /// a modification in progress moves it to.
-pub fn claim_attributes_classes(pvc: &PersistentVolumeClaim) -> Vec<&str> {
+fn claim_attributes_classes(pvc: &PersistentVolumeClaim) -> Vec<&str> {
     let status = pvc.status.as_ref();
     let mut names: Vec<&str> = [
         pvc.spec
@@ -673,7 +673,7 @@ impl Evaluator {
 }
 
 /// An object as the scope functions see it.
-pub enum Scoped {
+enum Scoped {
     Pod(Box<Pod>),
     Claim(Box<PersistentVolumeClaim>),
     Other,
@@ -692,7 +692,7 @@ impl Scoped {
 }
 
 /// Whether every requirement of a quota's scopes selects `obj` (no scopes select all).
-pub fn scopes_select(scopes: &[ScopedResourceSelectorRequirement], obj: &Scoped) -> bool {
+fn scopes_select(scopes: &[ScopedResourceSelectorRequirement], obj: &Scoped) -> bool {
     match obj {
         Scoped::Pod(pod) => scopes.iter().all(|r| pod_matches_scope(pod, r)),
         Scoped::Claim(pvc) => scopes.iter().all(|r| claim_matches_scope(pvc, r)),

@@ -560,7 +560,7 @@ fn endpoint_chain(f: &mut Fragment, id: &str, proto: &str, ep: &Endpoint, timeou
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pick {
     /// A shared `{cluster,local}-pick-<proto>-N` chain: `numgen random mod N` numbers the
-    /// endpoint, which the endpoint map `map` turns into a DNAT target for the packet's own
+    /// endpoint, which the endpoint map of (`local`, `proto`) turns into a DNAT target for the packet's own
     /// key, so every key routed here needs the N elements `key . k : target` there
     /// ([`route`]). A Service is then only map elements: a 10,000-Service table has a few
     /// chains instead of 10,000 (nft and the kernel spend most of a sync on chains), and an
@@ -569,7 +569,6 @@ enum Pick {
         local: bool,
         proto: Protocol,
         chain: String,
-        map: &'static str,
         targets: Vec<String>,
     },
     /// A chain of the Service's own.
@@ -586,8 +585,15 @@ impl Pick {
 
 /// Makes `key` (`ip . proto . port`) reach the endpoints of `pick` (a no-op for an own chain,
 /// which names its targets itself).
-fn route(f: &mut Fragment, pick: Option<&Pick>, key: &str) {
-    if let Some(Pick::Shared { map, targets, .. }) = pick {
+fn route(f: &mut Fragment, pick: &Pick, key: &str) {
+    if let Pick::Shared {
+        local,
+        proto,
+        targets,
+        ..
+    } = pick
+    {
+        let map = endpoint_map(*local, *proto);
         for (k, target) in targets.iter().enumerate() {
             f.claim(map, format!("{key} . {k}"), target.clone());
         }
@@ -621,7 +627,6 @@ fn picker(
             local,
             proto: protocol,
             chain: f.shared_picker((local, protocol, n), cidr, false),
-            map: endpoint_map(local, protocol),
             targets: eps
                 .iter()
                 .map(|e| format!("{} . {}", e.ip, e.port))
@@ -743,7 +748,7 @@ fn render_port(
         if !matches!(pick, Pick::Shared { local: false, .. }) {
             f.claim(CLUSTER_IPS, k.clone(), String::new());
         }
-        route(f, Some(pick), &k);
+        route(f, pick, &k);
     } else {
         // No endpoints at all: refuse. Endpoints only on other nodes with
         // internalTrafficPolicy Local: drop, as upstream.
@@ -816,7 +821,7 @@ fn render_port(
             Some((chain, reached)) => {
                 f.claim(map, k.clone(), format!("goto {chain}"));
                 for pick in reached {
-                    route(f, Some(pick), &k);
+                    route(f, pick, &k);
                 }
             }
             None => f.claim(NO_ENDPOINTS, k, "goto reject-chain".into()),
