@@ -436,6 +436,121 @@ fn compaction_rejects_old_reads_and_watches_and_frees_space() {
     });
 }
 
+/// The rows left in the file as (name, revision, tombstone), read with plain SQLite.
+fn rows_in_file(dir: &tempfile::TempDir) -> Vec<(String, i64, bool)> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let conn = rusqlite::Connection::open_with_flags(dir.path().join("state.db"), flags).unwrap();
+    let mut st = conn
+        .prepare("SELECT name, revision, deleted FROM kv ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| {
+        let name: Vec<u8> = r.get(0)?;
+        Ok((String::from_utf8(name).unwrap(), r.get(1)?, r.get(2)?))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+#[test]
+fn physical_compaction_removes_exactly_the_rows_no_read_can_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let s = open(&dir);
+        let del = |k: &str| PbDeleteRequest {
+            key: k.into(),
+            ..Default::default()
+        };
+        s.put(put("a", "1")).await.unwrap(); // 2
+        s.put(put("a", "2")).await.unwrap(); // 3
+        s.put(put("b", "1")).await.unwrap(); // 4
+        s.delete_range(del("b")).await.unwrap(); // 5
+        s.put(put("c", "1")).await.unwrap(); // 6
+        s.put(put("a", "3")).await.unwrap(); // 7
+        s.delete_range(del("c")).await.unwrap(); // 8
+        s.put(put("c", "2")).await.unwrap(); // 9
+        s.put(put("b", "2")).await.unwrap(); // 10
+        assert_eq!(rows_in_file(&dir).len(), 9);
+        s.compact(8, true).await.unwrap();
+        // a@2 and a@3 are superseded by a@7, b@4 by the tombstone b@5, which goes too, c@6 by
+        // the tombstone c@8, which stays: it is at the compact revision, so a watch from 8
+        // still sees the delete.
+        let want = [
+            ("a", 7, false),
+            ("c", 8, true),
+            ("c", 9, false),
+            ("b", 10, false),
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(k, r, d)| (k.to_string(), *r, *d))
+            .collect();
+        assert_eq!(rows_in_file(&dir), want);
+        let at = |revision| PbRangeRequest {
+            revision,
+            key: b"a".to_vec(),
+            range_end: b"d".to_vec(),
+            ..Default::default()
+        };
+        let values = |r: PbRangeResponse| -> Vec<(String, String)> {
+            r.kvs
+                .into_iter()
+                .map(|kv| {
+                    let s = |b: Vec<u8>| String::from_utf8(b).unwrap();
+                    (s(kv.key), s(kv.value))
+                })
+                .collect()
+        };
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(values(s.range(at(8)).await.unwrap()), [pair("a", "3")]);
+        assert_eq!(
+            values(s.range(at(9)).await.unwrap()),
+            [pair("a", "3"), pair("c", "2")]
+        );
+        assert_eq!(
+            values(s.range(at(0)).await.unwrap()),
+            [pair("a", "3"), pair("b", "2"), pair("c", "2")]
+        );
+        let mut w = s.watch(KeyRange::new(b"c", b""), 8, WatchFilter::default());
+        let first = w.next().await.unwrap();
+        assert_eq!(first[0].r#type, sqlite::EVENT_DELETE);
+    });
+}
+
+#[test]
+fn an_older_file_loses_its_second_name_index_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let s = open(&dir);
+        for i in 0..10 {
+            s.put(put(&format!("k{i}"), "v")).await.unwrap();
+        }
+    });
+    let index_count = || -> i64 {
+        let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'kv_name_revision'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    {
+        // What files written before this change have.
+        let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+        conn.execute_batch("CREATE UNIQUE INDEX kv_name_revision ON kv(name, revision)")
+            .unwrap();
+    }
+    assert_eq!(index_count(), 1);
+    rt().block_on(async {
+        let s = open(&dir);
+        assert_eq!(s.range(prefix("k")).await.unwrap().count, 10);
+        let r = s.put(put("k0", "w")).await.unwrap();
+        assert_eq!(r.prev_kv.unwrap().value, b"v");
+    });
+    assert_eq!(index_count(), 0);
+}
+
 #[test]
 fn data_and_revisions_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
