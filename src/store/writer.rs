@@ -29,10 +29,6 @@ pub const MAX_TXN_OPS: usize = 128;
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 /// How many queued requests one group commit takes at most.
 const MAX_BATCH: usize = 512;
-/// How long, and how often at most, a batch waits for more requests when clients are
-/// concurrent (see `Writer::run`).
-const GATHER_WAIT: Duration = Duration::from_micros(100);
-const GATHER_WAITS: usize = 4;
 /// How many revisions one physical compaction step covers: small enough that a write queued
 /// behind it waits a few milliseconds, not seconds (kine's 5 s stalls are the anti-goal).
 const COMPACT_STEP_REVISIONS: i64 = 100;
@@ -153,19 +149,9 @@ impl Writer {
                     }
                     return None;
                 }
-                // Several requests at once means several clients are waiting: give the others
-                // a moment to queue theirs too, so one commit (one WAL write and fsync of the
-                // same hot pages) serves them all. A lone client never waits.
-                let mut waits = 0;
-                while cmds.len() > 1 && cmds.len() < MAX_BATCH && waits < GATHER_WAITS {
-                    std::thread::sleep(GATHER_WAIT);
-                    let before = cmds.len();
-                    drain(&mut rx, &mut cmds);
-                    if cmds.len() == before {
-                        break;
-                    }
-                    waits += 1;
-                }
+                // No waiting for more: requests that arrive during this commit form the next
+                // batch, so concurrent clients batch themselves (a 100 µs gather wait was
+                // measured: 20-40% fewer puts per second with 16 clients, no gain with 64).
                 self.apply_batch(cmds);
             }
             // One bounded step of background work between batches, so no write waits long.
