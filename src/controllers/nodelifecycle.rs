@@ -15,9 +15,10 @@
 //! upstream's `GetZoneKey`, see `zone_of`) at a limited rate, as upstream's zone-aware
 //! eviction: each zone is Normal, PartialDisruption (more than 2 and at least 55 % of its
 //! nodes not ready) or FullDisruption (none ready); a zone taints 0.1 node/s, in partial
-//! disruption 0.01 node/s when it has more than 50 nodes and none otherwise. When every zone is fully disrupted (the control plane is
-//! more likely cut off than every node down), nothing is tainted and the NoExecute
-//! unreachable/not-ready taints are taken off, until some node is ready again.
+//! disruption 0.01 node/s when it has more than 50 nodes and none otherwise. When every zone
+//! is fully disrupted (the control plane is more likely cut off than every node down), nothing
+//! is tainted and the NoExecute unreachable/not-ready taints are taken off, until some node is
+//! ready again.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -560,9 +560,9 @@ fn endpoint_chain(f: &mut Fragment, id: &str, proto: &str, ep: &Endpoint, timeou
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pick {
     /// A shared `{cluster,local}-pick-<proto>-N` chain: `numgen random mod N` numbers the
-    /// endpoint, which the endpoint map of (`local`, `proto`) turns into a DNAT target for the packet's own
-    /// key, so every key routed here needs the N elements `key . k : target` there
-    /// ([`route`]). A Service is then only map elements: a 10,000-Service table has a few
+    /// endpoint, which the endpoint map of (`local`, `proto`) turns into a DNAT target for the
+    /// packet's own key, so every key routed here needs the N elements `key . k : target`
+    /// there ([`route`]). A Service is then only map elements: a 10,000-Service table has a few
     /// chains instead of 10,000 (nft and the kernel spend most of a sync on chains), and an
     /// endpoint change is an element change.
     Shared {

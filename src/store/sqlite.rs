@@ -441,9 +441,9 @@ pub fn delete_lease(conn: &Connection, id: i64) -> Result<(), Error> {
 
 /// One bounded step of physical compaction over revisions `(from, to]`: removes the rows that a
 /// row in that span superseded (found through the name index: the superseded row is an earlier
-/// entry of the same name whose revision is the superseding row's `prev_revision`), and the tombstones in `[from, to)` (a tombstone at exactly the
-/// compact revision stays until the next compaction, so a watch starting there still sees it).
-/// Returns the number of rows removed.
+/// entry of the same name whose revision is the superseding row's `prev_revision`), and the
+/// tombstones in `[from, to)` (a tombstone at exactly the compact revision stays until the next
+/// compaction, so a watch starting there still sees it). Returns the number of rows removed.
 pub fn compact_step(conn: &Connection, from: i64, to: i64) -> Result<usize, Error> {
     let superseded = conn
         .prepare_cached(
