@@ -74,21 +74,34 @@ pub fn spawn(
         .name("rk3s-store-writer".into())
         .spawn(move || {
             let revision = shared.revision.load(Ordering::Acquire);
-            let mut w = Writer {
-                conn,
-                shared,
-                revision,
-                compacted_to,
-                physical_waiters: Vec::new(),
-                vacuum_pending: false,
+            let close = {
+                let mut w = Writer {
+                    conn: &conn,
+                    stmts: None,
+                    shared,
+                    revision,
+                    compacted_to,
+                    physical_waiters: Vec::new(),
+                    vacuum_pending: false,
+                };
+                w.run(rx)
             };
-            let close = w.run(rx);
-            w.finish(close);
+            finish(conn, close);
         })
 }
 
-struct Writer {
-    conn: Connection,
+/// Closes the connection and answers the `Close` request, if there was one.
+fn finish(conn: Connection, close: Option<(Reply<()>, Result<(), Error>)>) {
+    let closed = conn.close().map_err(|(_, e)| Error::from(e));
+    if let Some((reply, checkpointed)) = close {
+        let _ = reply.send(checkpointed.and(closed));
+    }
+}
+
+struct Writer<'c> {
+    conn: &'c Connection,
+    /// Prepared on the first batch and kept (prepared again after a batch failed to start).
+    stmts: Option<sqlite::Statements<'c>>,
     shared: Arc<Shared>,
     /// The newest committed revision.
     revision: i64,
@@ -118,7 +131,7 @@ struct Batch {
     compact_revision: Option<i64>,
 }
 
-impl Writer {
+impl<'c> Writer<'c> {
     /// Serves requests until every handle is gone (`None`) or a `Close` arrives (its reply and
     /// the checkpoint's outcome).
     fn run(&mut self, mut rx: mpsc::Receiver<Command>) -> Option<(Reply<()>, Result<(), Error>)> {
@@ -171,14 +184,6 @@ impl Writer {
             .map_err(Error::from)
     }
 
-    /// Closes the connection and answers the `Close` request, if there was one.
-    fn finish(self, close: Option<(Reply<()>, Result<(), Error>)>) {
-        let closed = self.conn.close().map_err(|(_, e)| Error::from(e));
-        if let Some((reply, checkpointed)) = close {
-            let _ = reply.send(checkpointed.and(closed));
-        }
-    }
-
     fn compaction_pending(&self) -> bool {
         self.compacted_to < self.shared.compact_revision.load(Ordering::Acquire)
     }
@@ -190,11 +195,16 @@ impl Writer {
             compact_revision: None,
         };
         let mut done = Vec::with_capacity(cmds.len());
+        let (conn, shared, revision) = (self.conn, &*self.shared, self.revision);
+        let slot = &mut self.stmts;
         let result = (|| -> Result<(), Error> {
-            let tx = sqlite::begin(&mut self.conn)?;
-            let mut stmts = sqlite::Statements::new(&tx)?;
+            let stmts = match slot {
+                Some(s) => s,
+                None => slot.insert(sqlite::Statements::new(conn)?),
+            };
+            stmts.begin()?;
             for cmd in cmds {
-                let d = apply(&tx, &mut stmts, &self.shared, &mut batch, cmd);
+                let d = apply(conn, stmts, shared, &mut batch, cmd);
                 // Validation happens before any row is written, so an SQL error here means the
                 // database itself failed (I/O, disk full): give up the whole batch rather than
                 // pay a savepoint per request on the hot path.
@@ -206,18 +216,17 @@ impl Writer {
                     ));
                 }
             }
-            drop(stmts);
-            if batch.revision != self.revision {
-                sqlite::set_meta(&tx, "revision", batch.revision)?;
+            if batch.revision != revision {
+                stmts.set_meta("revision", batch.revision)?;
             }
             if let Some(c) = batch.compact_revision {
-                sqlite::set_meta(&tx, "compact_revision", c)?;
+                stmts.set_meta("compact_revision", c)?;
             }
-            tx.commit()?;
-            Ok(())
+            stmts.commit()
         })();
         if let Err(e) = result {
             // The whole transaction is gone: nothing was applied, every caller gets the error.
+            sqlite::rollback(self.conn);
             tracing::error!(error = %e, "store commit failed");
             self.reload_leases();
             let msg = e.to_string();
@@ -239,7 +248,7 @@ impl Writer {
                 Done::Lease(r, v) => drop(r.send(v)),
                 Done::Unit(r, v) => drop(r.send(v)),
                 Done::Defragment(r) => {
-                    let _ = r.send(sqlite::vacuum(&self.conn));
+                    let _ = r.send(sqlite::vacuum(self.conn));
                 }
                 Done::PhysicalWait(target, r) => {
                     if self.compacted_to >= target {
@@ -253,7 +262,7 @@ impl Writer {
     }
 
     fn reload_leases(&self) {
-        if let Err(e) = self.shared.load_leases(&self.conn) {
+        if let Err(e) = self.shared.load_leases(self.conn) {
             tracing::error!(error = %e, "reloading leases failed");
         }
     }
@@ -263,7 +272,7 @@ impl Writer {
         let from = self.compacted_to;
         let to = target.min(from + COMPACT_STEP_REVISIONS);
         let result = (|| -> Result<usize, Error> {
-            let tx = sqlite::begin(&mut self.conn)?;
+            let tx = sqlite::begin(self.conn)?;
             let n = sqlite::compact_step(&tx, from, to)?;
             sqlite::set_meta(&tx, "compacted_to", to)?;
             tx.commit()?;
@@ -297,11 +306,11 @@ impl Writer {
     /// compaction without a long exclusive VACUUM.
     fn vacuum_step(&mut self) {
         let result = (|| -> Result<bool, Error> {
-            if sqlite::free_pages(&self.conn)? == 0 {
-                sqlite::checkpoint(&self.conn)?;
+            if sqlite::free_pages(self.conn)? == 0 {
+                sqlite::checkpoint(self.conn)?;
                 return Ok(true);
             }
-            sqlite::incremental_vacuum(&self.conn, VACUUM_STEP_PAGES)?;
+            sqlite::incremental_vacuum(self.conn, VACUUM_STEP_PAGES)?;
             Ok(false)
         })();
         match result {

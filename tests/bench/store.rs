@@ -1,6 +1,13 @@
 //! Store benchmark: `rk3s datastore` and Debian's etcd 3.4 side by side, same workload, same
 //! client (the etcd-client crate), on loopback. Prints a table and writes
-//! `target/bench/store.json`. Run it with `tests/bench/run.sh store`.
+//! `target/bench/store.json`. Besides throughput and latency it reports each server's CPU time
+//! (user + system, from /proc) per operation: on a small machine the client and the server
+//! share the cores, so CPU per operation is what throughput is made of, and it is steadier
+//! between runs than throughput. Run it with `tests/bench/run.sh store`.
+//!
+//! Both servers run side by side and take turns: each short workload runs three rounds on each,
+//! the first server alternating, and its throughput is the median round (latency percentiles
+//! are over all rounds). The long run with compaction runs once on each.
 //!
 //! Environment: RK3S_BIN (default target/release/rk3s), ETCD_BIN (/usr/bin/etcd),
 //! BENCH_LONG_SECS (default 30), BENCH_OUT (default target/bench/store.json).
@@ -46,6 +53,27 @@ impl Server {
                 .unwrap_or(0)
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// CPU time the server has used so far (user + system, all threads), in seconds.
+    fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may hold spaces):
+        // state is field 3, utime 14 and stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+        (ticks(11) + ticks(12)) as f64 / hz
     }
 }
 
@@ -125,9 +153,46 @@ async fn connect(endpoint: &str) -> Result<Client> {
 #[derive(Default, Clone, Copy)]
 struct Figures {
     ops: f64,
+    /// Operations counted.
+    count: usize,
+    /// Server CPU time (user + system) per counted operation, in microseconds.
+    cpu_us_per_op: f64,
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+}
+
+/// One timed run of a workload on one server: each counted operation's latency, the wall
+/// time and the server's CPU time.
+struct Run {
+    lat: Vec<Duration>,
+    elapsed: Duration,
+    cpu_secs: f64,
+}
+
+impl Run {
+    fn ops(&self) -> f64 {
+        self.lat.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// The figures of several runs of one workload on one server: throughput is the median run's
+/// (a run that met a disk stall or a busy neighbour does not move it), latency percentiles are
+/// over every operation of every run, CPU is the total over the total count.
+fn merge(runs: Vec<Run>) -> Figures {
+    let mut rates: Vec<f64> = runs.iter().map(Run::ops).collect();
+    rates.sort_by(f64::total_cmp);
+    let cpu: f64 = runs.iter().map(|r| r.cpu_secs).sum();
+    let elapsed: Duration = runs.iter().map(|r| r.elapsed).sum();
+    let lat: Vec<Duration> = runs.into_iter().flat_map(|r| r.lat).collect();
+    let mut f = figures(lat, elapsed);
+    if let Some(&median) = rates.get(rates.len() / 2) {
+        f.ops = median;
+    }
+    if f.count > 0 {
+        f.cpu_us_per_op = cpu * 1e6 / f.count as f64;
+    }
+    f
 }
 
 fn figures(mut lat: Vec<Duration>, elapsed: Duration) -> Figures {
@@ -141,6 +206,8 @@ fn figures(mut lat: Vec<Duration>, elapsed: Duration) -> Figures {
     };
     Figures {
         ops: lat.len() as f64 / elapsed.as_secs_f64(),
+        count: lat.len(),
+        cpu_us_per_op: 0.0,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         max_ms: lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
@@ -149,19 +216,20 @@ fn figures(mut lat: Vec<Duration>, elapsed: Duration) -> Figures {
 
 /// `clients` connections each running `per_client` operations made by `op`.
 async fn run_clients<F, Fut>(
-    endpoint: &str,
+    server: &Server,
     clients: usize,
     per_client: usize,
     op: F,
-) -> Result<Figures>
+) -> Result<Run>
 where
     F: Fn(Client, usize, usize) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = Result<bool>> + Send,
 {
     let mut conns = Vec::new();
     for _ in 0..clients {
-        conns.push(connect(endpoint).await?);
+        conns.push(connect(&server.endpoint).await?);
     }
+    let cpu = server.cpu_secs();
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (c, conn) in conns.into_iter().enumerate() {
@@ -181,13 +249,17 @@ where
     while let Some(r) = tasks.join_next().await {
         all.extend(r??);
     }
-    Ok(figures(all, start.elapsed()))
+    Ok(Run {
+        lat: all,
+        elapsed: start.elapsed(),
+        cpu_secs: server.cpu_secs() - cpu,
+    })
 }
 
-async fn puts(endpoint: &str, clients: usize, per_client: usize, tag: &str) -> Result<Figures> {
+async fn puts(server: &Server, clients: usize, per_client: usize, tag: &str) -> Result<Run> {
     let value = vec![b'v'; VALUE];
     let tag = tag.to_string();
-    run_clients(endpoint, clients, per_client, move |mut c, n, i| {
+    run_clients(server, clients, per_client, move |mut c, n, i| {
         let value = value.clone();
         let key = format!("/put/{tag}/{n}/{i}");
         async move {
@@ -200,12 +272,12 @@ async fn puts(endpoint: &str, clients: usize, per_client: usize, tag: &str) -> R
 
 /// Compare-and-swap on 100 hot keys: read the key, then put only if its mod revision is still
 /// the one read. Counts successful swaps.
-async fn cas(endpoint: &str, clients: usize, per_client: usize) -> Result<Figures> {
-    let mut c = connect(endpoint).await?;
+async fn cas(server: &Server, clients: usize, per_client: usize) -> Result<Run> {
+    let mut c = connect(&server.endpoint).await?;
     for k in 0..100 {
         c.put(format!("/cas/{k}"), "0", None).await?;
     }
-    run_clients(endpoint, clients, per_client, |mut c, n, i| async move {
+    run_clients(server, clients, per_client, |mut c, n, i| async move {
         let key = format!("/cas/{}", (n * 7919 + i * 104_729) % 100);
         let got = c.get(key.as_str(), None).await?;
         let rev = got.kvs().first().map_or(0, |kv| kv.mod_revision());
@@ -217,13 +289,13 @@ async fn cas(endpoint: &str, clients: usize, per_client: usize) -> Result<Figure
     .await
 }
 
-async fn ranges(endpoint: &str) -> Result<Figures> {
-    let mut c = connect(endpoint).await?;
+async fn ranges(server: &Server) -> Result<Run> {
+    let mut c = connect(&server.endpoint).await?;
     let value = vec![b'r'; VALUE];
     for i in 0..1000 {
         c.put(format!("/range/{i:04}"), value.clone(), None).await?;
     }
-    run_clients(endpoint, 4, 50, |mut c, _, _| async move {
+    run_clients(server, 4, 50, |mut c, _, _| async move {
         let r = c
             .get("/range/", Some(GetOptions::new().with_prefix()))
             .await?;
@@ -236,14 +308,15 @@ async fn ranges(endpoint: &str) -> Result<Figures> {
 }
 
 /// Put → watch event latency, one put at a time.
-async fn watch_latency(endpoint: &str) -> Result<Figures> {
-    let mut c = connect(endpoint).await?;
-    let mut w = connect(endpoint).await?;
+async fn watch_latency(server: &Server) -> Result<Run> {
+    let mut c = connect(&server.endpoint).await?;
+    let mut w = connect(&server.endpoint).await?;
     let mut stream = w
         .watch("/watch/", Some(WatchOptions::new().with_prefix()))
         .await?;
     let _created = stream.message().await?;
     let mut lat = Vec::new();
+    let cpu = server.cpu_secs();
     let start = Instant::now();
     for i in 0..500 {
         let t = Instant::now();
@@ -257,14 +330,18 @@ async fn watch_latency(endpoint: &str) -> Result<Figures> {
         }
         lat.push(t.elapsed());
     }
-    Ok(figures(lat, start.elapsed()))
+    Ok(Run {
+        lat,
+        elapsed: start.elapsed(),
+        cpu_secs: server.cpu_secs() - cpu,
+    })
 }
 
 /// Puts from 16 clients over 1000 keys for `secs`, compacting every 5 s to keep 1000
 /// revisions: the slowest single write shows how long compaction can stall writers.
-async fn long_run_latency(endpoint: &str, secs: u64) -> Result<(Figures, u32)> {
+async fn long_run_latency(server: &Server, secs: u64) -> Result<(Run, u32)> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut compactor = connect(endpoint).await?;
+    let mut compactor = connect(&server.endpoint).await?;
     let stop2 = Arc::clone(&stop);
     let comp = tokio::spawn(async move {
         let mut n = 0u32;
@@ -281,8 +358,9 @@ async fn long_run_latency(endpoint: &str, secs: u64) -> Result<(Figures, u32)> {
     });
     let mut conns = Vec::new();
     for _ in 0..16 {
-        conns.push(connect(endpoint).await?);
+        conns.push(connect(&server.endpoint).await?);
     }
+    let cpu = server.cpu_secs();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
     let mut tasks = tokio::task::JoinSet::new();
@@ -310,9 +388,17 @@ async fn long_run_latency(endpoint: &str, secs: u64) -> Result<(Figures, u32)> {
         all.extend(r??);
     }
     let elapsed = start.elapsed();
+    let cpu = server.cpu_secs() - cpu;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let compactions = comp.await?;
-    Ok((figures(all, elapsed), compactions))
+    Ok((
+        Run {
+            lat: all,
+            elapsed,
+            cpu_secs: cpu,
+        },
+        compactions,
+    ))
 }
 
 /// Which part of the benchmark runs (see the module comment).
@@ -378,41 +464,63 @@ const WORKLOADS: [&str; 7] = [
     "long",
 ];
 
+/// How many times each short workload runs on each server.
+const ROUNDS: usize = 3;
+
+/// Runs every selected workload on every server given. The servers take turns workload by
+/// workload, and within a workload round by round with the first server alternating, so that a
+/// change in the machine's speed during the benchmark (a busy neighbour, a slow disk phase)
+/// reaches both sides of a ratio alike instead of only the side that ran second. The long run
+/// with compaction runs once per server.
 async fn suite(
-    server: &Server,
+    servers: &[&Server],
     long_secs: u64,
     sel: &Selection,
-) -> Result<BTreeMap<&'static str, Figures>> {
-    let e = server.endpoint.as_str();
-    let mut out = BTreeMap::new();
-    if sel.runs("put_1") {
-        out.insert("put_1", puts(e, 1, 2000, "1").await?);
-    }
-    if sel.runs("put_16") {
-        out.insert("put_16", puts(e, 16, 1000, "16").await?);
-    }
-    if sel.runs("put_64") {
-        out.insert("put_64", puts(e, 64, 400, "64").await?);
-    }
-    if sel.runs("cas_16") {
-        out.insert("cas_16", cas(e, 16, 300).await?);
-    }
-    if sel.runs("range_1000") {
-        out.insert("range_1000", ranges(e).await?);
-    }
-    if sel.runs("watch") {
-        out.insert("watch", watch_latency(e).await?);
+) -> Result<Vec<BTreeMap<&'static str, Figures>>> {
+    let mut out = vec![BTreeMap::new(); servers.len()];
+    for name in WORKLOADS {
+        if name == "long" || !sel.runs(name) {
+            continue;
+        }
+        let mut runs: Vec<Vec<Run>> = servers.iter().map(|_| Vec::new()).collect();
+        for round in 0..ROUNDS {
+            for k in 0..servers.len() {
+                let i = if round % 2 == 0 {
+                    k
+                } else {
+                    servers.len() - 1 - k
+                };
+                let s = servers[i];
+                // Fresh keys every round: a put workload creates keys, it does not overwrite.
+                let tag = format!("{name}-{round}");
+                let run = match name {
+                    "put_1" => puts(s, 1, 2000, &tag).await?,
+                    "put_16" => puts(s, 16, 1000, &tag).await?,
+                    "put_64" => puts(s, 64, 400, &tag).await?,
+                    "cas_16" => cas(s, 16, 300).await?,
+                    "range_1000" => ranges(s).await?,
+                    "watch" => watch_latency(s).await?,
+                    other => return Err(format!("no runner for workload {other}").into()),
+                };
+                runs[i].push(run);
+            }
+        }
+        for (i, r) in runs.into_iter().enumerate() {
+            out[i].insert(name, merge(r));
+        }
     }
     if sel.runs("long") {
-        let (long, compactions) = long_run_latency(e, long_secs).await?;
-        out.insert("long", long);
-        out.insert(
-            "compactions",
-            Figures {
-                ops: f64::from(compactions),
-                ..Figures::default()
-            },
-        );
+        for (i, s) in servers.iter().enumerate() {
+            let (long, compactions) = long_run_latency(s, long_secs).await?;
+            out[i].insert("long", merge(vec![long]));
+            out[i].insert(
+                "compactions",
+                Figures {
+                    ops: f64::from(compactions),
+                    ..Figures::default()
+                },
+            );
+        }
     }
     Ok(out)
 }
@@ -426,27 +534,48 @@ async fn main() -> Result<()> {
     let out_path = std::env::var("BENCH_OUT").unwrap_or_else(|_| "target/bench/store.json".into());
     let sel = Selection::from_env()?;
 
-    let (mut r, mut rk3s_rss, mut rk3s_hwm) = (BTreeMap::new(), 0, 0);
+    // Both servers run for the whole benchmark (the idle one takes no measurable CPU), so
+    // that they can take turns.
+    let mut servers = Vec::new();
     if sel.rk3s {
-        eprintln!("bench: rk3s datastore");
+        eprintln!("bench: starting rk3s datastore");
         let rk3s = start_rk3s()?;
         connect(&rk3s.endpoint).await?;
-        r = suite(&rk3s, long_secs, &sel).await?;
-        (rk3s_rss, rk3s_hwm) = rk3s.rss_kb();
+        servers.push(("rk3s", rk3s));
     }
-
-    let (mut e, mut etcd_rss, mut etcd_hwm) = (BTreeMap::new(), 0, 0);
     if sel.etcd {
-        eprintln!("bench: etcd");
+        eprintln!("bench: starting etcd");
         let etcd = start_etcd()?;
         connect(&etcd.endpoint).await?;
-        e = suite(&etcd, long_secs, &sel).await?;
-        (etcd_rss, etcd_hwm) = etcd.rss_kb();
+        servers.push(("etcd", etcd));
     }
+    let refs: Vec<&Server> = servers.iter().map(|(_, s)| s).collect();
+    let mut results = suite(&refs, long_secs, &sel).await?.into_iter();
+    let (mut r, mut rk3s_rss, mut rk3s_hwm) = (BTreeMap::new(), 0, 0);
+    let (mut e, mut etcd_rss, mut etcd_hwm) = (BTreeMap::new(), 0, 0);
+    for (name, server) in &servers {
+        let figures = results.next().unwrap_or_default();
+        let (rss, hwm) = server.rss_kb();
+        if *name == "rk3s" {
+            (r, rk3s_rss, rk3s_hwm) = (figures, rss, hwm);
+        } else {
+            (e, etcd_rss, etcd_hwm) = (figures, rss, hwm);
+        }
+    }
+    drop(servers);
 
     println!(
-        "{:<12} {:>10} {:>8} {:>8} {:>10} {:>8} {:>8} {:>7}",
-        "workload", "rk3s op/s", "p50 ms", "p99 ms", "etcd op/s", "p50 ms", "p99 ms", "ratio"
+        "{:<12} {:>10} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>7}",
+        "workload",
+        "rk3s op/s",
+        "p50 ms",
+        "p99 ms",
+        "cpu µs",
+        "etcd op/s",
+        "p50 ms",
+        "p99 ms",
+        "cpu µs",
+        "ratio"
     );
     let mut json = serde_json::Map::new();
     let names: std::collections::BTreeSet<&str> = r.keys().chain(e.keys()).copied().collect();
@@ -458,14 +587,27 @@ async fn main() -> Result<()> {
         let ef = e.get(name).copied().unwrap_or_default();
         let ratio = if ef.ops > 0.0 { rf.ops / ef.ops } else { 0.0 };
         println!(
-            "{:<12} {:>10.0} {:>8.2} {:>8.2} {:>10.0} {:>8.2} {:>8.2} {:>7.2}",
-            name, rf.ops, rf.p50_ms, rf.p99_ms, ef.ops, ef.p50_ms, ef.p99_ms, ratio
+            "{:<12} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>7.2}",
+            name,
+            rf.ops,
+            rf.p50_ms,
+            rf.p99_ms,
+            rf.cpu_us_per_op,
+            ef.ops,
+            ef.p50_ms,
+            ef.p99_ms,
+            ef.cpu_us_per_op,
+            ratio
         );
         for (prefix, f) in [("", &rf), ("etcd_", &ef)] {
             json.insert(format!("{prefix}{name}_ops"), f.ops.round().into());
             json.insert(format!("{prefix}{name}_p50_ms"), round2(f.p50_ms).into());
             json.insert(format!("{prefix}{name}_p99_ms"), round2(f.p99_ms).into());
             json.insert(format!("{prefix}{name}_max_ms"), round2(f.max_ms).into());
+            json.insert(
+                format!("{prefix}{name}_cpu_us_per_op"),
+                round2(f.cpu_us_per_op).into(),
+            );
         }
         json.insert(format!("ratio_{name}"), round2(ratio).into());
     }
