@@ -18,44 +18,30 @@ unsafe extern "C" {
 const MI_OPTION_ARENA_EAGER_COMMIT: c_int = 4;
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_t`.
 const MI_OPTION_PURGE_DELAY: c_int = 15;
-/// The servers' purge delay (mimalloc's default). With no delay, every page that a request
-/// burst empties goes back with `madvise`, and on a busy server each of those is a TLB
-/// shootdown across all cores: in a profile of 64 concurrent puts against `rk3s datastore`,
-/// `madvise` and its inter-processor interrupts took 15% of the server's CPU, and server CPU
-/// per put (`tests/bench/run.sh store`, 16 clients) went from 57-66 µs to 63-90 µs. The memory
-/// kept is what was freed in the last milliseconds before a thread went idle.
-const DAEMON_PURGE_DELAY_MS: c_long = 10;
 
-/// The allocator's options, set before the first allocation (the arena it creates keeps the
-/// commit mode it was created with), hence a constructor: `.init_array` runs before the Rust
-/// runtime allocates anything. An option given in the environment (`MIMALLOC_…`) wins.
-/// - Arena memory is committed on demand, not eagerly (mimalloc's default on overcommitting
-///   Linux): eagerly committed arena memory is never purged, so memory once used stayed
-///   resident. Measured with the release binary (`tests/bench/run.sh node`): the idle server
-///   went from 64 to 46 MB RSS and a shim from 6.6 to 1.6 MB, while the live heap of an idle
-///   server is ~7 MB (heaptrack); pod start latencies did not change.
-/// - A shim gives freed memory back to the OS at once instead of 10 ms later: its setup
-///   garbage goes back once its container runs (a delayed purge only runs when the thread
-///   allocates again, and a shim then sleeps). Every other command switches to
-///   [`DAEMON_PURGE_DELAY_MS`] in `main`.
-extern "C" fn allocator_options() {
-    let options = [
-        (
-            c"MIMALLOC_ARENA_EAGER_COMMIT",
-            MI_OPTION_ARENA_EAGER_COMMIT,
-            0,
-        ),
-        (c"MIMALLOC_PURGE_DELAY", MI_OPTION_PURGE_DELAY, 0),
-    ];
-    for (env, option, value) in options {
-        // SAFETY: `getenv` with a NUL-terminated name, and a plain setter of an integer
-        // option, both before any thread exists.
-        unsafe {
-            if getenv(env.as_ptr()).is_null() {
-                mi_option_set(option, value);
-            }
+/// Sets a mimalloc option unless the environment gives it (`MIMALLOC_…` wins).
+fn set_allocator_option(env: &std::ffi::CStr, option: c_int, value: c_long) {
+    // SAFETY: `getenv` with a NUL-terminated name, and a plain setter of an integer option.
+    unsafe {
+        if getenv(env.as_ptr()).is_null() {
+            mi_option_set(option, value);
         }
     }
+}
+
+/// Arena memory is committed on demand, not eagerly (mimalloc's default on overcommitting
+/// Linux): eagerly committed arena memory is never purged, so memory once used stayed resident.
+/// Measured with the release binary (`tests/bench/run.sh node`): the idle server went from 64 to
+/// 46 MB RSS and a shim from 6.6 to 1.6 MB, while the live heap of an idle server is ~7 MB
+/// (heaptrack); pod start latencies did not change. The arena keeps the commit mode it was
+/// created with, so this is set before the first allocation, hence a constructor:
+/// `.init_array` runs before the Rust runtime allocates anything (and before any thread exists).
+extern "C" fn allocator_options() {
+    set_allocator_option(
+        c"MIMALLOC_ARENA_EAGER_COMMIT",
+        MI_OPTION_ARENA_EAGER_COMMIT,
+        0,
+    );
 }
 
 #[used]
@@ -67,14 +53,15 @@ fn main() -> std::process::ExitCode {
     // exists (libcontainer clones this process and keeps running Rust code in the child).
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("shim") {
+        // A shim gives freed memory back at once: a delayed purge only runs when the thread
+        // allocates again, and a shim sleeps once its container runs, so its setup garbage
+        // would stay. The purge delay is read at each free, so setting it here is enough.
+        // Every other command keeps mimalloc's 10 ms: with no delay, each page a request burst
+        // empties goes back with `madvise`, a TLB shootdown across all cores on a busy server
+        // (15% of `rk3s datastore`'s CPU under 64 concurrent puts; server CPU per put with 16
+        // clients was 63-90 µs against 57-66 µs with the delay, `tests/bench/run.sh store`).
+        set_allocator_option(c"MIMALLOC_PURGE_DELAY", MI_OPTION_PURGE_DELAY, 0);
         rk3s::kubelet::runtime::shim_main(&args);
-    }
-    // SAFETY: `getenv` with a NUL-terminated name and mimalloc's integer option setter; the
-    // purge delay is read each time memory is freed, so changing it now is allowed.
-    unsafe {
-        if getenv(c"MIMALLOC_PURGE_DELAY".as_ptr()).is_null() {
-            mi_option_set(MI_OPTION_PURGE_DELAY, DAEMON_PURGE_DELAY_MS);
-        }
     }
     rk3s::cli::main()
 }

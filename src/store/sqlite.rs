@@ -219,7 +219,7 @@ pub fn rollback(conn: &Connection) {
     }
 }
 
-/// The writer's statements, prepared once when the writer starts and kept for its lifetime:
+/// The writer's statements, prepared on its first batch and kept for its lifetime:
 /// a batch of a few dozen puts costs a few microseconds each, and preparing the five statements
 /// of a batch again every time took as long as writing one more page.
 ///

@@ -100,7 +100,7 @@ fn finish(conn: Connection, close: Option<(Reply<()>, Result<(), Error>)>) {
 
 struct Writer<'c> {
     conn: &'c Connection,
-    /// Prepared on the first batch and kept (prepared again after a batch failed to start).
+    /// Prepared on the first batch and kept (tried again on the next batch if preparing failed).
     stmts: Option<sqlite::Statements<'c>>,
     shared: Arc<Shared>,
     /// The newest committed revision.

@@ -170,6 +170,31 @@ struct Run {
     cpu_secs: f64,
 }
 
+/// The start of a timed run: wall clock and the server's CPU time so far.
+struct Timing<'s> {
+    server: &'s Server,
+    start: Instant,
+    cpu_secs: f64,
+}
+
+impl<'s> Timing<'s> {
+    fn start(server: &'s Server) -> Timing<'s> {
+        Timing {
+            server,
+            cpu_secs: server.cpu_secs(),
+            start: Instant::now(),
+        }
+    }
+
+    fn finish(self, lat: Vec<Duration>) -> Run {
+        Run {
+            lat,
+            elapsed: self.start.elapsed(),
+            cpu_secs: self.server.cpu_secs() - self.cpu_secs,
+        }
+    }
+}
+
 impl Run {
     fn ops(&self) -> f64 {
         self.lat.len() as f64 / self.elapsed.as_secs_f64()
@@ -229,8 +254,7 @@ where
     for _ in 0..clients {
         conns.push(connect(&server.endpoint).await?);
     }
-    let cpu = server.cpu_secs();
-    let start = Instant::now();
+    let timing = Timing::start(server);
     let mut tasks = tokio::task::JoinSet::new();
     for (c, conn) in conns.into_iter().enumerate() {
         let op = op.clone();
@@ -249,11 +273,7 @@ where
     while let Some(r) = tasks.join_next().await {
         all.extend(r??);
     }
-    Ok(Run {
-        lat: all,
-        elapsed: start.elapsed(),
-        cpu_secs: server.cpu_secs() - cpu,
-    })
+    Ok(timing.finish(all))
 }
 
 async fn puts(server: &Server, clients: usize, per_client: usize, tag: &str) -> Result<Run> {
@@ -316,8 +336,7 @@ async fn watch_latency(server: &Server) -> Result<Run> {
         .await?;
     let _created = stream.message().await?;
     let mut lat = Vec::new();
-    let cpu = server.cpu_secs();
-    let start = Instant::now();
+    let timing = Timing::start(server);
     for i in 0..500 {
         let t = Instant::now();
         c.put(format!("/watch/{i}"), vec![b'w'; VALUE], None)
@@ -330,11 +349,7 @@ async fn watch_latency(server: &Server) -> Result<Run> {
         }
         lat.push(t.elapsed());
     }
-    Ok(Run {
-        lat,
-        elapsed: start.elapsed(),
-        cpu_secs: server.cpu_secs() - cpu,
-    })
+    Ok(timing.finish(lat))
 }
 
 /// Puts from 16 clients over 1000 keys for `secs`, compacting every 5 s to keep 1000
@@ -360,9 +375,8 @@ async fn long_run_latency(server: &Server, secs: u64) -> Result<(Run, u32)> {
     for _ in 0..16 {
         conns.push(connect(&server.endpoint).await?);
     }
-    let cpu = server.cpu_secs();
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(secs);
+    let timing = Timing::start(server);
+    let deadline = timing.start + Duration::from_secs(secs);
     let mut tasks = tokio::task::JoinSet::new();
     for (n, mut c) in conns.into_iter().enumerate() {
         tasks.spawn(async move {
@@ -387,18 +401,10 @@ async fn long_run_latency(server: &Server, secs: u64) -> Result<(Run, u32)> {
     while let Some(r) = tasks.join_next().await {
         all.extend(r??);
     }
-    let elapsed = start.elapsed();
-    let cpu = server.cpu_secs() - cpu;
+    let run = timing.finish(all);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let compactions = comp.await?;
-    Ok((
-        Run {
-            lat: all,
-            elapsed,
-            cpu_secs: cpu,
-        },
-        compactions,
-    ))
+    Ok((run, compactions))
 }
 
 /// Which part of the benchmark runs (see the module comment).
