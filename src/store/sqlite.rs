@@ -1,4 +1,5 @@
-//! The SQL adapter: the only file that talks to SQLite.
+//! The SQL adapter: the only file that talks to SQLite (with its child `vfs`, the writer's
+//! WAL write batching).
 //!
 //! Layout (kine's single-table MVCC log, see docs/adr/0001-store-layout.md): every change is a
 //! new row of `kv`. `revision` is the etcd main revision of the change (one per write request,
@@ -25,6 +26,8 @@ use rusqlite::{
 };
 
 use super::{Error, KeyRange, SyncMode};
+
+mod vfs;
 
 /// etcd's event types (mvccpb.Event.EventType).
 pub const EVENT_PUT: i32 = 0;
@@ -100,7 +103,8 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<(Connection, Meta), Er
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(&err)?;
+    vfs::register().map_err(Error::Internal)?;
+    let conn = Connection::open_with_flags_and_vfs(path, flags, vfs::NAME).map_err(&err)?;
     // auto_vacuum must be chosen before the first table exists; on an existing file it is a no-op.
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
         .map_err(&err)?;
