@@ -449,6 +449,29 @@ mod tests {
         tx.commit().unwrap();
     }
 
+    /// A temporary database with a writer through this VFS and a plain reader.
+    fn setup(
+        sync: &str,
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        Connection,
+        Connection,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let w = writer(&path, sync);
+        let r = reader(&path);
+        (dir, path, w, r)
+    }
+
+    fn assert_intact(c: &Connection) {
+        let ok: String = c
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+    }
+
     fn wal_frames(path: &std::path::Path) -> u64 {
         let wal = path.with_extension("db-wal");
         (std::fs::metadata(wal).unwrap().len() - 32) / (4096 + 24)
@@ -456,11 +479,8 @@ mod tests {
 
     #[test]
     fn a_commit_reaches_the_file_in_one_write_and_readers_see_it_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
         // NORMAL does not sync at commit: the commit frame alone must trigger the write.
-        let w = writer(&path, "NORMAL");
-        let r = reader(&path);
+        let (_dir, path, w, r) = setup("NORMAL");
         for round in 0..20 {
             let before = FLUSHES.get();
             insert(&w, round * 60, 60);
@@ -477,10 +497,7 @@ mod tests {
 
     #[test]
     fn full_sync_commits_write_once_before_the_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let w = writer(&path, "FULL");
-        let r = reader(&path);
+        let (_dir, _, w, r) = setup("FULL");
         let before = FLUSHES.get();
         for round in 0..10 {
             insert(&w, round * 50, 50);
@@ -491,20 +508,14 @@ mod tests {
 
     #[test]
     fn a_commit_larger_than_the_buffer_is_written_in_pieces() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let w = writer(&path, "NORMAL");
-        let r = reader(&path);
+        let (_dir, _, w, r) = setup("NORMAL");
         let before = FLUSHES.get();
         // About 1.1 MB of frames, several buffers' worth.
         insert(&w, 0, 1000);
         assert_eq!(count(&r), 1000);
         let writes = FLUSHES.get() - before;
         assert!((5..=12).contains(&writes), "{writes} writes");
-        let ok: String = r
-            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok");
+        assert_intact(&r);
     }
 
     #[test]
@@ -533,10 +544,7 @@ mod tests {
         }
         let r = reader(&path);
         assert_eq!(count(&r), 1000);
-        let ok: String = r
-            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok");
+        assert_intact(&r);
         drop(r);
         // Closing checkpoints and removes the WAL; a plain connection reads the same data.
         drop(w);
