@@ -50,29 +50,24 @@ struct WalFile {
 /// Where the default VFS's file starts inside a [`WalFile`] allocation.
 const INNER_OFFSET: usize = std::mem::size_of::<WalFile>().next_multiple_of(16);
 
-struct Registered {
-    base: *mut ffi::sqlite3_vfs,
-    /// Whether registration worked; the error otherwise.
-    result: Result<(), String>,
-}
+/// SQLite's default VFS, which this one wraps.
+struct Base(*mut ffi::sqlite3_vfs);
 
 // SAFETY: the pointer names the process-wide default VFS, which SQLite never frees.
-unsafe impl Send for Registered {}
+unsafe impl Send for Base {}
 // SAFETY: as above; the pointer is only read.
-unsafe impl Sync for Registered {}
+unsafe impl Sync for Base {}
 
-static REGISTERED: OnceLock<Registered> = OnceLock::new();
+/// The outcome of registering, once per process.
+static REGISTERED: OnceLock<Result<Base, String>> = OnceLock::new();
 
 /// Registers the VFS (once per process). Connections then open with [`NAME`].
 pub fn register() -> Result<(), String> {
-    let r = REGISTERED.get_or_init(|| {
+    let registered = REGISTERED.get_or_init(|| {
         // SAFETY: sqlite3_vfs_find with a null name returns the default VFS, or null.
         let base = unsafe { ffi::sqlite3_vfs_find(ptr::null()) };
         if base.is_null() {
-            return Registered {
-                base,
-                result: Err("SQLite has no default VFS".into()),
-            };
+            return Err("SQLite has no default VFS".into());
         }
         // SAFETY: base is SQLite's default VFS, valid for the life of the process. The copy
         // keeps its pAppData and mxPathname, which its own methods (called with this VFS)
@@ -88,20 +83,12 @@ pub fn register() -> Result<(), String> {
         };
         // SAFETY: vfs is leaked, so it outlives every connection; 0 = not the default VFS.
         let rc = unsafe { ffi::sqlite3_vfs_register(vfs, 0) };
-        Registered {
-            base,
-            result: if rc == ffi::SQLITE_OK {
-                Ok(())
-            } else {
-                Err(format!("registering the SQLite VFS failed (code {rc})"))
-            },
+        if rc != ffi::SQLITE_OK {
+            return Err(format!("registering the SQLite VFS failed (code {rc})"));
         }
+        Ok(Base(base))
     });
-    r.result.clone()
-}
-
-fn base_vfs() -> *mut ffi::sqlite3_vfs {
-    REGISTERED.get().map_or(ptr::null_mut(), |r| r.base)
+    registered.as_ref().map(|_| ()).map_err(Clone::clone)
 }
 
 unsafe extern "C" fn open(
@@ -111,9 +98,12 @@ unsafe extern "C" fn open(
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
-    let base = base_vfs();
-    // SAFETY: SQLite calls xOpen only on a registered VFS, so base is the default VFS; `file`
-    // has room for szOsFile bytes.
+    // SQLite calls xOpen only on a registered VFS, so registration succeeded.
+    let Some(Ok(Base(base))) = REGISTERED.get() else {
+        return ffi::SQLITE_CANTOPEN;
+    };
+    let base = *base;
+    // SAFETY: base is the default VFS; `file` has room for szOsFile bytes.
     unsafe {
         let Some(base_open) = (*base).xOpen else {
             return ffi::SQLITE_CANTOPEN;
@@ -172,26 +162,28 @@ impl WalFile {
         }
         #[cfg(test)]
         FLUSHES.set(FLUSHES.get() + 1);
-        let Some(write) = self.methods().xWrite else {
-            return ffi::SQLITE_IOERR_WRITE;
-        };
-        let mut rc = ffi::SQLITE_OK;
-        let mut offset = self.offset;
-        for piece in self.pending.chunks(MAX_WRITE) {
-            // SAFETY: inner is open; the piece is valid for its length.
-            rc = unsafe {
-                write(
-                    self.inner,
-                    piece.as_ptr() as *const c_void,
-                    piece.len() as c_int,
-                    offset,
-                )
-            };
-            if rc != ffi::SQLITE_OK {
-                break;
+        let rc = match self.methods().xWrite {
+            None => ffi::SQLITE_IOERR_WRITE,
+            Some(write) => {
+                let mut offset = self.offset;
+                let mut pieces = self.pending.chunks(MAX_WRITE).map(|piece| {
+                    // SAFETY: inner is open; the piece is valid for its length.
+                    let rc = unsafe {
+                        write(
+                            self.inner,
+                            piece.as_ptr() as *const c_void,
+                            piece.len() as c_int,
+                            offset,
+                        )
+                    };
+                    offset += piece.len() as i64;
+                    rc
+                });
+                pieces
+                    .find(|&rc| rc != ffi::SQLITE_OK)
+                    .unwrap_or(ffi::SQLITE_OK)
             }
-            offset += piece.len() as i64;
-        }
+        };
         self.pending.clear();
         self.commit = false;
         rc
@@ -332,64 +324,10 @@ unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_i
     forward!(file, xDeviceCharacteristics, 0)
 }
 
-unsafe extern "C" fn shm_map(
-    file: *mut ffi::sqlite3_file,
-    region: c_int,
-    size: c_int,
-    extend: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    forward!(
-        file,
-        xShmMap,
-        ffi::SQLITE_IOERR_SHMMAP,
-        region,
-        size,
-        extend,
-        out
-    )
-}
-
-unsafe extern "C" fn shm_lock(
-    file: *mut ffi::sqlite3_file,
-    offset: c_int,
-    n: c_int,
-    flags: c_int,
-) -> c_int {
-    forward!(file, xShmLock, ffi::SQLITE_IOERR_SHMLOCK, offset, n, flags)
-}
-
-unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
-    forward!(file, xShmBarrier, ())
-}
-
-unsafe extern "C" fn shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
-    forward!(file, xShmUnmap, ffi::SQLITE_OK, delete)
-}
-
-unsafe extern "C" fn fetch(
-    file: *mut ffi::sqlite3_file,
-    offset: i64,
-    amount: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    // No mapping: SQLite then reads with xRead, which writes the buffer out first.
-    // SAFETY: SQLite passes a valid out pointer.
-    let _ = (file, offset, amount);
-    unsafe { *out = ptr::null_mut() };
-    ffi::SQLITE_OK
-}
-
-unsafe extern "C" fn unfetch(
-    file: *mut ffi::sqlite3_file,
-    offset: i64,
-    page: *mut c_void,
-) -> c_int {
-    forward!(file, xUnfetch, ffi::SQLITE_OK, offset, page)
-}
-
+/// Version 1 methods: SQLite maps the wal-index and database pages through the database
+/// file, never through the WAL, so the WAL needs no shared-memory or fetch methods.
 static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
-    iVersion: 3,
+    iVersion: 1,
     xClose: Some(close),
     xRead: Some(read),
     xWrite: Some(write),
@@ -402,12 +340,12 @@ static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
     xFileControl: Some(file_control),
     xSectorSize: Some(sector_size),
     xDeviceCharacteristics: Some(device_characteristics),
-    xShmMap: Some(shm_map),
-    xShmLock: Some(shm_lock),
-    xShmBarrier: Some(shm_barrier),
-    xShmUnmap: Some(shm_unmap),
-    xFetch: Some(fetch),
-    xUnfetch: Some(unfetch),
+    xShmMap: None,
+    xShmLock: None,
+    xShmBarrier: None,
+    xShmUnmap: None,
+    xFetch: None,
+    xUnfetch: None,
 };
 
 #[cfg(test)]
